@@ -1,0 +1,51 @@
+# wdimage: `make demo` and `make test` install what they need on a fresh Debian 12 machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages, one line per concern.
+APT_BASE := python3-venv make gcc git ca-certificates
+APT_KERNEL := flex bison bc linux-source-6.1 linux-config-6.1 xz-utils
+APT_BUILD := sudo debootstrap qemu-utils e2fsprogs squashfs-tools kpartx shellcheck
+APT_DRILL := qemu-system-x86
+APT_PACKAGES := $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL)
+
+.PHONY: all deps venv test test-fast demo bench lint clean
+
+all: test
+
+# Install the Debian packages that are missing (apt-get update only when something is).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed' || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "Installing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -q && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Every test: fast unit tests, then the real-input tier (kernel trees, DIB build, QEMU boots).
+test: deps venv
+	$(BIN)/python -m pytest -v
+
+# The fast tier alone, for quick iteration.
+test-fast: venv
+	$(BIN)/python -m pytest -m 'not real'
+
+demo: deps venv
+	$(BIN)/python -m tests.kernel_trees demo
+
+bench: deps venv
+	for b in bench/bench_*.py; do $(BIN)/python "$$b" || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

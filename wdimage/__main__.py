@@ -1,0 +1,3 @@
+from wdimage.cli import main
+
+raise SystemExit(main())

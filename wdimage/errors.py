@@ -1,0 +1,28 @@
+"""The one user-facing error type and the named exit codes (DESIGN.md)."""
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # the operation failed: a build or a drill did not succeed
+    USAGE = 2  # bad input or usage; the message names the file, line or option
+    NOT_EFFECTIVE = 3  # requested kernel config values did not take effect
+
+
+class WdimageError(Exception):
+    """An error shown to the user as one message (and a hint), never a traceback."""
+
+    def __init__(self, message: str, hint: str | None = None, code: ExitCode = ExitCode.USAGE):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+
+def usage_error(message: str, hint: str | None = None) -> WdimageError:
+    return WdimageError(message, hint, ExitCode.USAGE)
+
+
+def failure(message: str, hint: str | None = None) -> WdimageError:
+    return WdimageError(message, hint, ExitCode.FAILED)

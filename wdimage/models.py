@@ -1,0 +1,52 @@
+"""The QEMU-emulated watchdog models and what each needs, in one table shared by every command."""
+
+import dataclasses
+import enum
+
+
+class Model(enum.StrEnum):
+    I6300ESB = "i6300esb"
+    IB700 = "ib700"
+    ITCO = "itco"
+
+
+class Action(enum.StrEnum):
+    """QEMU's `-action watchdog=ACTION` values."""
+
+    RESET = "reset"
+    SHUTDOWN = "shutdown"
+    POWEROFF = "poweroff"
+    PAUSE = "pause"
+    DEBUG = "debug"
+    NONE = "none"
+    INJECT_NMI = "inject-nmi"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    model: Model
+    kconfig_symbol: str  # the driver's Kconfig symbol, without CONFIG_
+    module: str  # the kernel module name
+    qemu_device: str | None  # `-device NAME`; None where the machine has it built in
+    machine: str  # QEMU machine type the device lives on
+    timeout_range: tuple[int, int]  # seconds the driver accepts
+    libvirt_model: str
+    fragment: str  # file name in kconfig-fragments/
+
+
+MODELS: dict[Model, ModelInfo] = {
+    Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
+                              (1, 2046), "i6300esb", "i6300esb.config"),
+    Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
+                           (1, 30), "ib700", "ib700.config"),
+    # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
+    Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
+                          (1, 613), "itco", "itco.config"),
+}
+
+# With no --model, the seed article's menu: the core plus both classic drivers.
+DEFAULT_MODELS: tuple[Model, ...] = (Model.I6300ESB, Model.IB700)
+
+
+def info(model: Model | str) -> ModelInfo:
+    return MODELS[Model(model)]
