@@ -1,0 +1,65 @@
+"""The QEMU command line for a watchdog-ready guest: one builder shared by the launch stub and the drill.
+
+Never the `-watchdog` option (removed in QEMU 7.2): `-device MODEL` and `-action watchdog=ACTION`.
+"""
+
+import dataclasses
+from pathlib import Path
+
+from wdimage.models import Action, Model, info
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchSpec:
+    model: Model
+    action: Action
+    image: Path
+    kernel: Path | None = None  # direct kernel boot when set (partitionless images)
+    initrd: Path | None = None
+    cmdline: str | None = None
+    memory_mb: int = 1024
+    cpus: int = 2
+    accel: str = "tcg"  # "kvm" only where a probe boot showed it works
+    qmp_socket: Path | None = None  # unix socket, server, no wait
+    qga_socket: Path | None = None  # guest agent channel org.qemu.guest_agent.0
+    serial: str = "mon:stdio"  # a QEMU chardev spec, e.g. "file:/tmp/console.log"
+    snapshot: bool = False  # throw away writes (the built image is never modified)
+
+
+def qemu_argv(spec: LaunchSpec, binary: str = "qemu-system-x86_64") -> list[str]:
+    model = info(spec.model)
+    argv = [
+        binary,
+        "-machine", f"{model.machine},accel={spec.accel}",
+        "-m", str(spec.memory_mb),
+        "-smp", str(spec.cpus),
+        "-nographic", "-nodefaults",
+        "-serial", spec.serial,
+        "-drive", f"file={spec.image},format=qcow2,if=virtio,cache=unsafe",
+        "-netdev", "user,id=net0,restrict=on",
+        "-device", "virtio-net-pci,netdev=net0",
+        "-action", f"watchdog={spec.action}",
+    ]
+    if spec.accel == "kvm":
+        argv += ["-cpu", "host"]
+    if model.qemu_device:
+        argv += ["-device", model.qemu_device]
+    else:  # q35's built-in iTCO: QEMU up to 7.2 keeps it from rebooting unless told otherwise
+        argv += ["-global", "ICH9-LPC.noreboot=false"]
+    if spec.kernel:
+        argv += ["-kernel", str(spec.kernel)]
+        if spec.initrd:
+            argv += ["-initrd", str(spec.initrd)]
+        if spec.cmdline:
+            argv += ["-append", spec.cmdline]
+    if spec.qmp_socket:
+        argv += ["-qmp", f"unix:{spec.qmp_socket},server=on,wait=off"]
+    if spec.qga_socket:
+        argv += [
+            "-chardev", f"socket,path={spec.qga_socket},server=on,wait=off,id=qga0",
+            "-device", "virtio-serial",
+            "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+        ]
+    if spec.snapshot:
+        argv += ["-snapshot"]
+    return argv
