@@ -1,0 +1,180 @@
+"""The image's SBOM: CycloneDX JSON (spec 1.6) written with cyclonedx-python-lib, the one module using it.
+
+Every installed package becomes a component with a package URL for its distro (pkg:deb/debian/...,
+pkg:rpm/centos/..., pkg:ebuild/gentoo/...). The packages the watchdog setup depends on (the kernel, the watchdog
+daemon, the QEMU guest agent) carry the property `wdimage:role`. The metadata component is the image itself.
+Identical inputs give byte-identical output: the serial number is derived from the content and the timestamp
+is the build's start time recorded in the manifest.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from cyclonedx.model import HashAlgorithm, HashType, Property
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.output.json import JsonV1Dot6
+from packageurl import PackageURL
+
+from wdimage import __version__
+
+SBOM_FILE = "sbom.cdx.json"
+ROLE_PROPERTY = "wdimage:role"
+# Roles named in manifest["packages"], in the order they are reported.
+ROLES = ("kernel", "watchdog", "qemu-guest-agent")
+# Namespace for content-derived serial numbers (uuid5), fixed forever so equal inputs give equal serials.
+_SERIAL_NAMESPACE = uuid.UUID("5f0c8f8e-3c8e-4b8a-9d3e-7a0e2f1c9b41")
+# Distro -> (purl type, purl namespace, the `distro` qualifier's prefix).
+_PURL_KIND = {
+    "debian": ("deb", "debian"),
+    "centos": ("rpm", "centos"),
+    "gentoo": ("ebuild", "gentoo"),
+}
+
+
+def package_url(distro: str, release: str, package: dict) -> PackageURL:
+    """The purl of one installed package of `distro` (`package` has name, version and arch)."""
+    kind, vendor = _PURL_KIND.get(distro, ("generic", distro))
+    name, namespace = package["name"], vendor
+    if kind == "ebuild" and "/" in name:  # Gentoo atoms are category/name
+        category, name = name.split("/", 1)
+        namespace = f"{vendor}/{category}"
+    qualifiers = {}
+    if package.get("arch"):
+        qualifiers["arch"] = package["arch"]
+    if release:
+        qualifiers["distro"] = f"{distro}-{release}"
+    return PackageURL(type=kind, namespace=namespace, name=name, version=package.get("version") or None,
+                      qualifiers=qualifiers)
+
+
+def package_roles(manifest: dict) -> dict[str, str]:
+    """Package name -> role, for the packages manifest["packages"] names."""
+    roles = {}
+    for role in ROLES:
+        name = (manifest.get("packages") or {}).get(role, {}).get("name")
+        if name:
+            roles.setdefault(name, role)
+    return roles
+
+
+def build_bom(manifest: dict, installed_packages: list[dict]) -> Bom:
+    """The CycloneDX document for the image that `manifest` describes."""
+    distro, release = manifest.get("distro", ""), str(manifest.get("release") or "")
+    roles = package_roles(manifest)
+    components = _package_components(distro, release, _with_role_packages(manifest, installed_packages), roles)
+    image = _image_component(manifest)
+    bom = Bom(
+        serial_number=_content_serial(manifest, installed_packages),
+        metadata=BomMetaData(component=image, timestamp=_build_time(manifest)),
+        components=components,
+    )
+    bom.metadata.tools.components.add(
+        Component(type=ComponentType.APPLICATION, name="wdimage", version=__version__))
+    bom.register_dependency(image, components)
+    return bom
+
+
+def sbom_json(manifest: dict, installed_packages: list[dict]) -> str:
+    """The SBOM as CycloneDX 1.6 JSON text."""
+    with warnings.catch_warnings():
+        # The library warns about components without licenses; distro package lists do not carry them.
+        warnings.simplefilter("ignore", UserWarning)
+        text = JsonV1Dot6(build_bom(manifest, installed_packages)).output_as_string(indent=2)
+    return text + "\n"
+
+
+def write_sbom(manifest: dict, installed_packages: list[dict], path: Path) -> None:
+    """Write the image's CycloneDX JSON SBOM to `path` (atomically: temp file + rename)."""
+    path = Path(path)
+    text = sbom_json(manifest, installed_packages)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _with_role_packages(manifest: dict, installed_packages: list[dict]) -> list[dict]:
+    """The installed packages, plus any role package the manifest names but the list lacks."""
+    listed = {p.get("name") for p in installed_packages}
+    extra = []
+    for role in ROLES:
+        package = (manifest.get("packages") or {}).get(role) or {}
+        if package.get("name") and package["name"] not in listed:
+            extra.append({"name": package["name"], "version": package.get("version", ""), "arch": ""})
+    return list(installed_packages) + extra
+
+
+def _package_components(distro: str, release: str, packages: Iterable[dict],
+                        roles: dict[str, str]) -> list[Component]:
+    components: dict[str, Component] = {}
+    for package in sorted(packages, key=lambda p: (p["name"], p.get("arch") or "", p.get("version") or "")):
+        purl = package_url(distro, release, package)
+        ref = purl.to_string()
+        if ref in components:  # the same package listed twice
+            continue
+        properties = [Property(name=ROLE_PROPERTY, value=roles[package["name"]])] if package["name"] in roles else []
+        components[ref] = Component(
+            type=ComponentType.LIBRARY, name=package["name"], version=package.get("version") or None,
+            purl=purl, bom_ref=ref, properties=properties)
+    return list(components.values())
+
+
+def _image_component(manifest: dict) -> Component:
+    properties = [
+        Property(name=f"wdimage:{key}", value=str(manifest[key]))
+        for key in ("distro", "release", "model", "action", "timeout", "boot", "machine", "agent")
+        if manifest.get(key) is not None
+    ]
+    hashes = []
+    image_file = (manifest.get("files") or {}).get("image")
+    digest = (manifest.get("checksums") or {}).get(image_file or "")
+    if digest:
+        hashes.append(HashType(alg=HashAlgorithm.SHA_256, content=digest))
+    name = manifest.get("name") or f"{manifest.get('distro', 'image')}-{manifest.get('model', '')}".rstrip("-")
+    return Component(
+        type=ComponentType.OPERATING_SYSTEM, name=name, version=str(manifest.get("release") or "") or None,
+        bom_ref=f"image:{name}", description="QEMU/KVM guest image built by wdimage", hashes=hashes,
+        properties=properties)
+
+
+def _content_serial(manifest: dict, installed_packages: list[dict]) -> uuid.UUID:
+    """A serial number that is the same exactly when the SBOM's inputs are."""
+    content = json.dumps({"manifest": _without_sbom_fields(manifest), "packages": installed_packages},
+                         sort_keys=True, default=str)
+    return uuid.uuid5(_SERIAL_NAMESPACE, hashlib.sha256(content.encode()).hexdigest())
+
+
+def _without_sbom_fields(manifest: dict) -> dict:
+    """The manifest minus what records the SBOM itself (its checksum cannot be an input of the SBOM)."""
+    stripped = dict(manifest)
+    checksums = dict(stripped.get("checksums") or {})
+    sbom_file = (stripped.get("files") or {}).get("sbom")
+    if sbom_file:
+        checksums.pop(sbom_file, None)
+    stripped["checksums"] = checksums
+    return stripped
+
+
+def _build_time(manifest: dict) -> datetime.datetime:
+    """The build's start time from the manifest (UTC), or the epoch when it has none."""
+    started = (manifest.get("build") or {}).get("started")
+    if started:
+        try:
+            moment = datetime.datetime.fromisoformat(str(started).replace("Z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            pass
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
