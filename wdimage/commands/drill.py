@@ -1,12 +1,50 @@
-"""wdimage drill: not implemented yet."""
+"""wdimage drill DIR: boot a built image under QEMU, check that its watchdog is armed, crash the guest in each
+requested way and prove that the watchdog resets it. Exit 0 only when every check and every fault passed."""
 
-from wdimage.errors import failure
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from wdimage import drill
+from wdimage.errors import usage_error
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("drill", help="(not implemented yet)")
+    p = sub.add_parser("drill", help="boot a built image, crash it, prove the watchdog resets it",
+                       description=__doc__)
+    p.add_argument("directory", metavar="DIR", type=Path, help="an output directory of 'wdimage build'")
+    p.add_argument("--fault", choices=drill.FAULT_CHOICES, default="all",
+                   help="panic: SysRq crash; kill: SIGKILL the daemon; hang: SIGSTOP the daemon; "
+                        "all (default): each in turn, each in its own boot")
+    p.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON to FILE ('-': stdout)")
     p.set_defaults(func=_cmd)
 
 
-def _cmd(args) -> int:
-    raise failure("'wdimage drill' is not implemented yet")
+def _cmd(args: argparse.Namespace) -> int:
+    if args.json and str(args.json) != "-" and not args.json.parent.is_dir():
+        raise usage_error(f"--json {args.json}: directory {args.json.parent} does not exist")
+    build = drill.load_build(args.directory)
+    report = drill.run_drill(build, drill.faults_for(args.fault))
+    print(drill.render_text(report))
+    if args.json:
+        write_json(args.json, drill.report_json(report))
+    return int(report.exit_code)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """To stdout for '-'; otherwise a temp file renamed over FILE, so a reader never sees half a report."""
+    text = json.dumps(data, indent=2) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
