@@ -3,6 +3,9 @@
   wdimage kernel-config --merge|--check   patch or check a kernel .config for the watchdog drivers
   wdimage build debian|centos|gentoo      bake a watchdog-ready guest image with its QEMU launch stub
   wdimage drill DIR                       boot a built image, crash it, prove the watchdog resets it
+  wdimage matrix [--json]                 the CI build matrix (distro x model), exclusions and why
+  wdimage diff A B                        what really differs between two builds' manifests
+  wdimage index DIR... [--markdown]       gather build outputs (manifests, drill results) into one index
 
 Run 'wdimage COMMAND --help' for each command's options.
 """
@@ -12,9 +15,10 @@ import sys
 
 from wdimage import __version__, log
 from wdimage.commands import build, drill, kernel_config
+from wdimage.commands import diff, index, matrix
 from wdimage.errors import ExitCode, WdimageError
 
-COMMANDS = (kernel_config, build, drill)
+COMMANDS = (kernel_config, build, drill, matrix, diff, index)
 
 
 def make_parser() -> argparse.ArgumentParser:

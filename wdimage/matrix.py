@@ -1,0 +1,156 @@
+"""The CI build matrix as data, and the index that gathers a matrix run's results.
+
+The matrix is distro x watchdog model, minus the cells excluded below (each with its reason). CI reads it from
+`wdimage matrix --json` (GitHub: `fromJSON` in a setup job), so the workflow cannot drift from this table.
+The index reads each output directory's manifest.json (and the drill's drill.json beside it) into one JSON
+document and one Markdown table.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+from wdimage.errors import usage_error
+from wdimage.models import Model
+
+DISTROS = ("debian", "centos", "gentoo")
+DRILL_REPORT = "drill.json"  # what CI passes to `wdimage drill DIR --json`, beside manifest.json
+
+# (distro, model) -> why it is not built. Everything else is built (and drilled, see drill_note).
+EXCLUDED: dict[tuple[str, Model], str] = {
+    ("centos", Model.IB700): (
+        "CentOS Stream's kernel (the RHEL configuration) is built without the ISA watchdog drivers, "
+        "CONFIG_IB700_WDT among them, so the image could not load ib700wdt; the build's kernel-config "
+        "check would fail"),
+    ("gentoo", Model.IB700): (
+        "a Gentoo image compiles its packages from source on the runner (the slowest cell by far, not measured "
+        "here); one Gentoo cell with the default model covers the OpenRC path, and the model only changes "
+        "files the Debian cells already test"),
+    ("gentoo", Model.ITCO): (
+        "as gentoo/ib700: the Gentoo cost buys nothing a Debian itco cell and the Gentoo i6300esb cell "
+        "do not already show"),
+}
+
+# Hosted runners boot guests: KVM where the runner exposes it, otherwise TCG (the drill probes and falls back).
+DRILL_NOTE = "hosted runner: KVM if usable, else TCG (no nested KVM guarantee)"
+# Minutes a CI job may take per distro (the build; the drill adds a few minutes under TCG).
+JOB_MINUTES = {"debian": 45, "centos": 60, "gentoo": 150}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    distro: str
+    model: Model
+    built: bool
+    drill: bool
+    why: str  # why it is excluded, or how it is drilled
+
+    @property
+    def name(self) -> str:
+        return f"{self.distro}-{self.model}"
+
+
+def cells() -> list[Cell]:
+    """Every distro x model cell, built or not, in matrix order."""
+    result = []
+    for distro in DISTROS:
+        for model in Model:
+            reason = EXCLUDED.get((distro, model))
+            result.append(Cell(distro, model, built=reason is None, drill=reason is None,
+                               why=reason or DRILL_NOTE))
+    return result
+
+
+def build_matrix() -> dict:
+    """The matrix for CI: GitHub's `strategy.matrix` shape, {"include": [{distro, model, ...}, ...]}."""
+    return {"include": [
+        {"name": cell.name, "distro": cell.distro, "model": str(cell.model), "drill": cell.drill,
+         "minutes": JOB_MINUTES[cell.distro]}
+        for cell in cells() if cell.built
+    ]}
+
+
+def render_matrix_text() -> str:
+    lines = []
+    for cell in cells():
+        state = "build+drill" if cell.drill else ("build" if cell.built else "excluded")
+        lines.append(f"{cell.name:<18} {state:<12} {cell.why}")
+    return "\n".join(lines)
+
+
+# --- the index of a matrix run -----------------------------------------------------------------------------
+
+def load_result(directory: Path) -> dict:
+    """One row of the index: what DIR/manifest.json and DIR/drill.json say about the image."""
+    manifest = _read_json(directory / "manifest.json", required=True)
+    drill = _read_json(directory / DRILL_REPORT, required=False)
+    packages = manifest.get("packages") or {}
+    files = manifest.get("files") or {}
+    return {
+        "directory": directory.name,
+        "name": manifest.get("name"),
+        "distro": manifest.get("distro"),
+        "release": manifest.get("release"),
+        "model": manifest.get("model"),
+        "action": manifest.get("action"),
+        "timeout": manifest.get("timeout"),
+        "versions": {role: (packages.get(role) or {}).get("version") for role in sorted(packages)},
+        "image": files.get("image"),
+        "image_sha256": (manifest.get("checksums") or {}).get(files.get("image") or ""),
+        "sbom": files.get("sbom"),
+        "build_seconds": (manifest.get("build") or {}).get("seconds"),
+        "drill": _drill_summary(drill),
+    }
+
+
+def build_index(directories: list[Path]) -> dict:
+    """The index of several output directories, sorted by image name."""
+    rows = [load_result(d) for d in directories]
+    rows.sort(key=lambda row: (row["distro"] or "", row["model"] or "", row["name"] or ""))
+    return {"schema": 1, "images": rows}
+
+
+def render_index_markdown(index: dict) -> str:
+    lines = [
+        "| image | distro | model | action / timeout | kernel | watchdog | drill | reset after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in index["images"]:
+        drill = row["drill"]
+        resets = ", ".join(f"{f['fault']} {f['seconds_to_reset']} s" for f in drill["faults"]
+                           if f.get("seconds_to_reset") is not None) or "-"
+        lines.append("| " + " | ".join(_cell_text(v) for v in (
+            row["name"], f"{row['distro']} {row['release'] or ''}".strip(), row["model"],
+            f"{row['action']} / {row['timeout']} s", row["versions"].get("kernel"),
+            row["versions"].get("watchdog"), drill["result"], resets)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _drill_summary(drill: dict | None) -> dict:
+    if drill is None:
+        return {"result": "not run", "accel": None, "faults": []}
+    faults = [{"fault": f.get("fault"), "passed": f.get("passed"), "seconds_to_reset": f.get("seconds_to_reset")}
+              for f in drill.get("faults") or []]
+    result = "passed" if drill.get("passed") else "FAILED"
+    return {"result": result, "accel": drill.get("accel"), "faults": faults, "error": drill.get("error")}
+
+
+def _cell_text(value) -> str:
+    """A Markdown table cell: no pipes or newlines from the data can break the table."""
+    return "-" if value in (None, "") else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _read_json(path: Path, required: bool) -> dict | None:
+    if not path.exists() and not required:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise usage_error(f"{path}: no such file", "pass build output directories (each holds manifest.json)")
+    except json.JSONDecodeError as e:
+        raise usage_error(f"{path}: line {e.lineno}: not valid JSON: {e.msg}")
+    except (OSError, UnicodeDecodeError) as e:
+        raise usage_error(f"{path}: cannot read: {e}")
+    if not isinstance(data, dict):
+        raise usage_error(f"{path}: expected a JSON object at the top level")
+    return data
