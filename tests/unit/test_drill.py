@@ -1,0 +1,232 @@
+"""The drill's own logic without QEMU: manifest validation, check evaluation, report rendering, CLI options."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wdimage import cli, drill
+from wdimage.drill import BuildOutput, Check, DrillReport, Fault, FaultResult
+from wdimage.errors import ExitCode, WdimageError
+from wdimage.models import Action, Model
+
+# What GUEST_PROBE printed in a healthy Debian bookworm guest (i6300esb, 15 s), recorded through the agent.
+HEALTHY_PROBE = """\
+### driver
+[    3.912345] i6300ESB timer: Intel 6300ESB WatchDog Timer Driver v0.05
+[    3.915873] i6300ESB timer: initialized. heartbeat=30 sec (nowayout=0)
+### module
+i6300esb 16384 1 - Live 0x0000000000000000
+present in /sys/module/i6300esb
+### device
+crw------- 1 root root 10, 130 Nov 24 20:20 /dev/watchdog
+### service
+systemd: active
+### config
+26:watchdog-device = /dev/watchdog
+### holders
+412 watchdog /dev/watchdog
+### cmdline
+console=ttyS0 root=/dev/vda rw
+### panic
+0
+### timeout
+15
+"""
+
+
+def sections(**changes: str) -> dict[str, str]:
+    parsed = drill.parse_sections(HEALTHY_PROBE)
+    parsed.update(changes)
+    return parsed
+
+
+def checks_by_name(**changes: str) -> dict[str, Check]:
+    return {c.name: c for c in drill.evaluate_checks(sections(**changes), Model.I6300ESB, 15)}
+
+
+def test_healthy_guest_passes_every_check():
+    checks = checks_by_name()
+    assert [c.name for c in checks.values() if not c.passed] == []
+    assert "heartbeat" in checks["driver"].seen
+    assert checks["holder"].seen == "412 watchdog /dev/watchdog"
+
+
+def test_the_seeds_bug_commented_device_line_fails_config_and_holder():
+    checks = checks_by_name(config="26:#watchdog-device\t\t= /dev/watchdog", holders="")
+    assert not checks["config"].passed and "#watchdog-device" in checks["config"].seen
+    assert not checks["holder"].passed and checks["holder"].seen == "no process holds /dev/watchdog"
+    assert checks["service"].passed  # the daemon runs happily without the device: that is the trap
+
+
+@pytest.mark.parametrize("line", ["watchdog-device = /dev/watchdog0", "watchdog-device = /dev/watchdog # x",
+                                  "# watchdog-device = /dev/watchdog"])
+def test_config_line_must_name_dev_watchdog_exactly(line):
+    assert not checks_by_name(config=f"26:{line}")["config"].passed
+
+
+def test_other_holders_do_not_count_as_the_daemon():
+    checks = checks_by_name(holders="1 systemd /dev/watchdog0\n733 wd_keepalive /dev/watchdog")
+    assert not checks["holder"].passed
+    assert "wd_keepalive" in checks["holder"].seen
+
+
+@pytest.mark.parametrize("change, ok", [
+    ({"driver": ""}, False),
+    ({"driver": "[ 3.1] i6300ESB timer: cannot register miscdev on minor=130 (err=-16)"}, False),
+    ({"module": ""}, False),
+    ({"module": "present in /sys/module/i6300esb"}, True),  # built into the kernel
+    ({"device": "ls: cannot access '/dev/watchdog': No such file or directory"}, False),
+    ({"service": "systemd: inactive"}, False),
+    ({"service": "systemd: activating"}, False),
+    ({"service": "openrc:  * status: started"}, True),
+    ({"service": "openrc:  * status: stopped"}, False),
+])
+def test_each_check_fails_on_its_own_evidence(change, ok):
+    name = next(iter(change))
+    assert checks_by_name(**change)[name].passed is ok
+
+
+@pytest.mark.parametrize("cmdline, panic, ok", [
+    ("console=ttyS0 root=/dev/vda", "0", True),
+    ("console=ttyS0 panic=0", "0", True),
+    ("console=ttyS0 panic=10", "10", False),
+    ("console=ttyS0", "-1", False),  # sysctl kernel.panic set by some unit
+])
+def test_a_kernel_that_reboots_itself_on_panic_is_flagged(cmdline, panic, ok):
+    check = checks_by_name(cmdline=cmdline, panic=panic)["panic"]
+    assert check.passed is ok
+    if not ok:
+        assert "panic" in check.seen
+
+
+def test_timeout_mismatch_fails_and_missing_sysfs_is_said_unverified():
+    assert not checks_by_name(timeout="60")["timeout"].passed
+    missing = checks_by_name(timeout="cat: /sys/class/watchdog/watchdog0/timeout: No such file or directory")
+    assert missing["timeout"].passed and "not verified" in missing["timeout"].seen
+
+
+# --- the manifest ----------------------------------------------------------------------------------------
+
+def write_build(tmp_path: Path, **changes) -> Path:
+    out = tmp_path / "debian-i6300esb"
+    out.mkdir()
+    for name in ("debian-i6300esb.qcow2", "debian-i6300esb.vmlinuz", "debian-i6300esb.initrd"):
+        (out / name).write_bytes(b"x")
+    manifest = {
+        "schema": 1, "name": "debian-i6300esb", "distro": "debian", "release": "bookworm", "model": "i6300esb",
+        "action": "reset", "timeout": 15, "boot": "direct", "machine": "pc",
+        "kernel_cmdline": "console=ttyS0 root=/dev/vda rw", "agent": True,
+        "files": {"image": "debian-i6300esb.qcow2", "kernel": "debian-i6300esb.vmlinuz",
+                  "initrd": "debian-i6300esb.initrd"},
+    }
+    manifest.update(changes)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def test_manifest_loads(tmp_path):
+    build = drill.load_build(write_build(tmp_path))
+    assert (build.model, build.action, build.timeout) == (Model.I6300ESB, Action.RESET, 15)
+    assert build.kernel.name == "debian-i6300esb.vmlinuz" and build.initrd.is_file()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model": "i8042"}, "key 'model': 'i8042' is not one of"),
+    ({"action": "explode"}, "key 'action'"),
+    ({"timeout": "15"}, "key 'timeout': expected int"),
+    ({"timeout": True}, "key 'timeout': expected int"),
+    ({"timeout": 0}, "outside i6300esb's range"),
+    ({"agent": False}, "no QEMU guest agent"),
+    ({"boot": "pxe"}, "key 'boot'"),
+    ({"files": {"image": "../../etc/passwd"}}, "key 'files.image'"),
+    ({"files": {"image": "/etc/passwd"}}, "key 'files.image'"),
+    ({"files": {"image": "missing.qcow2", "kernel": "debian-i6300esb.vmlinuz"}}, "missing.qcow2: no such file"),
+    ({"files": {"image": "debian-i6300esb.qcow2"}}, "key 'files.kernel'"),
+])
+def test_bad_manifest_is_a_usage_error_naming_the_key(tmp_path, changes, message):
+    with pytest.raises(WdimageError, match=message) as e:
+        drill.load_build(write_build(tmp_path, **changes))
+    assert e.value.code == ExitCode.USAGE
+    assert "manifest.json" in e.value.message
+
+
+def test_missing_or_broken_manifest(tmp_path):
+    with pytest.raises(WdimageError, match="manifest.json: no such file"):
+        drill.load_build(tmp_path)
+    (tmp_path / "manifest.json").write_text("{")
+    with pytest.raises(WdimageError, match="cannot read the manifest"):
+        drill.load_build(tmp_path)
+
+
+def test_cli_bad_directory_and_bad_fault_exit_2(tmp_path, capsys):
+    assert cli.main(["drill", str(tmp_path / "nope")]) == ExitCode.USAGE
+    assert "not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["drill", str(tmp_path), "--fault", "meltdown"])
+    assert e.value.code == 2
+    assert "--fault" in capsys.readouterr().err
+    out = write_build(tmp_path)
+    assert cli.main(["drill", str(out), "--json", str(tmp_path / "no" / "r.json")]) == ExitCode.USAGE
+    assert "--json" in capsys.readouterr().err
+
+
+def test_fault_choice_all_is_every_fault_in_order():
+    assert drill.faults_for("all") == [Fault.PANIC, Fault.KILL, Fault.HANG]
+    assert drill.faults_for("hang") == [Fault.HANG]
+
+
+# --- the report ------------------------------------------------------------------------------------------
+
+def sample_report(tmp_path: Path, kill_passed: bool = True) -> DrillReport:
+    build = drill.load_build(write_build(tmp_path))
+    report = DrillReport(build=build, faults_requested=list(Fault), accel="tcg", accel_reason="KVM probe: hung",
+                         boot_to_agent_seconds=17.04, boot_to_armed_seconds=18.46,
+                         checks=drill.evaluate_checks(sections(), Model.I6300ESB, 15))
+    report.faults = [
+        FaultResult(Fault.PANIC, True, "reset", 14.71, True, 21.3, "WATCHDOG reset 14.7s after the fault"),
+        FaultResult(Fault.KILL, kill_passed, None if not kill_passed else "reset",
+                    None if not kill_passed else 14.2, None if not kill_passed else True,
+                    detail="no WATCHDOG event within 25s of the fault"),
+        FaultResult(Fault.HANG, True, "reset", 14.9, True, 20.0, "WATCHDOG reset"),
+    ]
+    return report
+
+
+def test_json_report_has_the_issue_fields(tmp_path):
+    data = drill.report_json(sample_report(tmp_path))
+    assert data["timeout"] == 15 and data["boot_to_armed_seconds"] == 18.5
+    assert {"name", "title", "passed", "seen"} <= set(data["checks"][0])
+    assert [f["fault"] for f in data["faults"]] == ["panic", "kill", "hang"]
+    first = data["faults"][0]
+    assert {"fault", "passed", "action", "seconds_to_reset", "rebooted_armed"} <= set(first)
+    assert first["ratio_to_timeout"] == pytest.approx(0.981, abs=1e-3)
+    assert data["passed"] is True
+    json.dumps(data)  # serialisable as is
+
+
+def test_one_failed_fault_fails_the_drill_and_shows_in_text(tmp_path):
+    report = sample_report(tmp_path, kill_passed=False)
+    assert not report.passed and report.exit_code == ExitCode.FAILED
+    text = drill.render_text(report)
+    assert "FAIL  kill: no WATCHDOG event" in text
+    assert "PASS  panic" in text
+    assert text.endswith("Result: FAILED")
+    assert drill.report_json(report)["faults"][1]["rebooted_armed"] is None
+
+
+def test_failed_check_means_no_faults_and_says_what_was_not_run(tmp_path):
+    report = sample_report(tmp_path)
+    report.checks = drill.evaluate_checks(sections(config="26:#watchdog-device = /dev/watchdog"), Model.I6300ESB, 15)
+    report.faults = []
+    report.boot_to_armed_seconds = None
+    text = drill.render_text(report)
+    assert "FAIL  watchdog-device = /dev/watchdog active" in text
+    assert "Not run: panic, kill, hang" in text
+    assert report.exit_code == ExitCode.FAILED
+
+
+def test_passing_report_text(tmp_path):
+    text = drill.render_text(sample_report(tmp_path))
+    assert "boot to armed: 18.5s (guest agent after 17.0s)" in text
+    assert text.endswith("Result: PASSED")
