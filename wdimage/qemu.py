@@ -16,6 +16,7 @@ import random
 import shlex
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -270,9 +271,14 @@ def create_overlay(base: Path, overlay: Path) -> None:
         capture=True)
 
 
-def private_dir(parent: Path | None = None) -> Path:
-    import tempfile  # sockets, overlay and console log of one drill, readable by nobody else
+def private_dir() -> Path:
+    """A 0700 dir for one drill's sockets, overlays and console logs.
 
+    Under TMPDIR unless its path could not be a QEMU option value (a comma) or a unix socket path (too long).
+    """
+    parent = tempfile.gettempdir()
+    if "," in parent or len(parent) > 60:
+        parent = "/tmp"
     path = Path(tempfile.mkdtemp(prefix="wdimage-drill-", dir=parent))
     path.chmod(0o700)
     return path
