@@ -1,0 +1,100 @@
+"""The CI matrix as data (`wdimage matrix`) and the index of a matrix run (`wdimage index`)."""
+
+import json
+from pathlib import Path
+
+from wdimage import cli, matrix
+from wdimage.models import Model
+
+
+def test_every_distro_and_model_is_a_cell_once_and_every_exclusion_says_why():
+    cells = matrix.cells()
+    assert [(c.distro, c.model) for c in cells] == [(d, m) for d in matrix.DISTROS for m in Model]
+    for cell in cells:
+        if not cell.built:
+            assert not cell.drill
+            assert len(cell.why) > 40, f"{cell.name}: exclusion without a real reason"
+    assert set(matrix.EXCLUDED) <= {(d, m) for d in matrix.DISTROS for m in Model}
+    # Every distro and every model is built somewhere.
+    assert {c.distro for c in cells if c.built} == set(matrix.DISTROS)
+    assert {c.model for c in cells if c.built} == set(Model)
+
+
+def test_json_is_the_built_cells_in_github_matrix_shape(capsys):
+    assert cli.main(["matrix", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "\n" not in out.strip(), "one line, so it fits a GITHUB_OUTPUT line"
+    data = json.loads(out)
+    assert list(data) == ["include"]
+    built = [c for c in matrix.cells() if c.built]
+    assert [(e["distro"], e["model"]) for e in data["include"]] == [(c.distro, str(c.model)) for c in built]
+    for entry in data["include"]:
+        assert entry["name"] == f"{entry['distro']}-{entry['model']}"
+        assert isinstance(entry["drill"], bool)
+        assert isinstance(entry["minutes"], int) and 0 < entry["minutes"] <= 360  # GitHub's job limit
+
+
+def test_text_lists_all_cells_with_the_exclusion_reasons(capsys):
+    assert cli.main(["matrix"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(matrix.DISTROS) * len(Model)
+    for (distro, model), reason in matrix.EXCLUDED.items():
+        line = next(line for line in lines if line.startswith(f"{distro}-{model} "))
+        assert "excluded" in line and reason in line
+
+
+def write_output(root: Path, name: str, distro: str, model: str, drill: dict | None) -> Path:
+    directory = root / name
+    directory.mkdir()
+    manifest = {
+        "schema": 1, "name": name, "distro": distro, "release": "bookworm", "model": model, "action": "reset",
+        "timeout": 15,
+        "packages": {"kernel": {"name": "linux-image-amd64", "version": "6.1.140-1"},
+                     "watchdog": {"name": "watchdog", "version": "5.16-1+b2"}},
+        "files": {"image": f"{name}.raw", "sbom": "sbom.cdx.json"}, "checksums": {f"{name}.raw": "ab" * 32},
+        "build": {"seconds": 120.0},
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    if drill is not None:
+        (directory / matrix.DRILL_REPORT).write_text(json.dumps(drill))
+    return directory
+
+
+def test_index_gathers_manifests_and_drill_results(tmp_path, capsys):
+    passed = {"passed": True, "accel": "tcg",
+              "faults": [{"fault": "panic", "passed": True, "seconds_to_reset": 16.2}]}
+    failed = {"passed": False, "accel": "tcg", "error": "agent did not answer", "faults": []}
+    dirs = [write_output(tmp_path, "debian-itco", "debian", "itco", failed),
+            write_output(tmp_path, "debian-i6300esb", "debian", "i6300esb", passed),
+            write_output(tmp_path, "centos-i6300esb", "centos", "i6300esb", None)]
+    assert cli.main(["index", *map(str, dirs)]) == 0
+    index = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in index["images"]] == ["centos-i6300esb", "debian-i6300esb", "debian-itco"]
+    by_name = {row["name"]: row for row in index["images"]}
+    assert by_name["debian-i6300esb"]["drill"]["result"] == "passed"
+    assert by_name["debian-i6300esb"]["versions"]["watchdog"] == "5.16-1+b2"
+    assert by_name["debian-itco"]["drill"]["result"] == "FAILED"
+    assert by_name["debian-itco"]["drill"]["error"] == "agent did not answer"
+    assert by_name["centos-i6300esb"]["drill"]["result"] == "not run"
+    assert cli.main(["index", "--markdown", *map(str, dirs)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| image |") and len(table) == 2 + 3
+    assert table[3] == ("| debian-i6300esb | debian bookworm | i6300esb | reset / 15 s | 6.1.140-1 | 5.16-1+b2 "
+                        "| passed | panic 16.2 s |")
+
+
+def test_markdown_cells_cannot_break_the_table():
+    index = {"images": [{"name": "a|b\nc", "distro": "debian", "release": None, "model": "ib700",
+                         "action": "reset", "timeout": 15, "versions": {},
+                         "drill": {"result": "not run", "faults": []}}]}
+    row = matrix.render_index_markdown(index).splitlines()[2]
+    assert row.startswith("| a\\|b c | debian | ib700 |")
+    assert row.count(" | ") == 7
+
+
+def test_index_of_a_directory_without_manifest_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["index", str(tmp_path / "empty")]) == 2
+    assert f"{tmp_path / 'empty' / 'manifest.json'}: no such file" in capsys.readouterr().err
+    assert cli.main(["index", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
