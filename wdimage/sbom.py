@@ -49,7 +49,7 @@ def package_url(distro: str, release: str, package: dict) -> PackageURL:
     qualifiers = {}
     if package.get("arch"):
         qualifiers["arch"] = package["arch"]
-    if release:
+    if release and "/" not in release:  # a Gentoo profile path is no release name
         qualifiers["distro"] = f"{distro}-{release}"
     return PackageURL(type=kind, namespace=namespace, name=name, version=package.get("version") or None,
                       qualifiers=qualifiers)

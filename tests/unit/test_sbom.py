@@ -116,7 +116,7 @@ def test_real_dpkg_list_of_this_machine(tmp_path):
 @pytest.mark.parametrize("distro, release, package, purl", [
     ("centos", "9-stream", {"name": "watchdog", "version": "5.16-5.el9", "arch": "x86_64"},
      "pkg:rpm/centos/watchdog@5.16-5.el9?arch=x86_64&distro=centos-9-stream"),
-    ("gentoo", "", {"name": "sys-apps/watchdog", "version": "5.16", "arch": ""},
+    ("gentoo", "default/linux/amd64/23.0", {"name": "sys-apps/watchdog", "version": "5.16", "arch": ""},
      "pkg:ebuild/gentoo/sys-apps/watchdog@5.16"),
     ("debian", "bookworm", {"name": "libstdc++6", "version": "12.2.0-14", "arch": "amd64"},
      "pkg:deb/debian/libstdc%2B%2B6@12.2.0-14?arch=amd64&distro=debian-bookworm"),
