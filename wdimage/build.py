@@ -1,0 +1,406 @@
+"""wdimage build: validated settings -> DIB run -> checked, published output directory.
+
+The output directory appears only when the build succeeded: everything is made in a private staging
+directory beside it (same filesystem) and renamed into place; a previous output is kept as `<dir>.old`.
+"""
+
+import dataclasses
+import datetime
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from wdimage import __version__, dib, distros, log, render
+from wdimage.errors import failure, usage_error
+from wdimage.models import Action, Model, info
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+MIRROR_RE = re.compile(r"^(https?|ftp|file)://[A-Za-z0-9._~:/@%+-]+$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+KERNEL_CHOICES = ("bin", "source")
+IMAGE_SIZE = "3GiB"  # the partitionless filesystem; sparse in the qcow2
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WDIMAGE_CACHE") or Path.home() / ".cache" / "wdimage")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSettings:
+    """Everything a build depends on, validated: nothing here can break out of a shell line or config file."""
+
+    distro: str
+    release: str
+    model: Model
+    action: Action
+    timeout: int
+    name: str
+    output: Path
+    mirror: str | None = None
+    security_mirror: str | None = None
+    agent: bool = True
+    kernel: str = "bin"  # Gentoo: the prebuilt dist-kernel (bin) or built from source with the fragments
+    base_image: Path | None = None  # CentOS: a local cloud image (offline builds), DIB_LOCAL_IMAGE
+    ping: tuple[str, ...] = ()
+    interfaces: tuple[str, ...] = ()
+    max_load_1: int | None = None
+
+
+def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
+                  timeout: int = 15, name: str | None = None, output: str | Path | None = None,
+                  mirror: str | None = None, agent: bool = True, kernel: str = "bin",
+                  base_image: str | Path | None = None, ping: tuple[str, ...] = (),
+                  interfaces: tuple[str, ...] = (), max_load_1: int | None = None,
+                  apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
+    """Validate the user's options (exit 2 naming the option at fault) before any work."""
+    if distro not in distros.DISTROS:
+        raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
+    spec = distros.get(distro)
+    model_ = _choice("--model", model, Model)
+    action_ = _choice("--action", action, Action)
+    low, high = info(model_).timeout_range
+    if not low <= timeout <= high:
+        raise usage_error(f"--timeout {timeout}: {model_} accepts {low}..{high} seconds")
+    release = release or spec.default_release
+    if not RELEASE_RE.match(release) or ".." in release:
+        raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-', '/' are allowed")
+    name = name or f"{distro}-{model_}"
+    if not NAME_RE.match(name):
+        raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
+    security = None
+    if mirror is not None and not MIRROR_RE.match(mirror):
+        raise usage_error(f"--mirror {mirror!r}: expected an http(s)://, ftp:// or file:// URL without spaces or quotes")
+    if distro == "debian":
+        detected, security = distros.debian_mirrors(distros.read_apt_sources(apt_sources))
+        if mirror is None:
+            mirror = detected if detected and MIRROR_RE.match(detected) else None
+        else:
+            security = mirror.rstrip("/") + "-security"
+        if security and not MIRROR_RE.match(security):
+            security = None
+    if kernel not in KERNEL_CHOICES:
+        raise usage_error(f"--kernel {kernel!r}: expected one of {', '.join(KERNEL_CHOICES)}")
+    if kernel != "bin" and distro != "gentoo":
+        raise usage_error("--kernel source is for gentoo only", hint="Debian and CentOS use their distro kernel")
+    base = _base_image(distro, base_image)
+    _check_health_options(ping, interfaces, max_load_1)
+    out = Path(output) if output else Path("output") / name
+    if out.exists() and not out.is_dir():
+        raise usage_error(f"--output {out}: exists and is not a directory")
+    return BuildSettings(
+        distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
+        output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, kernel=kernel,
+        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1)
+
+
+def _choice(option: str, value: str, kind):
+    try:
+        return kind(value)
+    except ValueError:
+        raise usage_error(f"{option} {value!r}: expected one of {', '.join(kind)}") from None
+
+
+def _base_image(distro: str, base_image: str | Path | None) -> Path | None:
+    if base_image is None:
+        return None
+    if distro != "centos":
+        raise usage_error("--base-image is for centos only (DIB's cloud-image path)")
+    path = Path(base_image).absolute()
+    if not path.is_file():
+        raise usage_error(f"--base-image {base_image}: no such file")
+    if not re.match(r"^[A-Za-z0-9._/+-]+$", str(path)):
+        raise usage_error(f"--base-image {base_image}: the path may only contain letters, digits, '.', '_', '+', '-', '/'")
+    return path
+
+
+def _check_health_options(ping, interfaces, max_load_1) -> None:
+    for target in ping:
+        try:
+            ipaddress.ip_address(target)
+        except ValueError:
+            if not HOSTNAME_RE.match(target):
+                raise usage_error(f"--ping {target!r}: expected an IP address or host name") from None
+    for name in interfaces:
+        if not INTERFACE_RE.match(name):
+            raise usage_error(f"--interface {name!r}: expected a network interface name (at most 15 characters)")
+    if max_load_1 is not None and not 1 <= max_load_1 <= 10000:
+        raise usage_error(f"--max-load {max_load_1}: expected 1..10000")
+
+
+# --- the DIB command ------------------------------------------------------------------------------------------
+
+def kernel_cmdline(settings: BuildSettings) -> str:
+    """Direct boot's command line: never `panic=N` (a self-rebooting kernel would mask the watchdog)."""
+    return f"root=LABEL={dib.ROOT_LABEL} ro console=ttyS0"
+
+
+def watchdog_conf(settings: BuildSettings) -> str:
+    return render.render_watchdog_conf(render.WatchdogConf(
+        settings.model, settings.timeout, settings.ping, settings.interfaces, settings.max_load_1))
+
+
+def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None = None) -> dict[str, Path]:
+    """The files DIB reads (watchdog.conf, block-device config), content-addressed under the cache so that
+    a dry run's printed command works when pasted."""
+    files = {"watchdog.conf": watchdog_conf(settings)}
+    if layout is dib.Layout.DIRECT:
+        files["block-device.yaml"] = dib.PARTITIONLESS_BLOCK_DEVICE.format(size=IMAGE_SIZE)
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    directory = (root or cache_dir() / "inputs") / digest
+    paths = {}
+    for file, text in files.items():
+        paths[file] = directory / file
+        if not paths[file].exists() or paths[file].read_text() != text:
+            directory.mkdir(parents=True, exist_ok=True)
+            _write_atomically(paths[file], text)
+    return paths
+
+
+def dib_environment(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path]) -> list[tuple[str, str]]:
+    info_ = info(settings.model)
+    others = sorted(m.module for m in (info(x) for x in Model) if m.module != info_.module)
+    spec = distros.get(settings.distro)
+    env = [("ELEMENTS_PATH", str(dib.ELEMENTS_DIR)), (spec.release_env, settings.release)]
+    if settings.mirror:
+        env.append(("DIB_DISTRIBUTION_MIRROR", settings.mirror))
+    if settings.security_mirror:
+        env.append(("DIB_DEBIAN_SECURITY_MIRROR", settings.security_mirror))
+    if settings.base_image:
+        env.append(("DIB_LOCAL_IMAGE", str(settings.base_image)))
+    if "block-device.yaml" in inputs:
+        env.append(("DIB_BLOCK_DEVICE_CONFIG", f"file://{inputs['block-device.yaml']}"))
+    env += [
+        ("DIB_WATCHDOG_CONF", str(inputs["watchdog.conf"])),
+        ("DIB_WATCHDOG_MODULE", info_.module),
+        ("DIB_WATCHDOG_BLACKLIST", " ".join(others)),
+        ("DIB_WATCHDOG_AGENT", "1" if settings.agent else "0"),
+    ]
+    if settings.distro == "gentoo":
+        env.append(("DIB_WATCHDOG_GENTOO_KERNEL", settings.kernel))
+        if settings.kernel == "source":
+            env.append(("DIB_WATCHDOG_KCONFIG_FRAGMENTS", str(fragments_dir())))
+    return env
+
+
+def fragments_dir() -> Path:
+    return dib.ELEMENTS_DIR.parent / "kconfig-fragments"
+
+
+def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
+    return (*distros.get(settings.distro).elements, *dib.layout_elements(layout), "watchdog", "wdimage-slim")
+
+
+def dib_command(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path], image_base: Path,
+                logfile: Path | None = None) -> dib.DibCommand:
+    return dib.DibCommand(env=tuple(dib_environment(settings, layout, inputs)),
+                          elements=elements(settings, layout), output=image_base, logfile=logfile)
+
+
+# --- the build ------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class BuildResult:
+    settings: BuildSettings
+    layout: dib.Layout
+    command: dib.DibCommand
+    manifest: dict | None = None  # None on a dry run
+
+    def to_dict(self) -> dict:
+        return {"command": str(self.command), "layout": str(self.layout), "output": str(self.settings.output),
+                "dry_run": self.manifest is None, "manifest": self.manifest}
+
+
+def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout | None = None) -> BuildResult:
+    layout = layout or dib.choose_layout()
+    log.info(f"layout: {layout} ({'partitioned disk with a bootloader' if layout is dib.Layout.DISK else 'no device-mapper here: partitionless image, direct kernel boot'})")
+    inputs = write_inputs(settings, layout)
+    if dry_run:
+        target = settings.output / settings.name
+        return BuildResult(settings, layout, dib_command(settings, layout, inputs, target))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    clock = time.monotonic()
+    settings.output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{settings.output.name}.partial-", dir=settings.output.parent))
+    try:
+        logfile = _log_path(settings)
+        command = dib_command(settings, layout, inputs, staging / settings.name, logfile)
+        with log.step(f"diskimage-builder: {' '.join(command.elements)} (log: {logfile})"):
+            command.run()
+        manifest = assemble(settings, layout, command, staging, started, time.monotonic() - clock)
+        publish(staging, settings.output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return BuildResult(settings, layout, command, manifest)
+
+
+def _log_path(settings: BuildSettings) -> Path:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = cache_dir() / "logs" / f"{settings.name}-{stamp}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def publish(staging: Path, output: Path) -> None:
+    """Rename the finished staging directory into place, keeping a previous output as `<output>.old`."""
+    os.chmod(staging, 0o755)
+    if output.exists():
+        old = output.with_name(output.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        output.rename(old)
+        log.info(f"previous output kept as {old}")
+    staging.rename(output)
+
+
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- assembling the output directory --------------------------------------------------------------------------
+
+MANIFEST_SCHEMA = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFacts:
+    """What the watchdog element recorded inside the image (DIB's manifest directory)."""
+
+    kernel_release: str
+    kernel_config: Path
+    installed_packages: list[dict]
+
+
+def read_image_facts(manifests_dir: Path) -> ImageFacts:
+    try:
+        release = (manifests_dir / "wdimage-kernel.release").read_text().strip()
+        rows = (manifests_dir / "wdimage-packages.tsv").read_text().splitlines()
+    except OSError as e:
+        raise failure(f"the build left no package/kernel record: {e}",
+                      hint="the watchdog element's finalise.d script did not run; see the DIB log") from None
+    packages = []
+    for row in rows:
+        fields = row.split("\t")
+        if len(fields) == 3 and fields[0]:
+            packages.append({"name": fields[0], "version": fields[1], "arch": fields[2]})
+    return ImageFacts(release, manifests_dir / "wdimage-kernel.config", packages)
+
+
+def check_image_kernel(config: Path, model: Model) -> dict:
+    """Hold the image's own kernel config against the model's fragment; fail the build when it lacks the driver."""
+    try:
+        from wdimage.kernel_config import check_config
+    except ImportError:  # issue 2's module not there yet: check the three symbols that matter here
+        return _fallback_kernel_check(config, model)
+    report = check_config(config, [model])
+    if not report.ok:
+        raise failure(f"the image's kernel ({config.name}) cannot drive the {model} watchdog:\n{report.explain()}",
+                      hint="choose another --model or a kernel built with the watchdog fragments")
+    return report.to_dict()
+
+
+def _fallback_kernel_check(config: Path, model: Model) -> dict:
+    values = {}
+    for line in config.read_text(errors="replace").splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key[len("CONFIG_"):]] = value
+    wanted = {"WATCHDOG": ("y",), "WATCHDOG_CORE": ("y", "m"), info(model).kconfig_symbol: ("y", "m")}
+    symbols = {sym: {"value": values.get(sym, "n"), "ok": values.get(sym, "n") in ok} for sym, ok in wanted.items()}
+    if not all(s["ok"] for s in symbols.values()):
+        missing = ", ".join(f"CONFIG_{k}={v['value']}" for k, v in symbols.items() if not v["ok"])
+        raise failure(f"the image's kernel cannot drive the {model} watchdog: {missing}",
+                      hint="choose another --model or a kernel built with the watchdog fragments")
+    return {"ok": True, "models": [str(model)], "symbols": symbols, "checker": "wdimage.build (minimal)"}
+
+
+def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict:
+    spec = distros.get(settings.distro)
+    by_name = {p["name"]: p["version"] for p in facts.installed_packages}
+    roles = {"kernel": spec.kernel_package(facts.kernel_release, settings.kernel),
+             "watchdog": spec.watchdog_package}
+    if settings.agent:
+        roles["qemu-guest-agent"] = spec.agent_package
+    missing = [name for name in roles.values() if name not in by_name]
+    if missing:
+        raise failure(f"the image lacks the package(s) {', '.join(missing)}", hint="see the DIB log")
+    return {role: {"name": name, "version": by_name[name]} for role, name in roles.items()}
+
+
+def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibCommand, staging: Path,
+             started: datetime.datetime, seconds: float) -> dict:
+    """Turn DIB's output in `staging` into the published layout: image, launch stub, XML, manifest, sums."""
+    name = settings.name
+    dib_side = staging / f"{name}.d"
+    facts = read_image_facts(dib_side / "dib-manifests")
+    with log.step(f"checking the image's kernel {facts.kernel_release} for {settings.model}"):
+        check = check_image_kernel(facts.kernel_config, settings.model)
+    files = {"image": f"{name}.qcow2", "kernel_config": f"{name}.kernel-config"}
+    shutil.copyfile(facts.kernel_config, staging / files["kernel_config"])
+    packages = package_versions(settings, facts)
+    shutil.rmtree(dib_side)
+    direct = layout is dib.Layout.DIRECT
+    if direct:
+        files.update(kernel=f"{name}.vmlinuz", initrd=f"{name}.initrd")
+    files.update(launch_stub=f"run-{name}.sh", libvirt_xml=f"{name}.xml")
+    guest = render.GuestFiles(name=name, model=settings.model, action=settings.action, image=files["image"],
+                              kernel=files.get("kernel"), initrd=files.get("initrd"),
+                              cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent)
+    _write_atomically(staging / files["launch_stub"], render.render_launch_stub(guest), mode=0o755)
+    _write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output))
+    manifest = {
+        "schema": MANIFEST_SCHEMA, "name": name, "distro": settings.distro, "release": settings.release,
+        "model": str(settings.model), "action": str(settings.action), "timeout": settings.timeout,
+        "boot": str(layout), "machine": info(settings.model).machine,
+        "kernel_cmdline": guest.cmdline, "kernel_release": facts.kernel_release, "agent": settings.agent,
+        "elements": list(command.elements), "packages": packages,
+        "installed_packages": facts.installed_packages, "kernel_config_check": check,
+        "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},
+        "files": files, "checksums": {},
+        "build": {"wdimage_version": __version__, "dib_version": dib.version(),
+                  "started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 1),
+                  "layout": str(layout)},
+    }
+    _write_checksums_and_sbom(staging, manifest)
+    return manifest
+
+
+def _write_checksums_and_sbom(staging: Path, manifest: dict) -> None:
+    files = manifest["files"]
+    manifest["checksums"] = {f: sha256_file(staging / f) for f in sorted(files.values())}
+    try:
+        from wdimage.sbom import SBOM_FILE, write_sbom
+    except ImportError as e:
+        log.info(f"no SBOM: {e}")
+    else:
+        write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)
+        files["sbom"] = SBOM_FILE
+        manifest["checksums"][SBOM_FILE] = sha256_file(staging / SBOM_FILE)
+    _write_atomically(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    covered = sorted({*files.values(), "manifest.json"})
+    sums = "".join(f"{sha256_file(staging / f)}  {f}\n" for f in covered)
+    _write_atomically(staging / "SHA256SUMS", sums)

@@ -1,0 +1,96 @@
+"""The only module that invokes diskimage-builder: the command as an object, and what this machine can build.
+
+str(DibCommand) is a copy-pasteable `K=V disk-image-create ...` line; `wdimage build --dry-run` prints it.
+"""
+
+import dataclasses
+import enum
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from wdimage import run
+
+ELEMENTS_DIR = Path(__file__).resolve().parent.parent / "elements"
+
+# A partitionless image: one ext4 filesystem on the loop device, no kpartx/device-mapper needed.
+# The kernel and initrd come out beside it (the `baremetal` element) for QEMU's direct kernel boot.
+ROOT_LABEL = "cloudimg-rootfs"
+PARTITIONLESS_BLOCK_DEVICE = f"""\
+- local_loop:
+    name: image0
+    size: {{size}}
+- mkfs:
+    name: mkfs_root
+    base: image0
+    type: ext4
+    label: {ROOT_LABEL}
+    mount:
+      mount_point: /
+      fstab:
+        options: "defaults"
+        fsck-passno: 1
+"""
+
+
+class Layout(enum.StrEnum):
+    DIRECT = "direct"  # partitionless filesystem image, kernel + initrd beside it
+    DISK = "disk"  # DIB's normal partitioned disk with a bootloader (the `vm` element)
+
+
+def device_mapper_works(mapper_control: Path = Path("/dev/mapper/control")) -> bool:
+    """kpartx and DIB's partitioned layouts need device-mapper: its control node and `dmsetup`."""
+    if not mapper_control.exists() or shutil.which("dmsetup") is None:
+        return False
+    return run.run(["dmsetup", "version"], capture=True, check=False).returncode == 0
+
+
+def choose_layout() -> Layout:
+    return Layout.DISK if device_mapper_works() else Layout.DIRECT
+
+
+def layout_elements(layout: Layout) -> tuple[str, ...]:
+    return ("vm",) if layout is Layout.DISK else ("baremetal",)
+
+
+def _venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+@dataclasses.dataclass(frozen=True)
+class DibCommand:
+    """One `disk-image-create` run: its DIB_* environment, elements and output path."""
+
+    env: tuple[tuple[str, str], ...]  # ordered K=V pairs, the DIB_* settings
+    elements: tuple[str, ...]
+    output: Path  # DIB's -o: the image name without extension
+    image_type: str = "qcow2"
+    logfile: Path | None = None  # DIB's own log (quiet on stdout); None: DIB logs to stdout
+
+    def argv(self) -> list[str]:
+        logging = ["--logfile", str(self.logfile)] if self.logfile else []
+        return ["disk-image-create", *logging, "-o", str(self.output), "-t", self.image_type, *self.elements]
+
+    def environment(self) -> dict[str, str]:
+        """The process environment: ours on top of the caller's, DIB's scripts first on PATH."""
+        env = dict(os.environ)
+        env["PATH"] = f"{_venv_bin()}{os.pathsep}{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+        env.update(self.env)
+        return env
+
+    def __str__(self) -> str:
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in self.env]
+        return " ".join(assignments + [shlex.join(self.argv())])
+
+    def run(self) -> None:
+        run.run(self.argv(), env=self.environment())
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+    try:
+        return dist_version("diskimage-builder")
+    except PackageNotFoundError:
+        return "unknown"
