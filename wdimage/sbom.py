@@ -153,13 +153,14 @@ def _content_serial(manifest: dict, installed_packages: list[dict]) -> uuid.UUID
 
 
 def _without_sbom_fields(manifest: dict) -> dict:
-    """The manifest minus what records the SBOM itself (its checksum cannot be an input of the SBOM)."""
+    """The manifest minus what records the SBOM itself, so that the SBOM regenerated from the published
+    manifest (which names the SBOM and holds its checksum) is the same document."""
     stripped = dict(manifest)
+    files = dict(stripped.get("files") or {})
+    sbom_file = files.pop("sbom", SBOM_FILE)
     checksums = dict(stripped.get("checksums") or {})
-    sbom_file = (stripped.get("files") or {}).get("sbom")
-    if sbom_file:
-        checksums.pop(sbom_file, None)
-    stripped["checksums"] = checksums
+    checksums.pop(sbom_file, None)
+    stripped["files"], stripped["checksums"] = files, checksums
     return stripped
 
 

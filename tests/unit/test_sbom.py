@@ -1,6 +1,7 @@
 """The image SBOM: valid CycloneDX 1.6, one component per installed package with its distro's purl, the watchdog
 daemon / guest agent / kernel marked with their versions, byte-identical for identical inputs."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -92,6 +93,18 @@ def test_sbom_is_byte_identical_for_identical_inputs_and_changes_with_them():
     newer[0] = {**newer[0], "version": "2.36-9+deb12u11"}
     second = sbom_json(debian_manifest(), newer)
     assert json.loads(first)["serialNumber"] != json.loads(second)["serialNumber"]
+
+
+def test_sbom_regenerated_from_the_published_manifest_is_the_same_document(tmp_path):
+    """The build writes the SBOM, then records its name and checksum in the manifest; regenerating the SBOM
+    from that published manifest gives the same bytes, so its checksum can be verified from the manifest."""
+    before = debian_manifest()
+    del before["files"]["sbom"]
+    path = tmp_path / "sbom.cdx.json"
+    write_sbom(before, debian_packages(), path)
+    published = {**before, "files": {**before["files"], "sbom": path.name},
+                 "checksums": {**before["checksums"], path.name: hashlib.sha256(path.read_bytes()).hexdigest()}}
+    assert sbom_json(published, debian_packages()) == path.read_text()
 
 
 def test_role_package_missing_from_the_list_is_still_listed():
