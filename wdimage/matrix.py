@@ -10,10 +10,11 @@ import dataclasses
 import json
 from pathlib import Path
 
+from wdimage import distros
 from wdimage.errors import usage_error
 from wdimage.models import Model
 
-DISTROS = ("debian", "centos", "gentoo")
+DISTROS = tuple(distros.DISTROS)  # the distros `wdimage build` knows, in its registry's order
 DRILL_REPORT = "drill.json"  # what CI passes to `wdimage drill DIR --json`, beside manifest.json
 
 # (distro, model) -> why it is not built. Everything else is built (and drilled, see drill_note).

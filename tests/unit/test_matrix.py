@@ -3,8 +3,10 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from wdimage import cli, matrix
-from wdimage.models import Model
+from wdimage.models import Model, info
 
 
 def test_every_distro_and_model_is_a_cell_once_and_every_exclusion_says_why():
@@ -18,6 +20,20 @@ def test_every_distro_and_model_is_a_cell_once_and_every_exclusion_says_why():
     # Every distro and every model is built somewhere.
     assert {c.distro for c in cells if c.built} == set(matrix.DISTROS)
     assert {c.model for c in cells if c.built} == set(Model)
+
+
+@pytest.mark.parametrize("entry", matrix.build_matrix()["include"], ids=lambda e: e["name"])
+def test_every_built_cell_is_a_valid_build_command_line(tmp_path, capsys, entry):
+    """What CI runs for the cell, as a dry run: the options and their combination are accepted."""
+    name = entry["name"]
+    argv = ["build", entry["distro"], "--model", entry["model"], "--name", name, "--output", str(tmp_path / name),
+            "--dry-run", "--json"]
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dry_run"] is True
+    assert f"={info(entry['model']).module}" in result["command"]  # the cell's driver goes into the image
+    assert result["output"] == str(tmp_path / name)
+    assert not (tmp_path / name).exists()
 
 
 def test_json_is_the_built_cells_in_github_matrix_shape(capsys):
