@@ -95,6 +95,28 @@ def test_actionlint_reports_a_broken_workflow(tmp_path):
     assert "indexx" in result.stdout and "ref_nam" in result.stdout
 
 
+# --- the official JSON schemas (vendored in check-jsonschema, so offline) ----------------------------------
+
+def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    return subprocess.run([str(tool), "--builtin-schema", schema, str(path)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("schema, path", [("vendor.gitlab-ci", GITLAB_CI),
+                                          ("vendor.github-workflows", WORKFLOW)])
+def test_ci_files_match_the_official_schemas(schema, path):
+    result = check_jsonschema(schema, path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gitlab_schema_check_catches_a_job_named_like_a_keyword(tmp_path):
+    """A job called `image` (a reserved top-level keyword) is rejected: the check really checks."""
+    broken = tmp_path / ".gitlab-ci.yml"
+    broken.write_text(GITLAB_CI.read_text().replace("\nbuild-image:\n", "\nimage:\n"))
+    assert check_jsonschema("vendor.gitlab-ci", broken).returncode == 1
+
+
 # --- the matrix cannot drift --------------------------------------------------------------------------------
 
 def test_github_matrix_is_read_from_wdimage_matrix_json():
@@ -126,7 +148,7 @@ def test_every_matrix_key_the_workflow_uses_is_in_every_cell():
 
 def gitlab_cells() -> set[tuple[str, str, bool]]:
     cells = set()
-    for entry in load_yaml(GITLAB_CI)["image"]["parallel"]["matrix"]:
+    for entry in load_yaml(GITLAB_CI)["build-image"]["parallel"]["matrix"]:
         values = [v if isinstance(v, list) else [v] for v in (entry["DISTRO"], entry["MODEL"], entry["DRILL"])]
         cells |= {(d, m, dr == "true") for d, m, dr in itertools.product(*values)}
     return cells
@@ -140,13 +162,13 @@ def test_gitlab_matrix_equals_wdimage_matrix():
 def test_gitlab_jobs_reference_existing_stages_and_jobs():
     data = load_yaml(GITLAB_CI)
     jobs = {name: job for name, job in data.items() if isinstance(job, dict) and "script" in job}
-    assert set(jobs) == {"image", "index", "release"}
+    assert set(jobs) == {"build-image", "index", "release"}
     for name, job in jobs.items():
         assert job["stage"] in data["stages"], name
         for need in job.get("needs", []):
             assert need in jobs, f"{name} needs unknown job {need}"
     assert data["variables"]["DIB_IMAGE_CACHE"] == "$CI_PROJECT_DIR/.cache/image-create"
-    assert jobs["image"]["cache"]["paths"] == [".cache/image-create"]
+    assert jobs["build-image"]["cache"]["paths"] == [".cache/image-create"]
     assert jobs["release"]["rules"] == [{"if": "$CI_COMMIT_TAG"}]
 
 
