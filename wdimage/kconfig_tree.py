@@ -235,7 +235,7 @@ def _store_cached(path: Path, src: Path, kconf) -> None:
 def _parse(src: Path, env: dict[str, str]):
     with _environment(env):
         try:
-            kconf = CompatKconfig("Kconfig", warn_to_stderr=False, suppress_traceback=True,
+            kconf = CompatKconfig("Kconfig", warn_to_stderr=False,
                                   int_default_zero=int_default_zero(src))
         except kconfiglib.KconfigError as e:
             raise usage_error(f"{src}: the Kconfig tree does not parse: {e}".strip(),
@@ -267,6 +267,13 @@ def parse_tree(src: Path, arch: str | None = None, *, use_cache: bool = True) ->
     return KconfigTree(src, arch, env, kconf)
 
 
+def _selector(term) -> str:
+    """The selecting symbol of a rev_dep term: kconfiglib builds each as `SELECTOR && condition`."""
+    while term.__class__ is tuple and term[0] is kconfiglib.AND:
+        term = term[1]
+    return term.name if term.__class__ is not tuple else kconfiglib.expr_str(term)
+
+
 @dataclasses.dataclass(frozen=True)
 class SymbolFacts:
     """What menuconfig's info screen says about a symbol, with the current config loaded."""
@@ -278,7 +285,7 @@ class SymbolFacts:
     assignable: tuple[str, ...]  # values a user can set now
     has_prompt: bool
     depends_on: tuple[tuple[str, str], ...]  # (each term of `depends on`, its value)
-    selected_by: tuple[tuple[str, str], ...]  # (selecting expression, its value)
+    selected_by: tuple[tuple[str, str, str], ...]  # (selecting symbol, whole `select` condition, its value)
     defined_at: tuple[str, ...]  # file:line of each definition
 
 
@@ -336,7 +343,7 @@ class KconfigTree:
         terms = kconfiglib.split_expr(sym.direct_dep, kconfiglib.AND)
         depends = tuple((kconfiglib.expr_str(t), TRI[kconfiglib.expr_value(t)]) for t in terms
                         if t is not self.kconf.y)
-        selectors = tuple((kconfiglib.expr_str(t), TRI[kconfiglib.expr_value(t)])
+        selectors = tuple((_selector(t), kconfiglib.expr_str(t), TRI[kconfiglib.expr_value(t)])
                           for t in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR) if t is not self.kconf.n)
         return SymbolFacts(
             name=name, type=kconfiglib.TYPE_TO_STR[sym.orig_type], value=sym.str_value,

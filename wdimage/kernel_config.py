@@ -43,7 +43,7 @@ class Explanation:
     assignable: tuple[str, ...]
     has_prompt: bool
     unmet_depends: tuple[tuple[str, str], ...]  # `depends on` terms below the requested value, with values
-    selected_by: tuple[tuple[str, str], ...]
+    selected_by: tuple[tuple[str, str, str], ...]  # (selecting symbol, its whole condition, value)
     modules_off: bool  # MODULES=n ruled out a requested m
     defined_at: tuple[str, ...]
 
@@ -51,7 +51,7 @@ class Explanation:
         out = []
         if self.unmet_depends:
             out.append("unmet dependencies: " + ", ".join(f"{t} (={v})" for t, v in self.unmet_depends))
-        active = [f"{e} (={v})" for e, v in self.selected_by if v != "n"]
+        active = [f"{sym} (={v})" for sym, _, v in self.selected_by if v != "n"]
         if active:
             out.append("selected by: " + ", ".join(active))
         if self.modules_off:
@@ -69,7 +69,7 @@ class Explanation:
             "type": self.type, "visibility": self.visibility, "assignable": list(self.assignable),
             "has_prompt": self.has_prompt,
             "unmet_depends": [{"term": t, "value": v} for t, v in self.unmet_depends],
-            "selected_by": [{"expr": e, "value": v} for e, v in self.selected_by],
+            "selected_by": [{"symbol": s, "expr": e, "value": v} for s, e, v in self.selected_by],
             "modules_off": self.modules_off, "defined_at": list(self.defined_at),
         }
 
@@ -298,7 +298,7 @@ def _merge_result(tree: KconfigTree, a: Assignment, original: str) -> SymbolResu
     if result == a.value:
         return SymbolResult(a.name, a.value, result, a.where, True, note)
     facts = tree.facts(a.name)
-    selected = [f"{e} (={v})" for e, v in facts.selected_by if v == "y"]
+    selected = [f"{sym} (={v})" for sym, _, v in facts.selected_by if v == "y"]
     if a.value == "m" and result == "y" and tree.modules_enabled() and selected:
         note = f"built in (=y) rather than m: selected by {', '.join(selected)}"
         return SymbolResult(a.name, a.value, result, a.where, True, note)

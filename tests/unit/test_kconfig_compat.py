@@ -1,0 +1,100 @@
+"""The kconfiglib 14.1.0 compatibility layer, on tiny Kconfig trees with the syntax of Linux 6.1 and 7.2."""
+
+from pathlib import Path
+
+import kconfiglib
+import pytest
+
+from wdimage import kconfig_compat
+from wdimage.errors import WdimageError
+from wdimage.kconfig_tree import parse_tree
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kconfig"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WDIMAGE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def compat():
+    return parse_tree(FIXTURES / "compat", "x86", use_cache=False)
+
+
+def test_pinned_kconfiglib_is_the_one_the_patches_were_written_for():
+    # If this fails, kconfiglib changed underneath wdimage: re-check every patch in kconfig_compat
+    # against the new version before updating PINNED_VERSION / PINNED_SHA256.
+    assert tuple(kconfiglib.VERSION) == kconfig_compat.PINNED_VERSION
+    assert kconfig_compat.installed_sha256() == kconfig_compat.PINNED_SHA256
+
+
+def test_a_different_kconfiglib_is_refused(monkeypatch):
+    monkeypatch.setattr(kconfiglib, "VERSION", (14, 2, 0))
+    with pytest.raises(kconfig_compat.IncompatibleKconfiglib, match="14.1.0"):
+        kconfig_compat.check_pinned()
+
+
+def test_plain_kconfiglib_cannot_parse_the_fixture():
+    # The gap the layer fills: without it, the bare `modules` line is a parse error.
+    with pytest.raises(kconfiglib.KconfigError):
+        kconfiglib.Kconfig(str(FIXTURES / "watchdog" / "Kconfig"), warn_to_stderr=False)
+
+
+def test_bare_modules_marks_the_modules_symbol(compat):
+    compat.load_config_text("CONFIG_MODULES=y\n", "t")
+    assert compat.modules_enabled()
+    compat.load_config_text("# CONFIG_MODULES is not set\nCONFIG_NEW_NAME=m\n", "t")
+    assert not compat.modules_enabled()
+    assert compat.value("NEW_NAME") == "y"  # m is promoted to y without modules, as in symbol.c
+
+
+def test_macro_arguments_keep_their_commas(compat):
+    compat.load_config_text("", "t")
+    assert compat.value("FIRST_ARG") == "a,b"
+    assert compat.value("SECOND_ARG") == "c"
+
+
+def test_as_instr_runs_the_assembler_with_the_whole_instruction(compat):
+    compat.load_config_text("", "t")
+    assert compat.value("AS_HAS_TWO_OPERANDS") == "y"
+    assert compat.value("AS_HAS_BOGUS") == "n"
+
+
+def test_error_if_with_a_comma_in_its_message_stops_the_parse():
+    with pytest.raises(WdimageError, match="Sorry, this C compiler is not supported"):
+        parse_tree(FIXTURES / "compat-error", "x86", use_cache=False)
+
+
+def test_transitional_symbol_feeds_its_successor_and_is_not_written(compat):
+    compat.load_config_text("CONFIG_MODULES=y\nCONFIG_OLD_NAME=m\n", "t")
+    assert compat.value("NEW_NAME") == "m"
+    text = compat.config_text()
+    assert "CONFIG_NEW_NAME=m" in text
+    assert "OLD_NAME" not in text
+
+
+def test_conditional_dependency(compat):
+    compat.load_config_text("CONFIG_MODULES=y\nCONFIG_USB=y\nCONFIG_DUAL_ROLE=y\n", "t")
+    assert compat.value("DUAL_ROLE") == "y"  # USB_GADGET=n: only USB counts
+    compat.load_config_text("CONFIG_MODULES=y\nCONFIG_USB=m\nCONFIG_DUAL_ROLE=y\n", "t")
+    assert compat.value("DUAL_ROLE") == "m"  # bounded by USB
+    compat.load_config_text("CONFIG_MODULES=y\nCONFIG_DUAL_ROLE=y\n", "t")
+    assert compat.value("DUAL_ROLE") == "n"  # neither: `depends on USB_GADGET if !USB` fails
+
+
+def test_implied_symbol_with_unmet_dependencies_is_written_as_not_set(compat):
+    compat.load_config_text("", "t")
+    assert "# CONFIG_LAYOUTS is not set" in compat.config_text()
+
+
+def test_int_without_default_is_zero_where_the_tree_says_so(compat):
+    compat.load_config_text("", "t")
+    assert compat.value("FORCE_MAX_ORDER") == "0"
+    assert compat.value("BLOCK_ORDER") == "10"
+
+
+def test_header_is_the_one_scripts_kconfig_writes(compat):
+    compat.load_config_text("", "t")
+    assert compat.config_text().startswith(
+        "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86 6.1.0-fixture Kernel Configuration\n#\n")
