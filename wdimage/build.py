@@ -357,10 +357,11 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     name = settings.name
     dib_side = staging / f"{name}.d"
     facts = read_image_facts(dib_side / "dib-manifests")
-    with log.step(f"checking the image's kernel {facts.kernel_release} for {settings.model}"):
-        check = check_image_kernel(facts.kernel_config, settings.model)
     files = {"image": f"{name}.qcow2", "kernel_config": f"{name}.kernel-config"}
     shutil.copyfile(facts.kernel_config, staging / files["kernel_config"])
+    with log.step(f"checking the image's kernel {facts.kernel_release} for {settings.model}"):
+        check = check_image_kernel(staging / files["kernel_config"], settings.model)
+    check["config"] = files["kernel_config"]  # relative to the output directory, as every file name here
     packages = package_versions(settings, facts)
     shutil.rmtree(dib_side)
     direct = layout is dib.Layout.DIRECT

@@ -1,0 +1,276 @@
+"""`wdimage build`: option validation (exit 2 before any work), mirrors, dry runs per distro, assembling and
+publishing the output directory, and a real (fast-failing) DIB run that must leave nothing behind."""
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from wdimage import build, cli, dib, distros
+from wdimage.errors import ExitCode, WdimageError
+from wdimage.models import Model
+
+DEB822 = """\
+Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://mirror.test/debian
+Suites: bookworm bookworm-updates
+Components: main
+
+Types: deb
+URIs: http://mirror.test/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WDIMAGE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def apt_sources(tmp_path) -> tuple[Path, ...]:
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "debian.sources").write_text(DEB822)
+    (d / "other.list").write_text("deb [arch=amd64] https://vendor.test/apt stable main\n")
+    return (tmp_path / "sources.list", d)
+
+
+def _usage(capsys, *argv) -> str:
+    assert cli.main(["build", *argv]) == ExitCode.USAGE
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["debian", "--timeout", "0"], "--timeout 0"),
+    (["debian", "--model", "ib700", "--timeout", "31"], "--timeout 31: ib700 accepts 1..30"),
+    (["debian", "--model", "i6300esb", "--timeout", "2047"], "--timeout 2047: i6300esb accepts 1..2046"),
+    (["debian", "--name", "x;reboot"], "--name 'x;reboot'"),
+    (["debian", "--name=-rf"], "--name '-rf'"),
+    (["debian", "--name", "../up"], "--name '../up'"),
+    (["debian", "--release", "bookworm main"], "--release"),
+    (["debian", "--mirror", "http://m/debian main$(id)"], "--mirror"),
+    (["debian", "--mirror", "javascript:alert"], "--mirror"),
+    (["debian", "--kernel", "source"], "--kernel source is for gentoo only"),
+    (["debian", "--base-image", "/etc/hostname"], "--base-image is for centos only"),
+    (["centos", "--base-image", "/no/such.qcow2"], "--base-image /no/such.qcow2: no such file"),
+    (["debian", "--ping", "1.2.3.4;x"], "--ping"),
+    (["debian", "--interface", "eth0 eth1"], "--interface"),
+    (["debian", "--max-load", "0"], "--max-load 0"),
+])
+def test_bad_options_exit_2_naming_the_option(capsys, tmp_path, argv, option):
+    err = _usage(capsys, *argv, "--output", str(tmp_path / "out"))
+    assert f"wdimage: error: {option}" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # no work done
+
+
+def test_argparse_rejects_unknown_choices(capsys):
+    for argv in (["fedora"], ["debian", "--model", "softdog"], ["debian", "--action", "explode"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["build", *argv])
+        assert e.value.code == 2
+
+
+def test_output_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("debian", output=tmp_path / "f")
+    assert e.value.code == ExitCode.USAGE and "not a directory" in e.value.message
+
+
+def test_defaults(apt_sources):
+    s = build.make_settings("debian", apt_sources=apt_sources)
+    assert (s.model, s.action, s.timeout, s.release, s.name) == ("i6300esb", "reset", 15, "bookworm",
+                                                                 "debian-i6300esb")
+    assert s.output == Path("output/debian-i6300esb").absolute()
+    assert (s.mirror, s.security_mirror) == ("http://mirror.test/debian", "http://mirror.test/debian-security")
+
+
+def test_security_mirror_derived_when_the_sources_name_none(tmp_path):
+    (tmp_path / "sources.list").write_text("# comment\ndeb http://m.test/debian bookworm main\n")
+    assert distros.debian_mirrors(distros.read_apt_sources((tmp_path / "sources.list",))) == (
+        "http://m.test/debian", "http://m.test/debian-security")
+
+
+def test_user_mirror_derives_its_security_mirror(apt_sources):
+    s = build.make_settings("debian", mirror="http://local.test/debian/", apt_sources=apt_sources)
+    assert (s.mirror, s.security_mirror) == ("http://local.test/debian/", "http://local.test/debian-security")
+
+
+def test_no_apt_sources_leaves_dibs_default(tmp_path):
+    s = build.make_settings("debian", apt_sources=(tmp_path / "none",))
+    assert s.mirror is None and s.security_mirror is None
+
+
+def _dry_run(capsys, *argv) -> dict:
+    assert cli.main(["build", *argv, "--dry-run", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_debian_dry_run_prints_the_command_and_builds_nothing(capsys, tmp_path):
+    out = tmp_path / "out"
+    result = _dry_run(capsys, "debian", "--model", "ib700", "--action", "poweroff", "--timeout", "20",
+                      "--output", str(out))
+    assert result["dry_run"] is True and result["manifest"] is None and not out.exists()
+    words = __import__("shlex").split(result["command"])
+    env = dict(w.split("=", 1) for w in words[:words.index("disk-image-create")])
+    assert env["DIB_RELEASE"] == "bookworm" and env["DIB_WATCHDOG_MODULE"] == "ib700wdt"
+    assert env["DIB_WATCHDOG_BLACKLIST"] == "i6300esb iTCO_wdt"
+    assert env["ELEMENTS_PATH"] == str(dib.ELEMENTS_DIR)
+    conf = Path(env["DIB_WATCHDOG_CONF"]).read_text()  # written, so the pasted line works
+    assert "watchdog-device = /dev/watchdog\nwatchdog-timeout = 20\n" in conf
+    if result["layout"] == "direct":
+        assert env["DIB_BLOCK_DEVICE_CONFIG"].startswith("file://")
+        assert "baremetal" in words
+    assert words[-4:] == ["debian-minimal", words[-3], "watchdog", "wdimage-slim"]
+    assert words[words.index("-o") + 1] == str(out / "debian-ib700")
+
+
+def test_centos_dry_run_with_a_local_base_image(capsys, tmp_path):
+    image = tmp_path / "CentOS-Stream-GenericCloud-9.qcow2"
+    image.write_bytes(b"QFI\xfb")
+    result = _dry_run(capsys, "centos", "--base-image", str(image), "--mirror", "http://m.test/centos",
+                      "--output", str(tmp_path / "o"))
+    words = __import__("shlex").split(result["command"])
+    assert f"DIB_LOCAL_IMAGE={image}" in words and "DIB_RELEASE=9-stream" in words
+    assert "DIB_DISTRIBUTION_MIRROR=http://m.test/centos" in words
+    assert "centos" in words and "DIB_DEBIAN_SECURITY_MIRROR" not in result["command"]
+
+
+def test_gentoo_dry_run_source_kernel(capsys, tmp_path):
+    result = _dry_run(capsys, "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"))
+    words = __import__("shlex").split(result["command"])
+    assert "GENTOO_PROFILE=default/linux/amd64/23.0" in words
+    assert "DIB_WATCHDOG_GENTOO_KERNEL=source" in words
+    assert f"DIB_WATCHDOG_KCONFIG_FRAGMENTS={build.fragments_dir()}" in words
+    assert "gentoo" in words
+
+
+def test_dry_run_text_is_the_command_line(capsys, tmp_path):
+    assert cli.main(["build", "debian", "--dry-run", "--output", str(tmp_path / "o")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "disk-image-create -o" in line and line.startswith("ELEMENTS_PATH=")
+
+
+def test_inputs_are_content_addressed(tmp_path):
+    a = build.write_inputs(build.make_settings("debian", timeout=15), dib.Layout.DIRECT, tmp_path)
+    b = build.write_inputs(build.make_settings("debian", timeout=16), dib.Layout.DIRECT, tmp_path)
+    c = build.write_inputs(build.make_settings("debian", timeout=15), dib.Layout.DISK, tmp_path)
+    assert a["watchdog.conf"].parent != b["watchdog.conf"].parent
+    assert "block-device.yaml" in a and "block-device.yaml" not in c
+
+
+def test_kernel_cmdline_never_panics_the_guest_into_a_reboot():
+    line = build.kernel_cmdline(build.make_settings("debian"))
+    assert "console=ttyS0" in line and "panic=" not in line
+
+
+# --- assembling and publishing ----------------------------------------------------------------------------------
+
+KERNEL_CONFIG = "CONFIG_WATCHDOG=y\nCONFIG_WATCHDOG_CORE=y\nCONFIG_I6300ESB_WDT=m\nCONFIG_IB700_WDT=m\n" \
+                "CONFIG_MAGIC_SYSRQ=y\n"
+
+
+def _fake_dib_output(staging: Path, name: str, config: str = KERNEL_CONFIG) -> None:
+    """What disk-image-create leaves (image, kernel, initrd, DIB's manifest dir): small real files."""
+    staging.mkdir(parents=True)
+    for suffix in ("qcow2", "vmlinuz", "initrd"):
+        (staging / f"{name}.{suffix}").write_bytes(suffix.encode() * 100)
+    manifests = staging / f"{name}.d/dib-manifests"
+    manifests.mkdir(parents=True)
+    (manifests / "wdimage-kernel.release").write_text("6.1.0-56-amd64\n")
+    (manifests / "wdimage-kernel.config").write_text(config)
+    (manifests / "wdimage-packages.tsv").write_text(
+        "linux-image-6.1.0-56-amd64\t6.1.192-2\tamd64\nwatchdog\t5.16-1+b2\tamd64\n"
+        "qemu-guest-agent\t1:7.2+dfsg-7\tamd64\nlibc6\t2.36-9\tamd64\n")
+
+
+def _assemble(tmp_path, config: str = KERNEL_CONFIG, **options) -> tuple[build.BuildSettings, Path, dict]:
+    import datetime
+    settings = build.make_settings("debian", output=tmp_path / "out", **options)
+    staging = tmp_path / "staging"
+    _fake_dib_output(staging, settings.name, config)
+    layout = dib.Layout.DIRECT
+    command = build.dib_command(settings, layout, {"watchdog.conf": Path("/w")}, staging / settings.name)
+    manifest = build.assemble(settings, layout, command, staging,
+                              datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), 12.34)
+    return settings, staging, manifest
+
+
+def test_assemble_writes_the_manifest_contract(tmp_path):
+    settings, staging, manifest = _assemble(tmp_path)
+    on_disk = json.loads((staging / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["schema"] == 1 and manifest["boot"] == "direct" and manifest["machine"] == "pc"
+    assert manifest["packages"] == {
+        "kernel": {"name": "linux-image-6.1.0-56-amd64", "version": "6.1.192-2"},
+        "watchdog": {"name": "watchdog", "version": "5.16-1+b2"},
+        "qemu-guest-agent": {"name": "qemu-guest-agent", "version": "1:7.2+dfsg-7"}}
+    assert {"name": "libc6", "version": "2.36-9", "arch": "amd64"} in manifest["installed_packages"]
+    assert manifest["kernel_config_check"]["ok"] is True
+    assert manifest["openstack"] == {"hw_watchdog_action": "reset"}
+    assert manifest["build"]["seconds"] == 12.3 and manifest["build"]["layout"] == "direct"
+    files = manifest["files"]
+    assert files["launch_stub"] == "run-debian-i6300esb.sh" and files["kernel"] == "debian-i6300esb.vmlinuz"
+    assert not (staging / "debian-i6300esb.d").exists()  # DIB's side directory is not published
+    for file in files.values():
+        assert (staging / file).is_file()
+    assert manifest["checksums"]["debian-i6300esb.qcow2"] == hashlib.sha256(b"qcow2" * 100).hexdigest()
+    # SHA256SUMS covers every artifact, the manifest too, and verifies.
+    listed = {line.split("  ", 1)[1] for line in (staging / "SHA256SUMS").read_text().splitlines()}
+    assert listed == {*files.values(), "manifest.json"}
+    subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=staging, check=True)
+
+
+def test_assemble_without_agent(tmp_path):
+    _, staging, manifest = _assemble(tmp_path, agent=False)
+    assert "qemu-guest-agent" not in manifest["packages"] and manifest["agent"] is False
+    assert "guest_agent" not in (staging / "run-debian-i6300esb.sh").read_text()
+
+
+def test_a_kernel_without_the_driver_fails_the_build(tmp_path):
+    config = KERNEL_CONFIG.replace("CONFIG_I6300ESB_WDT=m", "# CONFIG_I6300ESB_WDT is not set")
+    with pytest.raises(WdimageError) as e:
+        _assemble(tmp_path, config)
+    assert e.value.code == ExitCode.FAILED and "i6300esb" in e.value.message
+
+
+def test_missing_package_fails(tmp_path):
+    settings = build.make_settings("debian", output=tmp_path / "out")
+    staging = tmp_path / "staging"
+    _fake_dib_output(staging, settings.name)
+    tsv = staging / f"{settings.name}.d/dib-manifests/wdimage-packages.tsv"
+    tsv.write_text(tsv.read_text().replace("watchdog\t", "watchdogX\t"))
+    facts = build.read_image_facts(tsv.parent)
+    with pytest.raises(WdimageError) as e:
+        build.package_versions(settings, facts)
+    assert "watchdog" in e.value.message
+
+
+def test_publish_keeps_the_previous_output_as_old(tmp_path):
+    out = tmp_path / "out"
+    for generation in ("one", "two", "three"):
+        staging = tmp_path / f"staging-{generation}"
+        staging.mkdir()
+        (staging / "gen").write_text(generation)
+        build.publish(staging, out)
+    assert (out / "gen").read_text() == "three"
+    assert (tmp_path / "out.old/gen").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.old"]
+
+
+def test_a_failed_dib_run_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    """Real disk-image-create, failing fast on an element that does not exist."""
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "previous").write_text("kept")
+    monkeypatch.setattr(build, "elements", lambda settings, layout: ("no-such-element-wdimage",))
+    with pytest.raises(WdimageError) as e:
+        build.build(build.make_settings("debian", output=out), layout=dib.Layout.DIRECT)
+    assert e.value.code == ExitCode.FAILED
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]  # no staging left
+    assert (out / "previous").read_text() == "kept" and not (tmp_path / "out.old").exists()

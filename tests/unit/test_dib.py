@@ -1,0 +1,48 @@
+"""The DIB command object: its copy-pasteable text, its process environment, and the layout detection."""
+
+import shlex
+from pathlib import Path
+
+from wdimage import dib
+
+
+def _command(**kw) -> dib.DibCommand:
+    base = dict(env=(("DIB_RELEASE", "bookworm"), ("DIB_WATCHDOG_BLACKLIST", "iTCO_wdt ib700wdt")),
+                elements=("debian-minimal", "baremetal", "watchdog"), output=Path("/o/debian-i6300esb"))
+    return dib.DibCommand(**{**base, **kw})
+
+
+def test_str_is_a_copy_pasteable_line():
+    text = str(_command())
+    assert text == ("DIB_RELEASE=bookworm DIB_WATCHDOG_BLACKLIST='iTCO_wdt ib700wdt' "
+                    "disk-image-create -o /o/debian-i6300esb -t qcow2 debian-minimal baremetal watchdog")
+    words = shlex.split(text)
+    assert words[1] == "DIB_WATCHDOG_BLACKLIST=iTCO_wdt ib700wdt" and words[2] == "disk-image-create"
+
+
+def test_logfile_goes_on_the_command_line():
+    assert _command(logfile=Path("/l/x.log")).argv()[:3] == ["disk-image-create", "--logfile", "/l/x.log"]
+
+
+def test_environment_puts_dib_on_path_and_ours_on_top(monkeypatch):
+    monkeypatch.setenv("DIB_RELEASE", "sid")
+    env = _command().environment()
+    assert env["DIB_RELEASE"] == "bookworm"
+    assert (Path(env["PATH"].split(":")[0]) / "disk-image-create").exists()
+
+
+def test_device_mapper_detection(tmp_path):
+    assert dib.device_mapper_works(tmp_path / "no-such-control") is False
+
+
+def test_layout_elements():
+    assert dib.layout_elements(dib.Layout.DIRECT) == ("baremetal",)
+    assert dib.layout_elements(dib.Layout.DISK) == ("vm",)
+
+
+def test_partitionless_block_device_config_is_one_filesystem_on_the_loop_device():
+    import yaml  # DIB's own dependency
+    config = yaml.safe_load(dib.PARTITIONLESS_BLOCK_DEVICE.format(size="3GiB"))
+    assert [next(iter(item)) for item in config] == ["local_loop", "mkfs"]
+    mkfs = config[1]["mkfs"]
+    assert mkfs["base"] == "image0" and mkfs["label"] == dib.ROOT_LABEL and mkfs["mount"]["mount_point"] == "/"

@@ -1,0 +1,141 @@
+"""Rendered files compared to expectations: watchdog.conf, the launch stub (run by a real shell), libvirt XML."""
+
+import os
+import shlex
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from wdimage import render
+from wdimage.models import Action, Model
+
+
+def _guest(**kw) -> render.GuestFiles:
+    base = dict(name="debian-i6300esb", model=Model.I6300ESB, action=Action.RESET, image="debian-i6300esb.qcow2",
+                kernel="debian-i6300esb.vmlinuz", initrd="debian-i6300esb.initrd",
+                cmdline="root=LABEL=cloudimg-rootfs ro console=ttyS0", agent=True)
+    return render.GuestFiles(**{**base, **kw})
+
+
+def test_watchdog_conf_has_the_device_line_active():
+    text = render.render_watchdog_conf(render.WatchdogConf(Model.I6300ESB, 15))
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines == ["watchdog-device = /dev/watchdog", "watchdog-timeout = 15", "interval = 5",
+                     "realtime = yes", "priority = 1"]
+
+
+def test_watchdog_conf_health_tests():
+    text = render.render_watchdog_conf(render.WatchdogConf(Model.IB700, 3, ping=("192.0.2.1", "gw.example"),
+                                                           interfaces=("eth0",), max_load_1=24))
+    assert "interval = 1\n" in text  # well within a 3 s timeout
+    assert "ping = 192.0.2.1\nping = gw.example\ninterface = eth0\nmax-load-1 = 24\n" in text
+
+
+def _run_stub(tmp_path: Path, guest: render.GuestFiles, accel: str = "tcg", *extra: str):
+    """Run the stub with a fake qemu-system-x86_64 that prints its argv, one per line."""
+    out = tmp_path / "out dir"  # a space: quoting must hold
+    out.mkdir(exist_ok=True)
+    stub = out / f"run-{guest.name}.sh"
+    stub.write_text(render.render_launch_stub(guest))
+    stub.chmod(0o755)
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "qemu-system-x86_64").write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    (fake / "qemu-system-x86_64").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "WDIMAGE_ACCEL": accel,
+           "WDIMAGE_RUNDIR": str(tmp_path / "run")}
+    proc = subprocess.run([str(stub), *extra], env=env, capture_output=True, text=True)
+    return proc, out
+
+
+def test_launch_stub_runs_the_shared_qemu_command(tmp_path):
+    proc, out = _run_stub(tmp_path, _guest(), "tcg", "-snapshot")
+    assert proc.returncode == 0, proc.stderr
+    argv = proc.stdout.splitlines()
+    assert argv[argv.index("-machine") + 1] == "pc,accel=tcg"
+    assert argv[argv.index("-action") + 1] == "watchdog=reset"
+    assert "i6300esb" in argv and "-watchdog" not in argv
+    assert argv[argv.index("-kernel") + 1] == f"{out}/debian-i6300esb.vmlinuz"
+    assert argv[argv.index("-append") + 1] == "root=LABEL=cloudimg-rootfs ro console=ttyS0"
+    assert f"file={out}/debian-i6300esb.qcow2,format=qcow2,if=virtio,cache=unsafe" in argv
+    assert argv[argv.index("-qmp") + 1] == f"unix:{tmp_path}/run/qmp.sock,server=on,wait=off"
+    assert argv[-1] == "-snapshot"
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700
+
+
+def test_launch_stub_kvm_is_opt_in_and_bad_accel_is_refused(tmp_path):
+    proc, _ = _run_stub(tmp_path, _guest(), "kvm")
+    assert "pc,accel=kvm" in proc.stdout.splitlines()
+    proc, _ = _run_stub(tmp_path, _guest(), "xen")
+    assert proc.returncode == 2 and "WDIMAGE_ACCEL" in proc.stderr
+
+
+def test_launch_stub_private_socket_dir_by_default(tmp_path):
+    stub = tmp_path / "run.sh"
+    stub.write_text(render.render_launch_stub(_guest()))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "qemu-system-x86_64").write_text('#!/bin/sh\nexit 0\n')
+    (fake / "qemu-system-x86_64").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+    env.pop("WDIMAGE_RUNDIR", None)
+    proc = subprocess.run(["sh", str(stub)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (rundir,) = tmp_path.glob("wdimage-debian-i6300esb.*")
+    assert rundir.stat().st_mode & 0o777 == 0o700
+
+
+def test_launch_stub_itco_and_ib700_machines(tmp_path):
+    proc, _ = _run_stub(tmp_path, _guest(model=Model.ITCO))
+    argv = proc.stdout.splitlines()
+    assert "q35,accel=tcg" in argv and "ICH9-LPC.noreboot=false" in argv
+    proc, _ = _run_stub(tmp_path, _guest(model=Model.IB700, action=Action.POWEROFF))
+    argv = proc.stdout.splitlines()
+    assert "pc,accel=tcg" in argv and "ib700" in argv and "watchdog=poweroff" in argv
+
+
+def test_launch_stub_disk_boot_has_no_kernel_and_no_agent(tmp_path):
+    proc, _ = _run_stub(tmp_path, _guest(kernel=None, initrd=None, cmdline=None, agent=False))
+    argv = proc.stdout.splitlines()
+    assert "-kernel" not in argv and "-append" not in argv and "virtio-serial" not in argv
+
+
+def test_launch_stub_passes_shellcheck(tmp_path):
+    stub = tmp_path / "run.sh"
+    stub.write_text(render.render_launch_stub(_guest()))
+    proc = subprocess.run(["shellcheck", "-s", "sh", str(stub)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("arg", ["it's", 'a "b" $HOME `x` \\', "@WDIMAGE_HERE@/x $y"])
+def test_shell_word_round_trips(arg):
+    word = render.shell_word(arg)
+    expanded = subprocess.run(["sh", "-c", f'here=/h; rundir=/r; printf %s {word}'],
+                              capture_output=True, text=True).stdout
+    assert expanded == arg.replace("@WDIMAGE_HERE@", "/h")
+
+
+def test_libvirt_xml(tmp_path):
+    root = ET.fromstring(render.render_libvirt_xml(_guest(), Path("/srv/img")))
+    assert root.get("type") == "qemu"
+    assert root.find("os/type").get("machine") == "pc"
+    assert root.find("os/kernel").text == "/srv/img/debian-i6300esb.vmlinuz"
+    assert root.find("os/cmdline").text == "root=LABEL=cloudimg-rootfs ro console=ttyS0"
+    assert root.find("devices/disk/source").get("file") == "/srv/img/debian-i6300esb.qcow2"
+    watchdog = root.find("devices/watchdog")
+    assert (watchdog.get("model"), watchdog.get("action")) == ("i6300esb", "reset")
+    assert root.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"
+
+
+def test_libvirt_xml_itco_disk_boot_and_an_action_libvirt_lacks():
+    root = ET.fromstring(render.render_libvirt_xml(
+        _guest(model=Model.ITCO, action=Action.DEBUG, kernel=None, initrd=None, cmdline=None, agent=False),
+        Path("/srv/a&b")))
+    assert root.find("os/type").get("machine") == "q35"
+    assert root.find("os/boot").get("dev") == "hd" and root.find("os/kernel") is None
+    assert root.find("devices/disk/source").get("file") == "/srv/a&b/debian-i6300esb.qcow2"  # escaped, parsed back
+    watchdog = root.find("devices/watchdog")
+    assert watchdog.get("model") == "itco" and watchdog.get("action") is None
+    assert root.find("devices/channel") is None
