@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages, one line per concern.
 APT_BASE := python3-venv make gcc git ca-certificates
 APT_KERNEL := flex bison bc linux-source-6.1 linux-config-6.1 xz-utils
-APT_BUILD := sudo debootstrap qemu-utils e2fsprogs squashfs-tools kpartx shellcheck
+APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils
 APT_PACKAGES := $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL)
 

@@ -1,0 +1,64 @@
+"""Shared real-input fixtures: `debian_image_dir`, one real `wdimage build debian` per session, cached.
+
+The build is keyed on everything that decides its result (the elements, the build code and templates,
+the kernel fragments, the settings, the machine's apt mirror): a rerun with nothing changed reuses the
+cached output in seconds, after checking its SHA256SUMS. Concurrent sessions serialise on a lock file.
+"""
+
+import fcntl
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from wdimage import build, cli, distros
+
+REPO = Path(__file__).resolve().parents[2]
+# The drill relies on these: default model and action, a short timeout.
+DEBIAN_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--timeout", "15")
+KEY_INPUTS = ("elements", "kconfig-fragments", "wdimage/templates", "wdimage/build.py", "wdimage/dib.py",
+              "wdimage/render.py", "wdimage/distros.py", "wdimage/launch.py", "wdimage/models.py",
+              "wdimage/kernel_config.py", "wdimage/sbom.py")
+
+
+def build_key(args: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(repr(args).encode())
+    digest.update(repr(distros.debian_mirrors(distros.read_apt_sources())).encode())
+    for name in KEY_INPUTS:
+        root = REPO / name
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if path.exists() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _intact(directory: Path) -> bool:
+    if not (directory / "manifest.json").is_file() or not (directory / "SHA256SUMS").is_file():
+        return False
+    return subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=directory,
+                          capture_output=True).returncode == 0
+
+
+def cached_build(args: tuple[str, ...], name: str) -> Path:
+    key = build_key(args)
+    base = build.cache_dir() / "test-builds"
+    base.mkdir(parents=True, exist_ok=True)
+    output = base / key / name
+    with open(base / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another session building the same thing: wait for it
+        if not _intact(output):
+            code = cli.main(["build", *args, "--output", str(output)])
+            assert code == 0, f"wdimage build {' '.join(args)} failed with exit code {code}"
+    return output
+
+
+@pytest.fixture(scope="session")
+def debian_image_dir() -> Path:
+    """The output directory of a real `wdimage build debian` (i6300esb, reset, 15 s), built once and cached
+    under ${WDIMAGE_CACHE:-~/.cache/wdimage}/test-builds/."""
+    if os.geteuid() != 0 and not subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        pytest.fail("a DIB build needs root or passwordless sudo")
+    return cached_build(DEBIAN_BUILD_ARGS, "debian-i6300esb")
