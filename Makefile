@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages, one line per concern.
 APT_BASE := python3-venv make gcc git ca-certificates
-APT_KERNEL := flex bison bc linux-source-6.1 linux-config-6.1 xz-utils
+APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-source-6.1 linux-config-6.1 xz-utils
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils
 APT_PACKAGES := $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL)
@@ -42,6 +42,12 @@ test-fast: venv
 	$(BIN)/python -m pytest -m 'not real'
 
 demo: deps venv
+	$(BIN)/python -m tests.kernel_trees demo
+
+# kernel-config on a real tree: Debian's linux-source-6.1 with its amd64 config (watchdog switched off):
+# --check (fails), --merge, then --check --strict (passes). The tree is extracted once into the cache.
+.PHONY: demo-kernel-config
+demo-kernel-config: deps venv
 	$(BIN)/python -m tests.kernel_trees demo
 
 bench: deps venv

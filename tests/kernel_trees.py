@@ -12,6 +12,7 @@ and 50 MB instead of 1.3 GB for the whole tree.
 
   python -m tests.kernel_trees fetch [6.1|7.2]...   fetch and extract, print the paths
   python -m tests.kernel_trees demo                 the `make demo-kernel-config` demonstration
+(APT::Sandbox::User=root: the private cache dirs belong to the user running this, not to _apt.)
 """
 
 import dataclasses
@@ -82,7 +83,7 @@ def _private_apt_options(suite: str) -> list[str]:
         "-o", f"Dir::Cache={root}",
         "-o", f"Dir::Cache::archives={root / 'archives'}",
         "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=",
-        "-o", "APT::Get::List-Cleanup=false",
+        "-o", "APT::Get::List-Cleanup=false", "-o", "APT::Sandbox::User=root",
     ]
 
 
@@ -177,7 +178,15 @@ def _demo() -> int:
         if argv is not steps[0] and rc != 0:
             return rc
     print(f"\nmerged config: {config} (previous one kept as {config}.old)")
-    return 0
+    # A value that cannot take effect: without PCI, neither i6300esb nor iTCO can be enabled.
+    no_pci = work / "no-pci.config"
+    no_pci.write_text(config.read_text().replace("CONFIG_PCI=y", "# CONFIG_PCI is not set"))
+    argv = [*wdimage, "kernel-config", "--merge", "--kernel-src", str(tree.src), "--config", str(no_pci),
+            "--model", "itco"]
+    print(f"\n$ wdimage {' '.join(argv[3:])}   # with CONFIG_PCI switched off", flush=True)
+    rc = subprocess.run(argv).returncode
+    print(f"(exit {rc}: expected 3, and {no_pci} left as it was)", flush=True)
+    return 0 if rc == 3 else 1
 
 
 def main(argv: list[str]) -> int:
