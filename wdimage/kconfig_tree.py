@@ -220,9 +220,9 @@ def _load_cached(path: Path, src: Path):
 def _store_cached(path: Path, src: Path, kconf) -> None:
     names = sorted(set(kconf.kconfig_filenames))
     header = {"files": names, "digest": _files_digest(src, names)}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as f:
             pickle.dump(header, f, protocol=pickle.HIGHEST_PROTOCOL)
             _deep(pickle.dump, kconf, f, pickle.HIGHEST_PROTOCOL)

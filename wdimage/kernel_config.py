@@ -217,12 +217,11 @@ def _explanation(facts: SymbolFacts, requested: str, modules_enabled: bool) -> E
 # --- check ---------------------------------------------------------------------------------------------
 
 
-def running_config() -> Path:
+def running_config(proc: Path = Path("/proc/config.gz"), boot_dir: Path = Path("/boot")) -> Path:
     """The running kernel's config: /proc/config.gz if the kernel exposes it, else /boot/config-$(uname -r)."""
-    proc = Path("/proc/config.gz")
     if proc.is_file():
         return proc
-    boot = Path("/boot") / f"config-{platform.release()}"
+    boot = boot_dir / f"config-{platform.release()}"
     if boot.is_file():
         return boot
     raise usage_error(f"--running: neither {proc} nor {boot} exists",

@@ -228,3 +228,20 @@ def test_merge_fragments_api(tmp_path):
     assert report.ok and report.written
     assert values(cfg)["CONFIG_IB700_WDT"] == "m"
     assert "CONFIG_I6300ESB_WDT" not in values(cfg) or values(cfg)["CONFIG_I6300ESB_WDT"] == "n"
+
+
+def test_running_config_prefers_proc_then_boot(tmp_path):
+    import gzip
+    import platform
+
+    from wdimage.errors import WdimageError
+    from wdimage.kernel_config import running_config
+    proc, boot = tmp_path / "config.gz", tmp_path / "boot"
+    boot.mkdir()
+    with pytest.raises(WdimageError, match="--running: neither"):
+        running_config(proc, boot)
+    (boot / f"config-{platform.release()}").write_text(DEBIAN_LIKE)
+    assert running_config(proc, boot) == boot / f"config-{platform.release()}"
+    proc.write_bytes(gzip.compress(DEBIAN_LIKE.encode()))
+    assert running_config(proc, boot) == proc
+    assert check_config(proc, [Model.I6300ESB]).ok
