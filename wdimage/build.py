@@ -175,6 +175,8 @@ def dib_environment(settings: BuildSettings, layout: dib.Layout, inputs: dict[st
         env.append(("DIB_DEBIAN_SECURITY_MIRROR", settings.security_mirror))
     if settings.base_image:
         env.append(("DIB_LOCAL_IMAGE", str(settings.base_image)))
+    if settings.distro == "debian":
+        env += debootstrap_cache_env(settings.release)
     if "block-device.yaml" in inputs:
         env.append(("DIB_BLOCK_DEVICE_CONFIG", f"file://{inputs['block-device.yaml']}"))
     env += [
@@ -187,6 +189,24 @@ def dib_environment(settings: BuildSettings, layout: dib.Layout, inputs: dict[st
         env.append(("DIB_WATCHDOG_GENTOO_KERNEL", settings.kernel))
         if settings.kernel == "source":
             env.append(("DIB_WATCHDOG_KCONFIG_FRAGMENTS", str(fragments_dir())))
+    return env
+
+
+DEBOOTSTRAP_CACHE_MAX_AGE = 7 * 24 * 3600  # seconds: older base tarballs are rebuilt (security updates)
+
+
+def debootstrap_cache_env(release: str, now: float | None = None) -> list[tuple[str, str]]:
+    """Keep debootstrap's result as a tarball in DIB's image cache and reuse it while it is fresh:
+    a warm rebuild skips debootstrap."""
+    image_cache = Path(os.environ.get("DIB_IMAGE_CACHE") or Path.home() / ".cache" / "image-create")
+    tarball = image_cache / f"debootstrap-debian-{release}-amd64.tar.gz"
+    env = [("DIB_DEBOOTSTRAP_CACHE", "1")]
+    try:
+        fresh = (now or time.time()) - tarball.stat().st_mtime < DEBOOTSTRAP_CACHE_MAX_AGE
+    except OSError:
+        fresh = False
+    if fresh:
+        env.append(("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE", "1"))
     return env
 
 

@@ -31,8 +31,9 @@ class ImageFs:
         return "File not found" not in proc.stderr and proc.stdout.strip() != ""
 
     def listing(self, directory: str) -> list[str]:
-        return [line.split()[-1] for line in self._debugfs(f"ls -p {directory}").splitlines()
-                if line.strip()] if self.exists(directory) else []
+        # `ls -p` lines: /inode/mode/uid/gid/name/size/
+        return [line.split("/")[5] for line in self._debugfs(f"ls -p {directory}").splitlines()
+                if line.count("/") >= 6] if self.exists(directory) else []
 
     def symlink_target(self, path: str) -> str:
         match = re.search(r'Fast link dest: "([^"]*)"', self._debugfs(f"stat {path}"))

@@ -164,6 +164,18 @@ def test_inputs_are_content_addressed(tmp_path):
     assert "block-device.yaml" in a and "block-device.yaml" not in c
 
 
+def test_debootstrap_tarball_is_reused_only_while_fresh(tmp_path, monkeypatch):
+    import os
+    monkeypatch.setenv("DIB_IMAGE_CACHE", str(tmp_path))
+    assert build.debootstrap_cache_env("bookworm") == [("DIB_DEBOOTSTRAP_CACHE", "1")]
+    tarball = tmp_path / "debootstrap-debian-bookworm-amd64.tar.gz"
+    tarball.write_bytes(b"")
+    assert ("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE", "1") in build.debootstrap_cache_env("bookworm")
+    week_ago = tarball.stat().st_mtime - build.DEBOOTSTRAP_CACHE_MAX_AGE - 1
+    os.utime(tarball, (week_ago, week_ago))
+    assert build.debootstrap_cache_env("bookworm") == [("DIB_DEBOOTSTRAP_CACHE", "1")]
+
+
 def test_kernel_cmdline_never_panics_the_guest_into_a_reboot():
     line = build.kernel_cmdline(build.make_settings("debian"))
     assert "console=ttyS0" in line and "panic=" not in line

@@ -20,7 +20,7 @@ EXTRA_DATA = ELEMENTS / "watchdog/extra-data.d/50-watchdog-conf"
 SLIM = ELEMENTS / "wdimage-slim/finalise.d/95-wdimage-slim"
 TOOLS = ("bash", "sed", "find", "sort", "tail", "cp", "mkdir", "basename", "dirname", "install", "rm",
          "touch", "cat", "env")
-STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod")
+STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod", "update-initramfs")
 
 DEBIAN_DEFAULTS = 'run_watchdog=0\nrun_wd_keepalive=1\nwatchdog_module="none"\nwatchdog_options=""\n'
 
@@ -239,11 +239,23 @@ def test_slim_removes_docs_and_unneeded_drivers_but_keeps_copyright(sandbox):
     assert _calls(sandbox) == [f"depmod -b {root} -a 6.1.0-56-amd64"]
 
 
+def test_slim_rebuilds_a_debian_initrd_with_only_what_qemu_boots_from(sandbox):
+    root = sandbox[0]
+    (root / "etc/initramfs-tools/conf.d").mkdir(parents=True)
+    assert _run(SLIM, sandbox, DIB_SLIM_DOCS="0", DIB_SLIM_KERNEL_MODULES="0").returncode == 0
+    assert (root / "etc/initramfs-tools/conf.d/wdimage-slim").read_text() == "MODULES=list\n"
+    modules = (root / "etc/initramfs-tools/modules").read_text().split()
+    assert {"virtio_pci", "virtio_blk", "ext4"} <= set(modules)
+    assert _calls(sandbox) == ["update-initramfs -u -k all"]
+
+
 def test_slim_can_keep_everything(sandbox):
     root = sandbox[0]
     (root / "usr/share/man/man8").mkdir(parents=True)
     (root / "lib/modules/6.1/kernel/sound").mkdir(parents=True)
-    assert _run(SLIM, sandbox, DIB_SLIM_DOCS="0", DIB_SLIM_KERNEL_MODULES="0").returncode == 0
+    (root / "etc/initramfs-tools").mkdir(parents=True)
+    assert _run(SLIM, sandbox, DIB_SLIM_DOCS="0", DIB_SLIM_KERNEL_MODULES="0", DIB_SLIM_INITRD="0").returncode == 0
+    assert _calls(sandbox) == []
     assert (root / "usr/share/man/man8").is_dir() and (root / "lib/modules/6.1/kernel/sound").is_dir()
 
 
