@@ -3,15 +3,17 @@
 str(DibCommand) is a copy-pasteable `K=V disk-image-create ...` line; `wdimage build --dry-run` prints it.
 """
 
+import contextlib
 import dataclasses
 import enum
+import fcntl
 import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
-from wdimage import run
+from wdimage import log, run
 
 ELEMENTS_DIR = Path(__file__).resolve().parent.parent / "elements"
 
@@ -85,7 +87,26 @@ class DibCommand:
         return " ".join(assignments + [shlex.join(self.argv())])
 
     def run(self) -> None:
-        run.run(self.argv(), env=self.environment())
+        env = self.environment()
+        with exclusive_image_cache(image_cache_dir(env)):
+            run.run(self.argv(), env=env)
+
+
+def image_cache_dir(env: dict[str, str]) -> Path:
+    return Path(env.get("DIB_IMAGE_CACHE") or Path(env.get("HOME") or Path.home()) / ".cache" / "image-create")
+
+
+@contextlib.contextmanager
+def exclusive_image_cache(cache: Path):
+    """One DIB run at a time per image cache: concurrent runs fail on its shared apt archive lock."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "wdimage-dib.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"waiting for another diskimage-builder run using {cache} ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def version() -> str:

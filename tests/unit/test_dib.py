@@ -46,3 +46,22 @@ def test_partitionless_block_device_config_is_one_filesystem_on_the_loop_device(
     assert [next(iter(item)) for item in config] == ["local_loop", "mkfs"]
     mkfs = config[1]["mkfs"]
     assert mkfs["base"] == "image0" and mkfs["label"] == dib.ROOT_LABEL and mkfs["mount"]["mount_point"] == "/"
+
+
+def test_image_cache_is_used_by_one_dib_run_at_a_time(tmp_path):
+    import subprocess, sys, time
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from wdimage import dib\n"
+        "with dib.exclusive_image_cache(Path(sys.argv[1])):\n"
+        "    print('held', flush=True); time.sleep(1.5)\n"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    start = time.monotonic()
+    with dib.exclusive_image_cache(tmp_path):
+        waited = time.monotonic() - start
+    holder.wait()
+    assert waited > 0.5
+
+
+def test_image_cache_dir_follows_dib_image_cache():
+    assert dib.image_cache_dir({"DIB_IMAGE_CACHE": "/c"}) == Path("/c")
+    assert dib.image_cache_dir({"HOME": "/h"}) == Path("/h/.cache/image-create")
