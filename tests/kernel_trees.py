@@ -65,6 +65,9 @@ def debian_mirror() -> str:
     for uri in candidates:
         if re.search(r"/debian/?$", uri):
             return uri.rstrip("/")
+    for uri in candidates:  # a mirror laid out differently: any Debian URI that is not the security one
+        if "debian" in uri and "security" not in uri:
+            return uri.rstrip("/")
     raise RuntimeError(f"no Debian mirror found in {parts} or /etc/apt/sources.list")
 
 

@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.kernel_trees` when run by path
 
 from tests.kernel_trees import KernelTree, kernel_tree, without_watchdog  # noqa: E402
+from wdimage import log  # noqa: E402
 from wdimage.cli import main  # noqa: E402
 from wdimage.fragments import fragment_paths  # noqa: E402
 from wdimage.models import Model  # noqa: E402
@@ -24,6 +25,11 @@ pytestmark = pytest.mark.real
 ALL_MODELS = ["--model", "i6300esb", "--model", "ib700", "--model", "itco"]
 CASES = [("6.1", "amd64_none_amd64"), ("6.1", "amd64_none_cloud-amd64"), ("6.1", "amd64_rt_amd64"),
          ("7.2", "amd64_none_amd64"), ("7.2", "amd64_none_cloud-amd64")]
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_quiet(monkeypatch):
+    monkeypatch.setattr(log, "quiet", log.quiet)  # main(["-q", ...]) sets it
 
 
 @pytest.fixture(scope="module")

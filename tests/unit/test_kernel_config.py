@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from wdimage import log
 from wdimage.cli import main
 from wdimage.kernel_config import check_config, merge_fragments
 from wdimage.models import Model
@@ -17,6 +18,7 @@ WATCHDOG_OFF = "CONFIG_MODULES=y\nCONFIG_PCI=y\nCONFIG_EXPERT=y\n# CONFIG_WATCHD
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WDIMAGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ARCH", raising=False)
+    monkeypatch.setattr(log, "quiet", log.quiet)  # main(["-q", ...]) sets it: restore it for other tests
 
 
 def config(tmp_path: Path, text: str = WATCHDOG_OFF, name: str = ".config") -> Path:
