@@ -338,14 +338,24 @@ def write_keeping_old(path: Path, text: str) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise usage_error(f"--output {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise usage_error(f"--output {path}: cannot write in {directory}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         if path.exists():
             shutil.copy2(path, path.with_name(path.name + ".old"))
             shutil.copymode(path, tmp)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise usage_error(f"--output {path}: cannot write it: {e.strerror}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

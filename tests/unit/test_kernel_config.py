@@ -247,3 +247,19 @@ def test_running_config_prefers_proc_then_boot(tmp_path):
     proc.write_bytes(gzip.compress(DEBIAN_LIKE.encode()))
     assert running_config(proc, boot) == proc
     assert check_config(proc, [Model.I6300ESB]).ok
+
+
+def test_output_that_cannot_be_written_exits_2_and_leaves_nothing_behind(tmp_path, capsys):
+    cfg = config(tmp_path)
+    target = tmp_path / "adir"
+    target.mkdir()
+    rc, _, err = merge(capsys, cfg, "--output", str(target))
+    assert rc == 2 and "--output" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".config", "adir", "cache"]
+    assert cfg.read_text() == WATCHDOG_OFF
+
+
+def test_new_output_file_gets_ordinary_permissions(tmp_path, capsys):
+    out_file = tmp_path / "new.config"
+    assert merge(capsys, config(tmp_path), "--output", str(out_file))[0] == 0
+    assert out_file.stat().st_mode & 0o044  # readable by others per the umask, not mkstemp's 0600
