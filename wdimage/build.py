@@ -254,8 +254,10 @@ def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout 
         command = dib_command(settings, layout, inputs, staging / settings.name, logfile)
         with log.step(f"diskimage-builder: {' '.join(command.elements)} (log: {logfile})"):
             command.run()
-        manifest = assemble(settings, layout, command, staging, started, time.monotonic() - clock)
+        with log.step("assembling the output: kernel check, launch stub, libvirt XML, manifest, checksums"):
+            manifest = assemble(settings, layout, command, staging, started, time.monotonic() - clock)
         publish(staging, settings.output)
+        log.info(f"published {settings.output}")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -281,6 +281,7 @@ def test_a_failed_dib_run_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     (out).mkdir()
     (out / "previous").write_text("kept")
     monkeypatch.setattr(build, "elements", lambda settings, layout: ("no-such-element-wdimage",))
+    monkeypatch.setenv("DIB_IMAGE_CACHE", str(tmp_path / "cache" / "dib"))  # not waiting for real builds
     with pytest.raises(WdimageError) as e:
         build.build(build.make_settings("debian", output=out), layout=dib.Layout.DIRECT)
     assert e.value.code == ExitCode.FAILED
