@@ -8,7 +8,9 @@ cached output in seconds, after checking its SHA256SUMS. Concurrent sessions ser
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -49,10 +51,22 @@ def cached_build(args: tuple[str, ...], name: str) -> Path:
     output = base / key / name
     with open(base / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another session building the same thing: wait for it
-        if not _intact(output):
+        if _intact(output):
+            os.utime(output.parent)  # in use: keep it from pruning
+        else:
             code = cli.main(["build", *args, "--output", str(output)])
             assert code == 0, f"wdimage build {' '.join(args)} failed with exit code {code}"
+    _prune(base, keep=key)
     return output
+
+
+def _prune(base: Path, keep: str, max_age: float = 2 * 24 * 3600) -> None:
+    """Drop cached builds of older inputs that nobody used for two days (about 200 MB each)."""
+    now = time.time()
+    for entry in base.iterdir():
+        if entry.is_dir() and entry.name != keep and now - entry.stat().st_mtime > max_age:
+            shutil.rmtree(entry, ignore_errors=True)
+            (base / f"{entry.name}.lock").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
