@@ -123,7 +123,7 @@ def render_index_markdown(index: dict) -> str:
         lines.append("| " + " | ".join(_cell_text(v) for v in (
             row["name"], f"{row['distro']} {row['release'] or ''}".strip(), row["model"],
             f"{row['action']} / {row['timeout']} s", row["versions"].get("kernel"),
-            row["versions"].get("watchdog"), drill["result"], resets)) + " |")
+            row["versions"].get("watchdog"), _drill_text(drill), resets)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +134,10 @@ def _drill_summary(drill: dict | None) -> dict:
               for f in drill.get("faults") or []]
     result = "passed" if drill.get("passed") else "FAILED"
     return {"result": result, "accel": drill.get("accel"), "faults": faults, "error": drill.get("error")}
+
+
+def _drill_text(drill: dict) -> str:
+    return f"{drill['result']} ({drill['accel']})" if drill.get("accel") else drill["result"]
 
 
 def _cell_text(value) -> str:

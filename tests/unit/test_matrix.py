@@ -96,7 +96,7 @@ def test_index_gathers_manifests_and_drill_results(tmp_path, capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| image |") and len(table) == 2 + 3
     assert table[3] == ("| debian-i6300esb | debian bookworm | i6300esb | reset / 15 s | 6.1.140-1 | 5.16-1+b2 "
-                        "| passed | panic 16.2 s |")
+                        "| passed (tcg) | panic 16.2 s |")
 
 
 def test_markdown_cells_cannot_break_the_table():
