@@ -125,24 +125,34 @@ def _member(manifest_path: Path, files: dict, key: str, required: bool) -> Path 
 
 # --- readiness checks ---------------------------------------------------------------------------------------
 
+# Who holds /dev/watchdog*: "PID COMM TARGET STATE" lines. One `find` instead of a readlink per fd: under TCG
+# every process the guest starts costs tens of milliseconds.
+HOLDERS_SH = r"""
+holders() {
+  find /proc/[0-9]*/fd -lname '/dev/watchdog*' 2>/dev/null | while read -r fd; do
+    pid=${fd#/proc/}; pid=${pid%%/*}; stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    set -- ${stat##*) }
+    echo "$pid $(cat "/proc/$pid/comm") $(readlink "$fd") $1 ${20}"
+  done
+}
+"""
+
 # One script, one guest-exec: every check's raw material in sections. $1 is the driver's module name.
-GUEST_PROBE = r"""
-echo '### driver'; dmesg 2>&1 | grep -i -F -e "$1" | tail -n 4
-echo '### module'; grep -E "^$1 " /proc/modules; [ -d "/sys/module/$1" ] && echo "present in /sys/module/$1"
+GUEST_PROBE = HOLDERS_SH + r"""
+module=$1
+echo '### driver'; dmesg 2>&1 | grep -i -F -e "$module" | tail -n 4
+echo '### module'; grep -E "^$module " /proc/modules; [ -d "/sys/module/$module" ] && echo "present in /sys/module/$module"
 echo '### device'; ls -l /dev/watchdog 2>&1
 echo '### service'
 if [ -d /run/systemd/system ]; then echo "systemd: $(systemctl is-active watchdog.service 2>&1)"
 elif command -v rc-service >/dev/null; then echo "openrc: $(rc-service watchdog status 2>&1)"
 else echo "no systemd or OpenRC"; fi
 echo '### config'; grep -n -e 'watchdog-device' /etc/watchdog.conf 2>&1
-echo '### holders'
-for fd in /proc/[0-9]*/fd/*; do
-  target=$(readlink "$fd" 2>/dev/null) || continue
-  case $target in /dev/watchdog*) pid=${fd#/proc/}; pid=${pid%%/*}; echo "$pid $(cat "/proc/$pid/comm") $target";; esac
-done
+echo '### holders'; holders
 echo '### cmdline'; cat /proc/cmdline
 echo '### panic'; cat /proc/sys/kernel/panic
 echo '### timeout'; cat /sys/class/watchdog/watchdog0/timeout 2>&1
+echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 """
 
 ACTIVE_DEVICE_LINE = re.compile(r"^\s*watchdog-device\s*=\s*/dev/watchdog\s*$")
@@ -168,14 +178,50 @@ def parse_sections(text: str) -> dict[str, str]:
     return {name: "\n".join(lines).strip() for name, lines in sections.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    """A process with /dev/watchdog* open."""
+
+    pid: str
+    comm: str
+    target: str
+    state: str  # R, S, T (stopped), ...
+    start_ticks: int  # when it started, in clock ticks since the guest booted
+
+    def __str__(self) -> str:
+        return f"{self.comm} (pid {self.pid}, state {self.state}) holds {self.target}"
+
+    @property
+    def is_daemon(self) -> bool:
+        return self.comm == "watchdog" and self.target == "/dev/watchdog"
+
+
+def parse_holders(text: str) -> list[Holder]:
+    holders = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[4].isdigit():
+            holders.append(Holder(parts[0], parts[1], parts[2], parts[3], int(parts[4])))
+    return holders
+
+
+def daemon_age(sections: dict[str, str]) -> float | None:
+    """Seconds the device-holding daemon had been running when the probe ran, from the guest's own clocks."""
+    daemons = [h for h in parse_holders(sections.get("holders", "")) if h.is_daemon]
+    try:
+        uptime, ticks_per_second = sections.get("clock", "").split()
+        return max(0.0, float(uptime) - daemons[0].start_ticks / int(ticks_per_second)) if daemons else None
+    except ValueError:
+        return None
+
+
 def evaluate_checks(sections: dict[str, str], model: Model, timeout: int) -> list[Check]:
     """Each check passed or failed, with what was seen in the guest."""
     get = sections.get
     module = info(model).module
     driver = get("driver", "")
     modules = get("module", "")
-    holders = [line.split() for line in get("holders", "").splitlines() if len(line.split()) == 3]
-    daemon = [h for h in holders if h[1] == "watchdog" and h[2] == "/dev/watchdog"]
+    holders = parse_holders(get("holders", ""))
     config = get("config", "")
     service = get("service", "")
     return [
@@ -191,8 +237,8 @@ def evaluate_checks(sections: dict[str, str], model: Model, timeout: int) -> lis
         Check("config", "watchdog-device = /dev/watchdog active in /etc/watchdog.conf",
               any(ACTIVE_DEVICE_LINE.match(line.split(":", 1)[-1]) for line in config.splitlines()),
               config.replace("\n", " | ") or "no watchdog-device line in /etc/watchdog.conf"),
-        Check("holder", "the daemon holds /dev/watchdog", bool(daemon),
-              "; ".join(" ".join(h) for h in holders) or "no process holds /dev/watchdog"),
+        Check("holder", "the daemon holds /dev/watchdog", any(h.is_daemon for h in holders),
+              "; ".join(map(str, holders)) or "no process holds /dev/watchdog"),
         _panic_check(get("cmdline", ""), get("panic", "")),
         _timeout_check(get("timeout", ""), timeout),
     ]
@@ -215,9 +261,12 @@ def _timeout_check(seen: str, timeout: int) -> Check:
     return Check("timeout", title, int(seen) == timeout, f"{seen.strip()}s")
 
 
-def run_checks(agent: GuestAgent, model: Model, timeout: int) -> list[Check]:
+def run_checks(agent: GuestAgent, model: Model, timeout: int) -> tuple[list[Check], float | None]:
+    """The checks, and when the daemon that holds the device started (time.monotonic()), if one does."""
     result = agent.shell(GUEST_PROBE, info(model).module, timeout=60)
-    return evaluate_checks(parse_sections(result.stdout), model, timeout)
+    sections = parse_sections(result.stdout)
+    age = daemon_age(sections)
+    return evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age
 
 
 # --- results ----------------------------------------------------------------------------------------------
@@ -346,7 +395,8 @@ def _first_boot(session: _Session, report: DrillReport, prepare: Sequence[str]) 
 
 
 def _wait_armed(session: _Session, since: float, prepare: Sequence[str] = ()) -> tuple[list[Check], float, float]:
-    """Checks once the guest agent answers and the boot settled: (checks, seconds to agent, seconds to armed).
+    """Checks once the guest agent answers and the boot settled: (checks, seconds to agent, seconds to armed),
+    the seconds counted from `since` (a time.monotonic()).
 
     Failing checks are retried for a few seconds (a daemon still starting), then count as failed.
     """
@@ -361,9 +411,11 @@ def _wait_armed(session: _Session, since: float, prepare: Sequence[str] = ()) ->
         _log_exec(command, agent.shell(command, timeout=60))
     deadline = time.monotonic() + CHECK_RETRY_SECONDS
     while True:
-        checks = run_checks(agent, session.build.model, session.build.timeout)
+        checks, daemon_started = run_checks(agent, session.build.model, session.build.timeout)
         if all(c.passed for c in checks) or time.monotonic() > deadline:
-            return checks, to_agent, time.monotonic() - since
+            # Armed when the daemon holding the device started (guest clocks), not when we happened to look.
+            armed = daemon_started if daemon_started is not None else time.monotonic()
+            return checks, to_agent, max(armed - since, 0.0)
         time.sleep(1)
 
 
@@ -381,15 +433,21 @@ FAULT_SCRIPTS = {
 }
 
 # After kill/hang: who holds the device now, and what the init system made of it.
-AFTER_FAULT_PROBE = r"""
-for fd in /proc/[0-9]*/fd/*; do
-  target=$(readlink "$fd" 2>/dev/null) || continue
-  case $target in /dev/watchdog*) pid=${fd#/proc/}; pid=${pid%%/*}; echo "holder: $pid $(cat "/proc/$pid/comm") $(cut -d' ' -f3 "/proc/$pid/stat")";; esac
-done
+AFTER_FAULT_PROBE = HOLDERS_SH + r"""
+echo '### holders'; holders
+echo '### units'
 if [ -d /run/systemd/system ]; then
-  for unit in watchdog.service wd_keepalive.service; do echo "$unit: $(systemctl is-active "$unit")"; done
+  for unit in watchdog.service wd_keepalive.service; do echo "$unit $(systemctl is-active "$unit")"; done
 fi
 """
+
+
+def describe_after_fault(text: str) -> str:
+    sections = parse_sections(text)
+    holders = parse_holders(sections.get("holders", ""))
+    units = sections.get("units", "").replace("\n", ", ")
+    said = "; ".join(map(str, holders)) or "nobody holds /dev/watchdog"
+    return f"{said}{'; ' + units if units else ''}"
 
 
 def _drill_fault(session: _Session, report: DrillReport, fault: Fault) -> FaultResult:
@@ -427,7 +485,7 @@ def _inject_and_watch(session: _Session, build: BuildOutput, fault: Fault) -> Fa
     after = ""
     if fault is not Fault.PANIC:
         time.sleep(3)
-        after = agent.shell(AFTER_FAULT_PROBE, timeout=20).stdout.strip().replace("\n", "; ")
+        after = describe_after_fault(agent.shell(AFTER_FAULT_PROBE, timeout=20).stdout)
         log.info(f"3s after the fault: {after}")
     window = build.timeout + MARGIN_SECONDS
     event = guest.qmp.wait_event({"WATCHDOG"}, time.monotonic() + fault_at + window - time.time())
@@ -450,11 +508,8 @@ def _inject_and_watch(session: _Session, build: BuildOutput, fault: Fault) -> Fa
 
 
 def _daemon_pid(agent: GuestAgent) -> str | None:
-    for line in agent.shell(AFTER_FAULT_PROBE, timeout=20).stdout.splitlines():
-        parts = line.split()
-        if line.startswith("holder:") and len(parts) >= 3 and parts[2] == "watchdog":
-            return parts[1]
-    return None
+    sections = parse_sections(agent.shell(AFTER_FAULT_PROBE, timeout=20).stdout)
+    return next((h.pid for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
 
 
 def _no_event(guest: Guest, fault: Fault, window: int, after: str) -> FaultResult:

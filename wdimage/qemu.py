@@ -183,9 +183,9 @@ class ExecResult:
 class GuestAgent:
     """The QEMU guest agent (qemu-ga) inside the guest, reached through its virtio-serial channel."""
 
-    def __init__(self, stream: JsonStream):
+    def __init__(self, stream: JsonStream, synced: bool = False):
         self._stream = stream
-        self._synced = False
+        self._synced = synced  # False: the next command first resynchronises
 
     def sync(self, timeout: float, attempt_timeout: float = 1.0) -> None:
         """Resynchronise until the agent echoes our token: while the guest boots, nobody reads the channel.
@@ -304,11 +304,11 @@ class Guest:
         self.started_at = time.monotonic()
         try:
             sock = connect_unix(self.spec.qmp_socket, timeout=30, alive=self.alive)
-        except OSError:
+            self.qmp = QmpClient(JsonStream(sock, transcript))
+            self.qmp.negotiate()
+        except (OSError, TimeoutError, ProtocolError):  # QEMU refused the options or aborted at once
             self.stop()
             raise ProtocolError(f"QEMU did not start: {self.qemu_output()}") from None
-        self.qmp = QmpClient(JsonStream(sock, transcript))
-        self.qmp.negotiate()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -10,28 +10,30 @@ from wdimage.drill import BuildOutput, Check, DrillReport, Fault, FaultResult
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.models import Action, Model
 
-# What GUEST_PROBE printed in a healthy Debian bookworm guest (i6300esb, 15 s), recorded through the agent.
+# What GUEST_PROBE printed in the Debian bookworm guest of `wdimage build debian` (i6300esb, 15 s), through the
+# guest agent under QEMU 7.2 (recorded 2026-11-24).
 HEALTHY_PROBE = """\
 ### driver
-[    3.912345] i6300ESB timer: Intel 6300ESB WatchDog Timer Driver v0.05
-[    3.915873] i6300ESB timer: initialized. heartbeat=30 sec (nowayout=0)
+[   17.558982] i6300ESB timer 0000:00:03.0: initialized. heartbeat=30 sec (nowayout=0)
 ### module
-i6300esb 16384 1 - Live 0x0000000000000000
+i6300esb 16384 1 - Live 0xffffffffc078f000
 present in /sys/module/i6300esb
 ### device
-crw------- 1 root root 10, 130 Nov 24 20:20 /dev/watchdog
+crw------- 1 root root 10, 130 Nov 24 20:15 /dev/watchdog
 ### service
 systemd: active
 ### config
-26:watchdog-device = /dev/watchdog
+3:watchdog-device = /dev/watchdog
 ### holders
-412 watchdog /dev/watchdog
+259 watchdog /dev/watchdog S 2564
 ### cmdline
-console=ttyS0 root=/dev/vda rw
+root=LABEL=cloudimg-rootfs ro console=ttyS0
 ### panic
 0
 ### timeout
 15
+### clock
+27.47 100
 """
 
 
@@ -49,7 +51,13 @@ def test_healthy_guest_passes_every_check():
     checks = checks_by_name()
     assert [c.name for c in checks.values() if not c.passed] == []
     assert "heartbeat" in checks["driver"].seen
-    assert checks["holder"].seen == "412 watchdog /dev/watchdog"
+    assert checks["holder"].seen == "watchdog (pid 259, state S) holds /dev/watchdog"
+
+
+def test_daemon_age_from_the_guests_clocks():
+    assert drill.daemon_age(sections()) == pytest.approx(27.47 - 25.64)
+    assert drill.daemon_age(sections(holders="")) is None
+    assert drill.daemon_age(sections(clock="")) is None
 
 
 def test_the_seeds_bug_commented_device_line_fails_config_and_holder():
@@ -66,7 +74,7 @@ def test_config_line_must_name_dev_watchdog_exactly(line):
 
 
 def test_other_holders_do_not_count_as_the_daemon():
-    checks = checks_by_name(holders="1 systemd /dev/watchdog0\n733 wd_keepalive /dev/watchdog")
+    checks = checks_by_name(holders="1 systemd /dev/watchdog0 S 1\n733 wd_keepalive /dev/watchdog S 3000")
     assert not checks["holder"].passed
     assert "wd_keepalive" in checks["holder"].seen
 
@@ -203,6 +211,14 @@ def test_json_report_has_the_issue_fields(tmp_path):
     assert first["ratio_to_timeout"] == pytest.approx(0.981, abs=1e-3)
     assert data["passed"] is True
     json.dumps(data)  # serialisable as is
+
+
+def test_after_fault_description_names_the_keepalive_takeover():
+    text = ("### holders\n812 wd_keepalive /dev/watchdog S 5120\n### units\n"
+            "watchdog.service failed\nwd_keepalive.service active\n")
+    assert drill.describe_after_fault(text) == ("wd_keepalive (pid 812, state S) holds /dev/watchdog; "
+                                                "watchdog.service failed, wd_keepalive.service active")
+    assert drill.describe_after_fault("### holders\n### units\n").startswith("nobody holds /dev/watchdog")
 
 
 def test_one_failed_fault_fails_the_drill_and_shows_in_text(tmp_path):
