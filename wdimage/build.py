@@ -70,8 +70,10 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if not low <= timeout <= high:
         raise usage_error(f"--timeout {timeout}: {model_} accepts {low}..{high} seconds")
     release = release or spec.default_release
-    if not RELEASE_RE.match(release) or ".." in release:
-        raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-', '/' are allowed")
+    slash_ok = spec.release_env == "GENTOO_PROFILE"  # a profile path; elsewhere a release names files
+    if not RELEASE_RE.match(release) or ".." in release or ("/" in release and not slash_ok):
+        raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-'"
+                          f"{', /' if slash_ok else ''} are allowed")
     name = name or f"{distro}-{model_}"
     if not NAME_RE.match(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")

@@ -3,6 +3,7 @@ publishing the output directory, and a real (fast-failing) DIB run that must lea
 
 import hashlib
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import pytest
 
 from wdimage import build, cli, dib, distros
 from wdimage.errors import ExitCode, WdimageError
-from wdimage.models import Model
 
 DEB822 = """\
 Types: deb
@@ -53,6 +53,9 @@ def _usage(capsys, *argv) -> str:
     (["debian", "--name=-rf"], "--name '-rf'"),
     (["debian", "--name", "../up"], "--name '../up'"),
     (["debian", "--release", "bookworm main"], "--release"),
+    (["debian", "--release", "../../etc"], "--release"),
+    (["centos", "--release", "9/stream"], "--release '9/stream'"),
+    (["gentoo", "--release", "default/../x"], "--release"),
     (["debian", "--mirror", "http://m/debian main$(id)"], "--mirror"),
     (["debian", "--mirror", "javascript:alert"], "--mirror"),
     (["debian", "--kernel", "source"], "--kernel source is for gentoo only"),
@@ -116,7 +119,7 @@ def test_debian_dry_run_prints_the_command_and_builds_nothing(capsys, tmp_path):
     result = _dry_run(capsys, "debian", "--model", "ib700", "--action", "poweroff", "--timeout", "20",
                       "--output", str(out))
     assert result["dry_run"] is True and result["manifest"] is None and not out.exists()
-    words = __import__("shlex").split(result["command"])
+    words = shlex.split(result["command"])
     env = dict(w.split("=", 1) for w in words[:words.index("disk-image-create")])
     assert env["DIB_RELEASE"] == "bookworm" and env["DIB_WATCHDOG_MODULE"] == "ib700wdt"
     assert env["DIB_WATCHDOG_BLACKLIST"] == "i6300esb iTCO_wdt"
@@ -135,7 +138,7 @@ def test_centos_dry_run_with_a_local_base_image(capsys, tmp_path):
     image.write_bytes(b"QFI\xfb")
     result = _dry_run(capsys, "centos", "--base-image", str(image), "--mirror", "http://m.test/centos",
                       "--output", str(tmp_path / "o"))
-    words = __import__("shlex").split(result["command"])
+    words = shlex.split(result["command"])
     assert f"DIB_LOCAL_IMAGE={image}" in words and "DIB_RELEASE=9-stream" in words
     assert "DIB_DISTRIBUTION_MIRROR=http://m.test/centos" in words
     assert "centos" in words and "DIB_DEBIAN_SECURITY_MIRROR" not in result["command"]
@@ -143,7 +146,7 @@ def test_centos_dry_run_with_a_local_base_image(capsys, tmp_path):
 
 def test_gentoo_dry_run_source_kernel(capsys, tmp_path):
     result = _dry_run(capsys, "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"))
-    words = __import__("shlex").split(result["command"])
+    words = shlex.split(result["command"])
     assert "GENTOO_PROFILE=default/linux/amd64/23.0" in words
     assert "DIB_WATCHDOG_GENTOO_KERNEL=source" in words
     assert f"DIB_WATCHDOG_KCONFIG_FRAGMENTS={build.fragments_dir()}" in words

@@ -1,7 +1,6 @@
 """Rendered files compared to expectations: watchdog.conf, the launch stub (run by a real shell), libvirt XML."""
 
 import os
-import shlex
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
