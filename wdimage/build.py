@@ -212,6 +212,13 @@ def debootstrap_cache_env(release: str, now: float | None = None) -> list[tuple[
     return env
 
 
+def init_system(settings: BuildSettings) -> str:
+    """As DIB decides it: Gentoo's systemd profiles run systemd, its other profiles OpenRC."""
+    if settings.distro == "gentoo" and "systemd" in settings.release:
+        return "systemd"
+    return distros.get(settings.distro).init_system
+
+
 def fragments_dir() -> Path:
     return dib.ELEMENTS_DIR.parent / "kconfig-fragments"
 
@@ -402,6 +409,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         "model": str(settings.model), "action": str(settings.action), "timeout": settings.timeout,
         "boot": str(layout), "machine": info(settings.model).machine,
         "kernel_cmdline": guest.cmdline, "kernel_release": facts.kernel_release, "agent": settings.agent,
+        "init_system": init_system(settings),
         "elements": list(command.elements), "packages": packages,
         "installed_packages": facts.installed_packages, "kernel_config_check": check,
         "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},

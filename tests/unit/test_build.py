@@ -179,6 +179,12 @@ def test_debootstrap_tarball_is_reused_only_while_fresh(tmp_path, monkeypatch):
     assert build.debootstrap_cache_env("bookworm") == [("DIB_DEBOOTSTRAP_CACHE", "1")]
 
 
+def test_init_system_follows_the_gentoo_profile():
+    assert build.init_system(build.make_settings("gentoo")) == "openrc"
+    assert build.init_system(build.make_settings("gentoo", release="default/linux/amd64/23.0/systemd")) == "systemd"
+    assert build.init_system(build.make_settings("centos")) == "systemd"
+
+
 def test_kernel_cmdline_never_panics_the_guest_into_a_reboot():
     line = build.kernel_cmdline(build.make_settings("debian"))
     assert "console=ttyS0" in line and "panic=" not in line
@@ -228,6 +234,7 @@ def test_assemble_writes_the_manifest_contract(tmp_path):
     assert {"name": "libc6", "version": "2.36-9", "arch": "amd64"} in manifest["installed_packages"]
     assert manifest["kernel_config_check"]["ok"] is True
     assert manifest["openstack"] == {"hw_watchdog_action": "reset"}
+    assert manifest["init_system"] == "systemd"
     assert manifest["build"]["seconds"] == 12.3 and manifest["build"]["layout"] == "direct"
     files = manifest["files"]
     assert files["launch_stub"] == "run-debian-i6300esb.sh" and files["kernel"] == "debian-i6300esb.vmlinuz"
