@@ -23,7 +23,8 @@ _NUMBER = re.compile(r"-?[0-9]+|0[xX][0-9a-fA-F]+")
 
 @dataclasses.dataclass(frozen=True)
 class Assignment:
-    """One `CONFIG_NAME=value` line of a fragment; `value` is unquoted ("n" for `# ... is not set`)."""
+    """One `CONFIG_NAME=value` line of a fragment; `value` is unquoted ("n" for `# ... is not set`).
+    `quoted` says it was written as a string ("..."): an unquoted value may still be one (see is_string)."""
 
     name: str
     value: str
@@ -115,10 +116,12 @@ def parse_line(text: str, file: Path, line: int) -> Assignment | None:
     name, raw = m.group(1), m.group(2).strip()
     if raw.startswith('"'):
         return Assignment(name, _unquote(raw, where), True, file, line)
-    if raw in ("y", "m", "n") or _NUMBER.fullmatch(raw):
-        return Assignment(name, raw, False, file, line)
-    raise usage_error(f"{where}: CONFIG_{name}: bad value {raw!r}",
-                      hint="values are y, m, n, a number (42, 0x2a) or a quoted string")
+    if not raw:
+        raise usage_error(f"{where}: CONFIG_{name}: no value",
+                          hint="values are y, m, n, a number (42, 0x2a) or a quoted string")
+    # y/m/n, a number, or an unquoted string (scripts/kconfig accepts those for string symbols, and the
+    # kernel's own kernel/configs/*.config use them); the symbol's type decides, where a tree is given.
+    return Assignment(name, raw, False, file, line)
 
 
 def parse_fragment(path: Path) -> list[Assignment]:

@@ -15,6 +15,9 @@ since these patches rely on its internals):
   implying symbol is on; kconfiglib only when its own dependencies are met (Linux 7.2's NVMEM_LAYOUTS);
 - an int/hex symbol with no user value and no active default is "0"/"0x0" in Linux 6.10+ (symbol.c), ""
   before; the tree tells which (CompatKconfig(int_default_zero=...)), as ARCH_FORCE_MAX_ORDER = 0 depends on it;
+- choices as menus (Linux 6.11+, symbol.c's sym_calc_choice): the `if` of a choice's prompt no longer hides
+  its members, only the choice's dependencies do, so `prompt "Memory split" if EXPERT` with EXPERT=n still
+  writes VMSPLIT_3G=y; the tree tells which (CompatKconfig(menu_choices=...));
 - conditional dependencies `depends on X if Y` (Linux 7.x, drivers/usb/cdns3/Kconfig), which menu.c turns
   into `X || (Y = n)`, the `= n` pushed through Y's operators as expr_trans_compare() does.
 
@@ -57,9 +60,10 @@ def _property_line(line: str) -> str:
 class CompatKconfig(kconfiglib.Kconfig):
     """kconfiglib.Kconfig that also parses `modules`, `transitional` and comma-carrying macro arguments."""
 
-    def __init__(self, *args, int_default_zero: bool = False, **kwargs):
+    def __init__(self, *args, int_default_zero: bool = False, menu_choices: bool = False, **kwargs):
         self.transitional: set[kconfiglib.Symbol] = set()
         self.int_default_zero = int_default_zero
+        self.menu_choices = menu_choices
         self._props_node = None
         super().__init__(*args, **kwargs)
 
@@ -162,6 +166,9 @@ def _visibility(sc):
     # A transitional symbol takes its user value like a visible one (symbol.c: sym->visible = yes).
     if _is_transitional(sc):
         return 2
+    if sc.__class__ is kconfiglib.Choice and getattr(sc.kconfig, "menu_choices", False):
+        # 6.11+: a choice is a menu; its members are hidden by its dependencies, not by its prompt's `if`.
+        return max((kconfiglib.expr_value(node.dep) for node in sc.nodes), default=0)
     return _original_visibility(sc)
 
 

@@ -30,7 +30,7 @@ from wdimage.errors import usage_error
 from wdimage.kconfig_compat import CompatKconfig, kconfiglib
 
 # Bump when what the cache holds changes meaning (the compatibility layer, this module's parse).
-CACHE_REVISION = 1
+CACHE_REVISION = 2
 # The Makefile's SUBARCH mapping of `uname -m`, and its ARCH -> SRCARCH folding.
 _SUBARCH = ((r"i.86|x86_64", "x86"), (r"sun4u", "sparc64"), (r"arm.*|sa110", "arm"), (r"s390x", "s390"),
             (r"ppc.*", "powerpc"), (r"mips.*", "mips"), (r"sh[234].*", "sh"), (r"aarch64.*", "arm64"),
@@ -120,12 +120,15 @@ def _first_line(argv: list[str]) -> str:
     return (out.splitlines() or [""])[0].strip()
 
 
-def int_default_zero(src: Path) -> bool:
-    """Whether this tree's scripts/kconfig gives an int/hex symbol without a value "0" (6.10+) or ""."""
+def kconfig_generation(src: Path) -> dict[str, bool]:
+    """What this tree's scripts/kconfig does where Linux changed it (see wdimage.kconfig_compat): whether an
+    int/hex symbol without a value is "0" (6.10+) rather than "", and whether choices are menus (6.11+)."""
     try:
-        return 'newval.val = "0";' in (src / "scripts" / "kconfig" / "symbol.c").read_text(errors="replace")
+        symbol_c = (src / "scripts" / "kconfig" / "symbol.c").read_text(errors="replace")
     except OSError:
-        return False
+        symbol_c = ""
+    return {"int_default_zero": 'newval.val = "0";' in symbol_c,
+            "menu_choices": "sym_calc_choice(struct menu" in symbol_c}
 
 
 @contextlib.contextmanager
@@ -235,8 +238,7 @@ def _store_cached(path: Path, src: Path, kconf) -> None:
 def _parse(src: Path, env: dict[str, str]):
     with _environment(env):
         try:
-            kconf = CompatKconfig("Kconfig", warn_to_stderr=False,
-                                  int_default_zero=int_default_zero(src))
+            kconf = CompatKconfig("Kconfig", warn_to_stderr=False, **kconfig_generation(src))
         except kconfiglib.KconfigError as e:
             raise usage_error(f"{src}: the Kconfig tree does not parse: {e}".strip(),
                               hint="is --kernel-src an extracted Linux source tree for --arch?") from None

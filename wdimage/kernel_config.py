@@ -173,7 +173,7 @@ def _check_type(a: Assignment, kind: str) -> None:
     fits = {
         "bool": not a.quoted and a.value in ("y", "n"),
         "tristate": not a.quoted and a.value in ("y", "m", "n"),
-        "string": a.quoted,
+        "string": a.quoted or a.value not in ("y", "m", "n"),  # conf accepts an unquoted string too
         "int": not a.quoted and a.value.lstrip("-").isdigit(),
         "hex": not a.quoted and _is_hex(a.value),
     }.get(kind, True)
@@ -190,9 +190,11 @@ def _is_hex(value: str) -> bool:
     return bool(digits) and all(c in "0123456789abcdefABCDEF" for c in digits)
 
 
-def _validate(fragments: FragmentSet, tree: KconfigTree) -> None:
-    """Exit 2 on a symbol the tree does not define (suggesting the nearest names) or a wrongly typed value."""
+def _validate(fragments: FragmentSet, tree: KconfigTree) -> FragmentSet:
+    """Exit 2 on a symbol the tree does not define (suggesting the nearest names) or a wrongly typed value;
+    returns the fragments with unquoted string values marked as strings."""
     names = None
+    typed = []
     for a in fragments.assignments:
         if not tree.has_symbol(a.name):
             names = names if names is not None else tree.symbol_names()
@@ -201,7 +203,10 @@ def _validate(fragments: FragmentSet, tree: KconfigTree) -> None:
                 f"no similar symbol in {tree.src} (ARCH={tree.arch})"
             raise usage_error(f"{a.where}: CONFIG_{a.name} is not a symbol of this kernel "
                               f"({tree.kernel_version}, ARCH={tree.arch})", hint=hint)
-        _check_type(a, tree.type_of(a.name))
+        kind = tree.type_of(a.name)
+        _check_type(a, kind)
+        typed.append(dataclasses.replace(a, quoted=True) if kind == "string" else a)
+    return dataclasses.replace(fragments, assignments=tuple(typed))
 
 
 def _explanation(facts: SymbolFacts, requested: str, modules_enabled: bool) -> Explanation:
@@ -248,7 +253,7 @@ def check_config(config: Path, models: Sequence[Model | str] = DEFAULT_MODELS, *
     tree = None
     if kernel_src is not None:
         tree = parse_tree(Path(kernel_src), arch)
-        _validate(fragments, tree)
+        fragments = _validate(fragments, tree)
         tree.load_config_text(text, str(config))
     results = []
     for a in fragments.assignments:
@@ -315,7 +320,7 @@ def merge_fragments(config: Path, models: Sequence[Model | str] = DEFAULT_MODELS
     output = Path(output) if output else config
     fragments = _fragment_set(models, extra_fragments)
     tree = parse_tree(Path(kernel_src), arch)
-    _validate(fragments, tree)
+    fragments = _validate(fragments, tree)
     base = read_config_text(config)
     requests = list(fragments.assignments)
     tree.load_config_text(_merged_text(base, requests), str(config))

@@ -6,6 +6,7 @@ ${WDIMAGE_CACHE:-~/.cache/wdimage} by tests/kernel_trees.py.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,37 @@ def test_unmet_dependency_on_a_real_tree(trees, tmp_path, capsys):
     assert "FAIL CONFIG_I6300ESB_WDT: requested m, got n" in out
     assert "unmet dependencies: PCI (=n)" in out
     assert config.read_text() == text and not (tmp_path / ".config.old").exists()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kconfig"
+FIXTURE_INPUTS = [
+    "",
+    "# CONFIG_EXPERT is not set\nCONFIG_MODULES=y\nCONFIG_OLD_NAME=m\nCONFIG_USB=m\nCONFIG_DUAL_ROLE=y\n",
+    "CONFIG_EXPERT=y\nCONFIG_VMSPLIT_2G=y\n# CONFIG_MODULES is not set\nCONFIG_USB_GADGET=y\nCONFIG_DUAL_ROLE=y\n",
+    "CONFIG_MODULES=y\nCONFIG_WATCHDOG=y\nCONFIG_I6300ESB_WDT=m\nCONFIG_BUILTIN_WDT_USER=y\n"
+    "# CONFIG_PCI is not set\nCONFIG_HZ=5000\n",
+]
+
+
+@pytest.mark.parametrize("fixture, version", [("compat", "7.2"), ("watchdog", "6.1")])
+def test_the_unit_test_fixtures_behave_as_under_the_kernels_own_conf(trees, tmp_path, fixture, version):
+    # The tiny trees of the fast tier, run through the real scripts/kconfig/conf of the kernel whose
+    # syntax they use: wdimage's resolution is conf's, byte for byte, for each input.
+    from wdimage.kconfig_tree import parse_tree
+    tree = trees[version]
+    scratch = tmp_path / "scratch.config"
+    scratch.write_text("")
+    make_olddefconfig(tree, scratch)  # builds scripts/kconfig/conf if needed
+    conf = tree.src / "scripts" / "kconfig" / "conf"
+    copy = tmp_path / fixture  # conf writes include/config/ beside the Kconfig: not into the repository
+    shutil.copytree(FIXTURES / fixture, copy)
+    ours = parse_tree(copy, "x86", use_cache=False)
+    for text in FIXTURE_INPUTS:
+        ours.load_config_text(text, "input")
+        theirs = tmp_path / "theirs.config"
+        theirs.write_text(text)
+        env = {"PATH": "/usr/bin:/bin", "srctree": ".", "ARCH": "x86", "SRCARCH": "x86",
+               "KERNELVERSION": "6.1.0-fixture", "CC": "gcc", "KCONFIG_CONFIG": str(theirs)}
+        subprocess.run([str(conf), "--olddefconfig", "Kconfig"], cwd=copy, env=env, check=True,
+                       capture_output=True)
+        assert ours.config_text() == theirs.read_text(), text

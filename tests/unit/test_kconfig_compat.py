@@ -98,3 +98,20 @@ def test_header_is_the_one_scripts_kconfig_writes(compat):
     compat.load_config_text("", "t")
     assert compat.config_text().startswith(
         "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86 6.1.0-fixture Kernel Configuration\n#\n")
+
+
+def test_choice_members_of_a_hidden_prompt_are_written_in_menu_choice_trees(compat):
+    # Linux 6.11+ (the compat fixture's symbol.c says so): the prompt's `if EXPERT` does not hide members.
+    compat.load_config_text("# CONFIG_EXPERT is not set\n", "t")
+    assert "CONFIG_VMSPLIT_3G=y" in compat.config_text().splitlines()
+    compat.load_config_text("# CONFIG_EXPERT is not set\nCONFIG_VMSPLIT_2G=y\n", "t")
+    assert compat.value("VMSPLIT_2G") == "y" and compat.value("VMSPLIT_3G") == "n"
+
+
+def test_choice_members_of_a_hidden_prompt_are_not_written_in_older_trees():
+    # Linux 6.1's scripts/kconfig (the watchdog fixture has no symbol.c markers): the choice hides them.
+    tree = parse_tree(FIXTURES / "watchdog", "x86", use_cache=False)
+    tree.load_config_text("# CONFIG_EXPERT is not set\nCONFIG_VMSPLIT_2G=y\n", "t")
+    assert "VMSPLIT" not in tree.config_text()
+    tree.load_config_text("CONFIG_EXPERT=y\nCONFIG_VMSPLIT_2G=y\n", "t")
+    assert "CONFIG_VMSPLIT_2G=y" in tree.config_text().splitlines()

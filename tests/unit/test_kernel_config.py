@@ -138,7 +138,8 @@ def test_typo_in_a_fragment_exits_2_with_a_suggestion(tmp_path, capsys):
 
 @pytest.mark.parametrize("line, kind", [
     ("CONFIG_WATCHDOG=m", "bool"), ('CONFIG_HZ="fast"', "int"), ("CONFIG_CMDLINE=y", "string"),
-    ("CONFIG_PHYSICAL_START=0xZZ", None), ("CONFIG_I6300ESB_WDT=5", "tristate"), ("CONFIG_HZ=0x10", "int"),
+    ("CONFIG_PHYSICAL_START=0xZZ", "hex"), ("CONFIG_I6300ESB_WDT=5", "tristate"), ("CONFIG_HZ=0x10", "int"),
+    ("CONFIG_WATCHDOG=yes", "bool"),
 ])
 def test_wrongly_typed_values_exit_2(tmp_path, capsys, line, kind):
     cfg = config(tmp_path)
@@ -263,3 +264,12 @@ def test_new_output_file_gets_ordinary_permissions(tmp_path, capsys):
     out_file = tmp_path / "new.config"
     assert merge(capsys, config(tmp_path), "--output", str(out_file))[0] == 0
     assert out_file.stat().st_mode & 0o044  # readable by others per the umask, not mkstemp's 0600
+
+
+def test_unquoted_string_value_is_accepted_for_a_string_symbol(tmp_path, capsys):
+    # As scripts/kconfig does (kernel/configs/android-base.config: CONFIG_ANDROID_BINDER_DEVICES=binder,...).
+    cfg = config(tmp_path)
+    frag = config(tmp_path, "CONFIG_CMDLINE=console=ttyS0,115200\n", "mine.config")
+    rc, out, _ = merge(capsys, cfg, "--fragment", str(frag))
+    assert rc == 0, out
+    assert 'CONFIG_CMDLINE="console=ttyS0,115200"' in cfg.read_text().splitlines()
