@@ -438,6 +438,7 @@ echo '### holders'; holders
 echo '### units'
 if [ -d /run/systemd/system ]; then
   for unit in watchdog.service wd_keepalive.service; do echo "$unit $(systemctl is-active "$unit")"; done
+  echo "watchdog.service has $(systemctl show -p Restart -p OnFailure watchdog.service | tr '\n' ' ')"
 fi
 """
 
@@ -445,7 +446,7 @@ fi
 def describe_after_fault(text: str) -> str:
     sections = parse_sections(text)
     holders = parse_holders(sections.get("holders", ""))
-    units = sections.get("units", "").replace("\n", ", ")
+    units = ", ".join(line.strip() for line in sections.get("units", "").splitlines() if line.strip())
     said = "; ".join(map(str, holders)) or "nobody holds /dev/watchdog"
     return f"{said}{'; ' + units if units else ''}"
 

@@ -14,10 +14,13 @@ from wdimage.errors import ExitCode
 
 pytestmark = pytest.mark.real
 
-# The seed's bug, made again in the overlay: the device line commented out, the daemon restarted on it.
+# The seed's bug, made again in the overlay: the device line commented out, the daemon restarted on it. Not
+# `systemctl restart`: Debian's unit fails its own stop (ExecStopPost with run_wd_keepalive=1), so OnFailure=
+# starts wd_keepalive, which Conflicts= with the start half and cancels it. A separate start wins.
 RECOMMENT_DEVICE_LINE = [
     r"sed -i 's|^\([[:space:]]*watchdog-device[[:space:]]*=\)|#\1|' /etc/watchdog.conf",
-    "systemctl restart watchdog.service || rc-service watchdog restart",
+    "if [ -d /run/systemd/system ]; then systemctl stop watchdog.service; systemctl start watchdog.service;"
+    " else rc-service watchdog restart; fi",
 ]
 
 
@@ -47,7 +50,7 @@ def test_negative_control_commented_device_line_fails_the_checks(debian_image_di
     failed = {c.name for c in report.checks if not c.passed}
     print(drill.render_text(report))
     assert report.exit_code == ExitCode.FAILED
-    assert {"config", "holder"} <= failed, report.checks
+    assert failed == {"config", "holder"}, report.checks  # the daemon runs, without the device: the seed's trap
     assert report.faults == []  # a failed check ends the drill before any crash
     assert report.diagnostics is not None and (report.diagnostics / "boot1-console.log").is_file()
     text = drill.render_text(report)
