@@ -41,11 +41,11 @@ def plain_dib(work: Path, elements: tuple[str, ...] | None = None) -> Path:
     settings = build.make_settings("debian", output=work / "unused")
     layout = dib.choose_layout()
     inputs = build.write_inputs(settings, layout)
-    command = build.dib_command(settings, layout, inputs, work / "plain" / "debian")
+    command = build.dib_command(settings, layout, inputs, work / "plain" / "debian", logfile=work / "plain.log")
     if elements:
-        command = dib.DibCommand(env=command.env, elements=elements, output=command.output)
+        command = dib.DibCommand(env=command.env, elements=elements, output=command.output,
+                                 logfile=work / "bare.log")
     (work / "plain").mkdir(exist_ok=True)
-    print(f"  plain: {command}", flush=True)
     command.run()
     return work / "plain" / "debian.qcow2"
 

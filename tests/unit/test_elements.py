@@ -18,9 +18,10 @@ GENTOO_KERNEL = ELEMENTS / "watchdog/pre-install.d/60-watchdog-gentoo-kernel"
 MANIFEST = ELEMENTS / "watchdog/finalise.d/90-watchdog-manifest"
 EXTRA_DATA = ELEMENTS / "watchdog/extra-data.d/50-watchdog-conf"
 SLIM = ELEMENTS / "wdimage-slim/finalise.d/95-wdimage-slim"
+SLIM_INITRD = ELEMENTS / "wdimage-slim/pre-install.d/10-wdimage-slim-initrd"
 TOOLS = ("bash", "sed", "find", "sort", "tail", "cp", "mkdir", "basename", "dirname", "install", "rm",
          "touch", "cat", "env")
-STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod", "update-initramfs")
+STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod")
 
 DEBIAN_DEFAULTS = 'run_watchdog=0\nrun_wd_keepalive=1\nwatchdog_module="none"\nwatchdog_options=""\n'
 
@@ -239,22 +240,26 @@ def test_slim_removes_docs_and_unneeded_drivers_but_keeps_copyright(sandbox):
     assert _calls(sandbox) == [f"depmod -b {root} -a 6.1.0-56-amd64"]
 
 
-def test_slim_rebuilds_a_debian_initrd_with_only_what_qemu_boots_from(sandbox):
+@pytest.mark.parametrize("distro,expected", [("debian", True), ("centos", False), ("gentoo", False)])
+def test_slim_initrd_is_set_up_before_the_kernel_on_debian(sandbox, distro, expected):
     root = sandbox[0]
-    (root / "etc/initramfs-tools/conf.d").mkdir(parents=True)
-    assert _run(SLIM, sandbox, DIB_SLIM_DOCS="0", DIB_SLIM_KERNEL_MODULES="0").returncode == 0
-    assert (root / "etc/initramfs-tools/conf.d/wdimage-slim").read_text() == "MODULES=list\n"
-    modules = (root / "etc/initramfs-tools/modules").read_text().split()
-    assert {"virtio_pci", "virtio_blk", "ext4"} <= set(modules)
-    assert _calls(sandbox) == ["update-initramfs -u -k all"]
+    assert _run(SLIM_INITRD, sandbox, DISTRO_NAME=distro).returncode == 0
+    conf = root / "etc/initramfs-tools/conf.d/wdimage-slim"
+    assert conf.exists() is expected
+    if expected:
+        assert conf.read_text() == "MODULES=list\n"
+        modules = (root / "usr/share/initramfs-tools/modules.d/wdimage-slim").read_text().split()
+        assert {"virtio_pci", "virtio_blk", "ext4"} <= set(modules)
+        assert not (root / "etc/initramfs-tools/modules").exists()  # the package's conffile stays its own
+    assert _run(SLIM_INITRD, sandbox, DISTRO_NAME="debian", DIB_SLIM_INITRD="0").returncode == 0
+    assert conf.exists() is expected
 
 
 def test_slim_can_keep_everything(sandbox):
     root = sandbox[0]
     (root / "usr/share/man/man8").mkdir(parents=True)
     (root / "lib/modules/6.1/kernel/sound").mkdir(parents=True)
-    (root / "etc/initramfs-tools").mkdir(parents=True)
-    assert _run(SLIM, sandbox, DIB_SLIM_DOCS="0", DIB_SLIM_KERNEL_MODULES="0", DIB_SLIM_INITRD="0").returncode == 0
+    assert _run(SLIM, sandbox, DIB_SLIM_DOCS="0", DIB_SLIM_KERNEL_MODULES="0").returncode == 0
     assert _calls(sandbox) == []
     assert (root / "usr/share/man/man8").is_dir() and (root / "lib/modules/6.1/kernel/sound").is_dir()
 
