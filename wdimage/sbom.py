@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable
@@ -45,13 +46,14 @@ def package_url(distro: str, release: str, package: dict) -> PackageURL:
     if kind == "ebuild" and "/" in name:  # Gentoo atoms are category/name
         category, name = name.split("/", 1)
         namespace = f"{vendor}/{category}"
-    qualifiers = {}
+    version, qualifiers = package.get("version") or None, {}
+    if kind == "rpm" and version and re.fullmatch(r"\d+:.+", version):  # the purl spec: epoch as a qualifier
+        qualifiers["epoch"], version = version.split(":", 1)
     if package.get("arch"):
         qualifiers["arch"] = package["arch"]
     if release and "/" not in release:  # a Gentoo profile path is no release name
         qualifiers["distro"] = f"{distro}-{release}"
-    return PackageURL(type=kind, namespace=namespace, name=name, version=package.get("version") or None,
-                      qualifiers=qualifiers)
+    return PackageURL(type=kind, namespace=namespace, name=name, version=version, qualifiers=qualifiers)
 
 
 def package_roles(manifest: dict) -> dict[str, str]:

@@ -125,6 +125,8 @@ def test_real_dpkg_list_of_this_machine(tmp_path):
 @pytest.mark.parametrize("distro, release, package, purl", [
     ("centos", "9-stream", {"name": "watchdog", "version": "5.16-5.el9", "arch": "x86_64"},
      "pkg:rpm/centos/watchdog@5.16-5.el9?arch=x86_64&distro=centos-9-stream"),
+    ("centos", "9-stream", {"name": "qemu-guest-agent", "version": "17:9.1.0-15.el9", "arch": "x86_64"},
+     "pkg:rpm/centos/qemu-guest-agent@9.1.0-15.el9?arch=x86_64&distro=centos-9-stream&epoch=17"),
     ("gentoo", "default/linux/amd64/23.0", {"name": "sys-apps/watchdog", "version": "5.16", "arch": ""},
      "pkg:ebuild/gentoo/sys-apps/watchdog@5.16"),
     ("debian", "bookworm", {"name": "libstdc++6", "version": "12.2.0-14", "arch": "amd64"},
