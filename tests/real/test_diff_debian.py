@@ -6,16 +6,13 @@ of its input key, so both are rebuilt when the inputs change and a rerun costs n
 
 import fcntl
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.real.conftest` when run by path
-
-from tests.real.conftest import DEBIAN_BUILD_ARGS, _intact  # noqa: E402
-from wdimage import cli  # noqa: E402
-from wdimage.manifest_diff import diff_paths  # noqa: E402
+from tests.real.conftest import DEBIAN_BUILD_ARGS, _intact
+from wdimage import cli
+from wdimage.manifest_diff import diff_paths
 
 pytestmark = pytest.mark.real
 
