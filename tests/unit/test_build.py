@@ -156,7 +156,8 @@ def test_gentoo_dry_run_source_kernel(capsys, tmp_path):
 def test_dry_run_text_is_the_command_line(capsys, tmp_path):
     assert cli.main(["build", "debian", "--dry-run", "--output", str(tmp_path / "o")]) == 0
     line = capsys.readouterr().out.strip()
-    assert "disk-image-create -o" in line and line.startswith("ELEMENTS_PATH=")
+    assert "disk-image-create --qemu-img-options compression_type=zstd -o" in line
+    assert line.startswith("ELEMENTS_PATH=")
 
 
 def test_inputs_are_content_addressed(tmp_path):

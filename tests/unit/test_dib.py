@@ -15,9 +15,11 @@ def _command(**kw) -> dib.DibCommand:
 def test_str_is_a_copy_pasteable_line():
     text = str(_command())
     assert text == ("DIB_RELEASE=bookworm DIB_WATCHDOG_BLACKLIST='iTCO_wdt ib700wdt' "
-                    "disk-image-create -o /o/debian-i6300esb -t qcow2 debian-minimal baremetal watchdog")
+                    "disk-image-create --qemu-img-options compression_type=zstd "
+                    "-o /o/debian-i6300esb -t qcow2 debian-minimal baremetal watchdog")
     words = shlex.split(text)
     assert words[1] == "DIB_WATCHDOG_BLACKLIST=iTCO_wdt ib700wdt" and words[2] == "disk-image-create"
+    assert "--qemu-img-options" not in _command(image_type="raw").argv()
 
 
 def test_logfile_goes_on_the_command_line():
