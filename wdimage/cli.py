@@ -11,6 +11,7 @@ Run 'wdimage COMMAND --help' for each command's options.
 """
 
 import argparse
+import os
 import sys
 
 from wdimage import __version__, log
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wdimage: interrupted", file=sys.stderr)
         return int(ExitCode.FAILED)
+    except BrokenPipeError:
+        # The reader went away (`wdimage ... | head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.OK)
 
 
 if __name__ == "__main__":
