@@ -194,7 +194,7 @@ def test_kernel_cmdline_never_panics_the_guest_into_a_reboot():
 # --- assembling and publishing ----------------------------------------------------------------------------------
 
 KERNEL_CONFIG = "CONFIG_WATCHDOG=y\nCONFIG_WATCHDOG_CORE=y\nCONFIG_I6300ESB_WDT=m\nCONFIG_IB700_WDT=m\n" \
-                "CONFIG_MAGIC_SYSRQ=y\n"
+                "CONFIG_ITCO_WDT=m\nCONFIG_LPC_ICH=m\nCONFIG_MAGIC_SYSRQ=y\n"
 
 
 def _fake_dib_output(staging: Path, name: str, config: str = KERNEL_CONFIG) -> None:
@@ -211,12 +211,15 @@ def _fake_dib_output(staging: Path, name: str, config: str = KERNEL_CONFIG) -> N
         "qemu-guest-agent\t1:7.2+dfsg-7\tamd64\nlibc6\t2.36-9\tamd64\n")
 
 
-def _assemble(tmp_path, config: str = KERNEL_CONFIG, **options) -> tuple[build.BuildSettings, Path, dict]:
+def _assemble(tmp_path, config: str = KERNEL_CONFIG, layout: dib.Layout = dib.Layout.DIRECT,
+              **options) -> tuple[build.BuildSettings, Path, dict]:
     import datetime
     settings = build.make_settings("debian", output=tmp_path / "out", **options)
     staging = tmp_path / "staging"
     _fake_dib_output(staging, settings.name, config)
-    layout = dib.Layout.DIRECT
+    if layout is dib.Layout.DISK:  # DIB's vm path leaves no kernel or initrd beside the image
+        for suffix in ("vmlinuz", "initrd"):
+            (staging / f"{settings.name}.{suffix}").unlink()
     command = build.dib_command(settings, layout, {"watchdog.conf": Path("/w")}, staging / settings.name)
     manifest = build.assemble(settings, layout, command, staging,
                               datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), 12.34)
@@ -246,6 +249,15 @@ def test_assemble_writes_the_manifest_contract(tmp_path):
     # SHA256SUMS covers every artifact, the manifest too, and verifies.
     listed = {line.split("  ", 1)[1] for line in (staging / "SHA256SUMS").read_text().splitlines()}
     assert listed == {*files.values(), "manifest.json"}
+    subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=staging, check=True)
+
+
+def test_assemble_disk_layout_boots_from_the_disk(tmp_path):
+    _, staging, manifest = _assemble(tmp_path, layout=dib.Layout.DISK, model="itco")
+    assert manifest["boot"] == "disk" and manifest["kernel_cmdline"] is None and manifest["machine"] == "q35"
+    assert "kernel" not in manifest["files"] and "initrd" not in manifest["files"]
+    stub = (staging / manifest["files"]["launch_stub"]).read_text()
+    assert "-kernel" not in stub and "ICH9-LPC.noreboot=false" in stub
     subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=staging, check=True)
 
 
