@@ -17,7 +17,14 @@ since these patches rely on its internals):
   before; the tree tells which (CompatKconfig(int_default_zero=...)), as ARCH_FORCE_MAX_ORDER = 0 depends on it;
 - choices as menus (Linux 6.11+, symbol.c's sym_calc_choice): the `if` of a choice's prompt no longer hides
   its members, only the choice's dependencies do, so `prompt "Memory split" if EXPERT` with EXPERT=n still
-  writes VMSPLIT_3G=y; the tree tells which (CompatKconfig(menu_choices=...));
+  writes VMSPLIT_3G=y; and the member chosen follows sym_calc_choice(): the last one read as y, else the
+  default unless read as n, else the first one not read, else the one read first; the tree tells which
+  (CompatKconfig(menu_choices=...));
+- an int/hex user value outside the active range: Linux 6.1's confdata.c drops it (kconfiglib does the
+  same: defaults apply), later ones keep it and clamp it to the range's bound (sym_validate_range); the tree
+  tells which (CompatKconfig(clamp_user_ints=...));
+- `imply` no longer promotes m to y: kconfiglib still does what scripts/kconfig did before Linux 5.x
+  (`sym->implied.tri == yes` in sym_calc_value); 6.1 and 7.2 keep m. Applied unless the tree still has it;
 - conditional dependencies `depends on X if Y` (Linux 7.x, drivers/usb/cdns3/Kconfig), which menu.c turns
   into `X || (Y = n)`, the `= n` pushed through Y's operators as expr_trans_compare() does.
 
@@ -60,12 +67,20 @@ def _property_line(line: str) -> str:
 class CompatKconfig(kconfiglib.Kconfig):
     """kconfiglib.Kconfig that also parses `modules`, `transitional` and comma-carrying macro arguments."""
 
-    def __init__(self, *args, int_default_zero: bool = False, menu_choices: bool = False, **kwargs):
+    def __init__(self, *args, int_default_zero: bool = False, menu_choices: bool = False,
+                 imply_promotes_m: bool = False, clamp_user_ints: bool = False, **kwargs):
         self.transitional: set[kconfiglib.Symbol] = set()
         self.int_default_zero = int_default_zero
         self.menu_choices = menu_choices
+        self.imply_promotes_m = imply_promotes_m
+        self.clamp_user_ints = clamp_user_ints
+        self.choice_reads: dict = {}  # choice member -> order in which the loaded .config assigned it
         self._props_node = None
         super().__init__(*args, **kwargs)
+
+    def load_config(self, *args, **kwargs):
+        self.choice_reads = {}
+        return super().load_config(*args, **kwargs)
 
     # --- bare `modules` and `transitional` properties -------------------------------------------------
 
@@ -160,6 +175,9 @@ def _is_transitional(sc) -> bool:
 _original_visibility = kconfiglib._visibility
 _original_config_string = kconfiglib.Symbol.config_string
 _original_str_value = kconfiglib.Symbol.str_value
+_original_tri_value = kconfiglib.Symbol.tri_value
+_original_set_value = kconfiglib.Symbol.set_value
+_original_selection = kconfiglib.Choice._selection
 
 
 def _visibility(sc):
@@ -186,7 +204,12 @@ def _config_string(sym):
 
 
 def _str_value(sym):
+    if sym._cached_str_val is not None:
+        return sym._cached_str_val
     val = _original_str_value.fget(sym)
+    if (sym.orig_type in (kconfiglib.INT, kconfiglib.HEX) and sym.user_value is not None
+            and getattr(sym.kconfig, "clamp_user_ints", False) and sym.visibility):
+        val = sym._cached_str_val = _clamped_user_value(sym, val)
     if (val == "" and sym.orig_type in (kconfiglib.INT, kconfiglib.HEX)
             and getattr(sym.kconfig, "int_default_zero", False)
             and not (sym.user_value and sym.visibility)
@@ -196,12 +219,92 @@ def _str_value(sym):
     return val
 
 
+def _clamped_user_value(sym, val: str) -> str:
+    """sym_validate_range() on the user value: kept if in the active range, else that range's bound."""
+    active = next(((low, high) for low, high, cond in sym.ranges if kconfiglib.expr_value(cond)), None)
+    base = 10 if sym.orig_type is kconfiglib.INT else 16
+    if active is None or not kconfiglib._is_base_n(sym.user_value, base):
+        return val
+    def number(text):
+        return int(text, base) if kconfiglib._is_base_n(text, base) else 0  # strtoll() of "" is 0
+    user = number(sym.user_value)
+    if user < number(active[0].str_value):
+        return active[0].str_value
+    if user > number(active[1].str_value):
+        return active[1].str_value
+    return sym.user_value
+
+
+def _tri_value(sym):
+    if sym._cached_tri_val is not None:
+        return sym._cached_tri_val  # already corrected, if it needed to be
+    val = _original_tri_value.fget(sym)
+    if (val == 2 and not sym.choice and sym.orig_type is kconfiglib.TRISTATE and sym.type is kconfiglib.TRISTATE
+            and not getattr(sym.kconfig, "imply_promotes_m", True)
+            and kconfiglib.expr_value(sym.weak_rev_dep) == 2 and _unpromoted_tri(sym) == 1):
+        val = sym._cached_tri_val = 1
+    return val
+
+
+def _unpromoted_tri(sym) -> int:
+    """kconfiglib's tri_value for a non-choice tristate, without its `imply ... = y` promotion of m."""
+    vis = sym.visibility
+    if vis and sym.user_value is not None:
+        val = min(sym.user_value, vis)
+    else:
+        val = 0
+        for default, cond in sym.defaults:
+            dep_val = kconfiglib.expr_value(cond)
+            if dep_val:
+                val = min(kconfiglib.expr_value(default), dep_val)
+                break
+        if kconfiglib.expr_value(sym.direct_dep):
+            val = max(kconfiglib.expr_value(sym.weak_rev_dep), val)
+    return max(kconfiglib.expr_value(sym.rev_dep), val)
+
+
+def _set_value(sym, value):
+    ok = _original_set_value(sym, value)
+    reads = getattr(sym.kconfig, "choice_reads", None)
+    if ok and sym.choice is not None and reads is not None:
+        reads.pop(sym, None)
+        reads[sym] = len(reads)  # confdata.c: list_move() to the front of the choice's priority list
+    return ok
+
+
+def _choice_selection(choice):
+    """The selected member as Linux 6.11+'s sym_calc_choice() picks it."""
+    kconf = choice.kconfig
+    if not getattr(kconf, "menu_choices", False):
+        return _original_selection(choice)
+    if choice.tri_value != 2:
+        return None
+    reads = kconf.choice_reads
+    members = list(choice.syms)
+    read = sorted((s for s in members if s in reads), key=lambda s: -reads[s])
+    priority = read + [s for s in members if s not in reads]
+    for sym in priority:
+        if sym.visibility and sym.user_value == 2:
+            return sym
+    default = next((sym for sym, cond in choice.defaults if kconfiglib.expr_value(cond) and sym.visibility),
+                   next((sym for sym in members if sym.visibility), None))
+    if default is not None and default.user_value != 0:
+        return default
+    for sym in members:
+        if sym.visibility and sym.user_value is None:
+            return sym
+    return next((sym for sym in reversed(priority) if sym.visibility), None)
+
+
 def install() -> None:
     """Check the pinned version and patch the two module-level behaviours transitional symbols need."""
     check_pinned()
     kconfiglib._visibility = _visibility
     kconfiglib.Symbol.config_string = property(_config_string, doc=_original_config_string.__doc__)
     kconfiglib.Symbol.str_value = property(_str_value, doc=_original_str_value.__doc__)
+    kconfiglib.Symbol.tri_value = property(_tri_value, doc=_original_tri_value.__doc__)
+    kconfiglib.Symbol.set_value = _set_value
+    kconfiglib.Choice._selection = _choice_selection
 
 
 install()

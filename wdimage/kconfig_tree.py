@@ -30,7 +30,7 @@ from wdimage.errors import usage_error
 from wdimage.kconfig_compat import CompatKconfig, kconfiglib
 
 # Bump when what the cache holds changes meaning (the compatibility layer, this module's parse).
-CACHE_REVISION = 2
+CACHE_REVISION = 5
 # The Makefile's SUBARCH mapping of `uname -m`, and its ARCH -> SRCARCH folding.
 _SUBARCH = ((r"i.86|x86_64", "x86"), (r"sun4u", "sparc64"), (r"arm.*|sa110", "arm"), (r"s390x", "s390"),
             (r"ppc.*", "powerpc"), (r"mips.*", "mips"), (r"sh[234].*", "sh"), (r"aarch64.*", "arm64"),
@@ -122,13 +122,21 @@ def _first_line(argv: list[str]) -> str:
 
 def kconfig_generation(src: Path) -> dict[str, bool]:
     """What this tree's scripts/kconfig does where Linux changed it (see wdimage.kconfig_compat): whether an
-    int/hex symbol without a value is "0" (6.10+) rather than "", and whether choices are menus (6.11+)."""
-    try:
-        symbol_c = (src / "scripts" / "kconfig" / "symbol.c").read_text(errors="replace")
-    except OSError:
-        symbol_c = ""
+    int/hex symbol without a value is "0" (6.10+) rather than "", whether choices are menus (6.11+), whether
+    `imply` promotes m (before 5.x), whether an out-of-range int user value is clamped rather than dropped."""
+    symbol_c, confdata_c = (_read(src / "scripts" / "kconfig" / name) for name in ("symbol.c", "confdata.c"))
     return {"int_default_zero": 'newval.val = "0";' in symbol_c,
-            "menu_choices": "sym_calc_choice(struct menu" in symbol_c}
+            "menu_choices": "sym_calc_choice(struct menu" in symbol_c,
+            "imply_promotes_m": "sym->implied.tri == yes" in symbol_c,
+            "clamp_user_ints": bool(confdata_c) and "sym_string_within_range(sym, sym->def[S_DEF_USER]"
+                                                   not in confdata_c}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ ${WDIMAGE_CACHE:-~/.cache/wdimage} by tests/kernel_trees.py.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -123,6 +124,11 @@ FIXTURE_INPUTS = [
     "CONFIG_EXPERT=y\nCONFIG_VMSPLIT_2G=y\n# CONFIG_MODULES is not set\nCONFIG_USB_GADGET=y\nCONFIG_DUAL_ROLE=y\n",
     "CONFIG_MODULES=y\nCONFIG_WATCHDOG=y\nCONFIG_I6300ESB_WDT=m\nCONFIG_BUILTIN_WDT_USER=y\n"
     "# CONFIG_PCI is not set\nCONFIG_HZ=5000\n",
+    "CONFIG_MODULES=y\nCONFIG_FS_ENCRYPTION=y\nCONFIG_CRYPTO_CTS=m\nCONFIG_TSX_MODE_ON=y\nCONFIG_TSX_MODE_OFF=y\n",
+    "# CONFIG_TSX_MODE_AUTO is not set\n",
+    "# CONFIG_TSX_MODE_OFF is not set\n# CONFIG_TSX_MODE_ON is not set\n# CONFIG_TSX_MODE_AUTO is not set\n",
+    "# CONFIG_TSX_MODE_AUTO is not set\n# CONFIG_TSX_MODE_ON is not set\n# CONFIG_TSX_MODE_OFF is not set\n",
+    "CONFIG_STRICT_GP=y\nCONFIG_FANOUT_LEAF=16\n", "CONFIG_STRICT_GP=y\nCONFIG_FANOUT_LEAF=1\n",
 ]
 
 
@@ -148,3 +154,33 @@ def test_the_unit_test_fixtures_behave_as_under_the_kernels_own_conf(trees, tmp_
         subprocess.run([str(conf), "--olddefconfig", "Kconfig"], cwd=copy, env=env, check=True,
                        capture_output=True)
         assert ours.config_text() == theirs.read_text(), text
+
+
+def _perturbed(config_text: str) -> str:
+    """A resolved config made inconsistent: every 7th `is not set` turned on, every 11th `=y` turned off
+    (choices end with several members or none, symbols set outside their dependencies)."""
+    out = []
+    for i, line in enumerate(config_text.splitlines()):
+        if i % 7 == 0 and line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            line = f"{line[2:-11]}=y"
+        elif i % 11 == 0 and line.startswith("CONFIG_") and line.endswith("=y"):
+            line = f"# {line[:-2]} is not set"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("version", ["6.1", "7.2"])
+@pytest.mark.parametrize("seed", [3, 5])
+def test_perturbed_randconfigs_resolve_as_make_olddefconfig_does(trees, tmp_path, version, seed):
+    # Beyond Debian's configs: the kernel's own randconfig (fixed seeds), perturbed, then resolved by
+    # wdimage's parse and by `make olddefconfig`. These seeds found the choice and imply differences.
+    from wdimage.kconfig_tree import parse_tree
+    tree = trees[version]
+    config = tmp_path / "rand.config"
+    subprocess.run(["make", "-s", "-C", str(tree.src), f"KCONFIG_CONFIG={config}", "randconfig"],
+                   env={**os.environ, "KCONFIG_SEED": str(seed)}, check=True, capture_output=True)
+    text = _perturbed(config.read_text())
+    ours = parse_tree(tree.src, "x86")
+    ours.load_config_text(text, "rand")
+    config.write_text(text)
+    assert ours.config_text() == make_olddefconfig(tree, config)

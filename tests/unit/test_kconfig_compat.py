@@ -115,3 +115,39 @@ def test_choice_members_of_a_hidden_prompt_are_not_written_in_older_trees():
     assert "VMSPLIT" not in tree.config_text()
     tree.load_config_text("CONFIG_EXPERT=y\nCONFIG_VMSPLIT_2G=y\n", "t")
     assert "CONFIG_VMSPLIT_2G=y" in tree.config_text().splitlines()
+
+
+def test_imply_of_y_keeps_a_users_m(compat):
+    compat.load_config_text("CONFIG_MODULES=y\nCONFIG_FS_ENCRYPTION=y\nCONFIG_CRYPTO_CTS=m\n", "t")
+    assert compat.value("CRYPTO_CTS") == "m"
+    compat.load_config_text("CONFIG_MODULES=y\nCONFIG_FS_ENCRYPTION=y\n", "t")
+    assert compat.value("CRYPTO_CTS") == "y"  # no user value: the imply gives y
+
+
+@pytest.mark.parametrize("text, chosen", [
+    ("", "TSX_MODE_AUTO"),  # the default
+    ("CONFIG_TSX_MODE_ON=y\nCONFIG_TSX_MODE_OFF=y\n", "TSX_MODE_OFF"),  # the last one read as y
+    ("# CONFIG_TSX_MODE_AUTO is not set\n", "TSX_MODE_OFF"),  # default read as n: first one not read
+    ("# CONFIG_TSX_MODE_OFF is not set\n# CONFIG_TSX_MODE_ON is not set\n# CONFIG_TSX_MODE_AUTO is not set\n",
+     "TSX_MODE_OFF"),  # all read as n: the one read first
+    ("# CONFIG_TSX_MODE_AUTO is not set\n# CONFIG_TSX_MODE_ON is not set\n# CONFIG_TSX_MODE_OFF is not set\n",
+     "TSX_MODE_AUTO"),
+])
+def test_choice_selection_follows_sym_calc_choice(compat, text, chosen):
+    compat.load_config_text(text, "t")
+    assert [s for s in ("TSX_MODE_OFF", "TSX_MODE_ON", "TSX_MODE_AUTO") if compat.value(s) == "y"] == [chosen]
+
+
+def test_out_of_range_int_user_value_is_clamped_in_newer_trees(compat):
+    compat.load_config_text("CONFIG_STRICT_GP=y\nCONFIG_FANOUT_LEAF=16\n", "t")
+    assert compat.value("FANOUT_LEAF") == "3"
+    compat.load_config_text("CONFIG_STRICT_GP=y\nCONFIG_FANOUT_LEAF=1\n", "t")
+    assert compat.value("FANOUT_LEAF") == "2"
+    compat.load_config_text("CONFIG_FANOUT_LEAF=16\n", "t")
+    assert compat.value("FANOUT_LEAF") == "16"
+
+
+def test_out_of_range_int_user_value_falls_back_to_the_default_in_older_trees():
+    tree = parse_tree(FIXTURES / "watchdog", "x86", use_cache=False)
+    tree.load_config_text("CONFIG_STRICT_GP=y\nCONFIG_FANOUT_LEAF=16\n", "t")
+    assert tree.value("FANOUT_LEAF") == "2"
