@@ -364,8 +364,10 @@ def run_drill(build: BuildOutput, faults: Sequence[Fault], prepare: Sequence[str
     workdir = private_dir()
     session = _Session(build, workdir, "tcg")
     try:
-        report.accel, report.accel_reason = choose_accel(
-            launch_spec(build, build.image, "kvm", workdir, "probe"), workdir)
+        probe = launch_spec(build, build.image, "kvm", workdir, "probe")
+        if build.kernel:  # the probe looks for a kernel message on the console: make sure it is printed
+            probe = dataclasses.replace(probe, cmdline=f"{build.kernel_cmdline or ''} loglevel=7".strip())
+        report.accel, report.accel_reason = choose_accel(probe, workdir)
         session.accel = report.accel
         log.info(f"accelerator: {report.accel} ({report.accel_reason})")
         _first_boot(session, report, prepare)
