@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wdimage import log
-from wdimage.errors import ExitCode, usage_error
+from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.launch import LaunchSpec
 from wdimage.models import Action, Model, info
 from wdimage.qemu import ExecResult, Guest, GuestAgent, ProtocolError, choose_accel, create_overlay, event_time, private_dir
@@ -374,7 +374,9 @@ def run_drill(build: BuildOutput, faults: Sequence[Fault], prepare: Sequence[str
         if all(c.passed for c in report.checks):
             for fault in faults:
                 report.faults.append(_drill_fault(session, report, fault))
-    except (ProtocolError, TimeoutError, ConnectionError) as e:
+    except WdimageError as e:  # QEMU or qemu-img refused, or a protocol broke
+        report.error = e.message
+    except (TimeoutError, ConnectionError) as e:
         report.error = str(e) or type(e).__name__
     finally:
         session.close()

@@ -1,6 +1,8 @@
 """The drill's own logic without QEMU: manifest validation, check evaluation, report rendering, CLI options."""
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,27 @@ def test_passing_report_text(tmp_path):
     text = drill.render_text(sample_report(tmp_path))
     assert "boot to armed: 18.5s (guest agent after 17.0s)" in text
     assert text.endswith("Result: PASSED")
+
+
+def test_json_file_is_replaced_whole(tmp_path):
+    from wdimage.commands.drill import write_json
+
+    target = tmp_path / "drill.json"
+    target.write_text("old")
+    write_json(target, {"passed": True})
+    assert json.loads(target.read_text()) == {"passed": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["drill.json"]  # no temp file left behind
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (make deps)")
+def test_an_image_qemu_cannot_use_fails_the_drill_with_the_reason(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WDIMAGE_ACCEL", "tcg")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept diagnostics dir (unless too long a path)
+    out = write_build(tmp_path)  # the "image" is one byte of garbage
+    assert cli.main(["drill", str(out)]) == ExitCode.FAILED
+    text = capsys.readouterr().out
+    assert "Stopped: command failed" in text and "qemu-img create" in text
+    assert text.endswith("Result: FAILED\n")
+    kept = Path(text.split("kept in ", 1)[1].split()[0])
+    assert kept.is_dir() and kept.name.startswith("wdimage-drill-") and kept.stat().st_mode & 0o777 == 0o700
+    shutil.rmtree(kept)

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--fault", choices=drill.FAULT_CHOICES, default="all",
                    help="panic: SysRq crash; kill: SIGKILL the daemon; hang: SIGSTOP the daemon; "
                         "all (default): each in turn, each in its own boot")
-    p.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON to FILE ('-': stdout)")
+    p.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr)")
     p.set_defaults(func=_cmd)
 
 
@@ -28,7 +28,8 @@ def _cmd(args: argparse.Namespace) -> int:
         raise usage_error(f"--json {args.json}: directory {args.json.parent} does not exist")
     build = drill.load_build(args.directory)
     report = drill.run_drill(build, drill.faults_for(args.fault))
-    print(drill.render_text(report))
+    to_stdout = str(args.json) == "-"
+    print(drill.render_text(report), file=sys.stderr if to_stdout else sys.stdout)  # stdout: the JSON alone
     if args.json:
         write_json(args.json, drill.report_json(report))
     return int(report.exit_code)
