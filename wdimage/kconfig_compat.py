@@ -1,32 +1,32 @@
-"""Teach kconfiglib 14.1.0 the Kconfig syntax of current kernels that it lacks, faithfully to scripts/kconfig.
+"""Teach kconfiglib 14.1.0 the Kconfig of current kernels, faithfully to their own scripts/kconfig.
 
-kconfiglib 14.1.0 (the newest on PyPI) stops on Linux 6.1 and 7.2 as shipped. This module fills the gaps,
-for that exact version only (the pinned file's SHA-256 is checked; a different kconfiglib is refused loudly,
-since these patches rely on its internals):
+kconfiglib 14.1.0 (the newest on PyPI) stops on Linux 6.1 and 7.2 as shipped, and resolves some configs
+differently from `make olddefconfig`. This module fills the gaps for that exact version only (the pinned
+file's SHA-256 is checked, and a different kconfiglib is refused loudly: the patches rely on its internals).
 
+Syntax:
 - the bare `modules` property (kernel/module/Kconfig), which replaced `option modules` in Linux 5.15;
-- the `transitional` property (Linux 6.18+): a symbol read from an old .config to feed the defaults of its
-  successor, always visible to the user value, never written out (scripts/kconfig/symbol.c, SYMBOL_TRANS);
-- macro arguments containing `$(comma)`: the C preprocessor splits a call's arguments on the raw text and
-  only then expands each one; kconfiglib expanded nested calls first, so `$(as-instr,a$(comma)b)` lost `b`
-  and `$(error-if,cond,Sorry$(comma) ...)` failed with "bad number of arguments";
-- (the `error-if` macro itself then works: it was only broken by the comma splitting.)
-- `imply` of a symbol whose dependencies are unmet: symbol.c writes it out ("is not set") whenever an
-  implying symbol is on; kconfiglib only when its own dependencies are met (Linux 7.2's NVMEM_LAYOUTS);
-- an int/hex symbol with no user value and no active default is "0"/"0x0" in Linux 6.10+ (symbol.c), ""
-  before; the tree tells which (CompatKconfig(int_default_zero=...)), as ARCH_FORCE_MAX_ORDER = 0 depends on it;
-- choices as menus (Linux 6.11+, symbol.c's sym_calc_choice): the `if` of a choice's prompt no longer hides
-  its members, only the choice's dependencies do, so `prompt "Memory split" if EXPERT` with EXPERT=n still
-  writes VMSPLIT_3G=y; and the member chosen follows sym_calc_choice(): the last one read as y, else the
-  default unless read as n, else the first one not read, else the one read first; the tree tells which
-  (CompatKconfig(menu_choices=...));
-- an int/hex user value outside the active range: Linux 6.1's confdata.c drops it (kconfiglib does the
-  same: defaults apply), later ones keep it and clamp it to the range's bound (sym_validate_range); the tree
-  tells which (CompatKconfig(clamp_user_ints=...));
-- `imply` no longer promotes m to y: kconfiglib still does what scripts/kconfig did before Linux 5.x
-  (`sym->implied.tri == yes` in sym_calc_value); 6.1 and 7.2 keep m. Applied unless the tree still has it;
+- `transitional` (Linux 6.18+): a symbol read from an old .config to feed the defaults of its successor,
+  always visible to its user value, never written out (symbol.c, SYMBOL_TRANS);
+- macro arguments containing `$(comma)`: the C preprocessor splits a call's arguments on the raw text, then
+  expands each; kconfiglib expanded nested calls first, so `$(as-instr,a$(comma)b)` lost `b`, and
+  `$(error-if,cond,Sorry$(comma) ...)` failed with "bad number of arguments" (error-if itself then works);
 - conditional dependencies `depends on X if Y` (Linux 7.x, drivers/usb/cdns3/Kconfig), which menu.c turns
   into `X || (Y = n)`, the `= n` pushed through Y's operators as expr_trans_compare() does.
+
+Semantics (each checked against the kernel's own conf by tests/real; where Linux changed, the tree's
+scripts/kconfig sources say which behaviour applies: wdimage.kconfig_tree.kconfig_generation()):
+- an implied symbol whose own dependencies are unmet is still written ("is not set") when an implying
+  symbol is on (symbol.c sets SYMBOL_WRITE; kconfiglib did not: 7.2's NVMEM_LAYOUTS);
+- `imply` of y does not promote a user's m to y (kconfiglib kept that rule of older scripts/kconfig);
+- int_default_zero: an int/hex symbol with no user value and no active default is "0"/"0x0" (Linux 6.10+),
+  not "" (ARCH_FORCE_MAX_ORDER = 0 in mm/Kconfig depends on it);
+- menu_choices (Linux 6.11+, symbol.c's sym_calc_choice): the `if` of a choice's prompt no longer hides its
+  members, only the choice's dependencies do (`prompt "Memory split" if EXPERT` still writes VMSPLIT_3G=y),
+  and the member chosen is the last one read as y, else the default unless read as n, else the first one
+  not read, else the one read first;
+- clamp_user_ints: an int/hex user value outside the active range is kept and clamped to the range's bound
+  (sym_validate_range), where 6.1's confdata.c dropped it for the default (as kconfiglib does).
 
 Only wdimage.kconfig_tree imports this module (and through it, kconfiglib).
 """
