@@ -230,7 +230,8 @@ def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
 def dib_command(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path], image_base: Path,
                 logfile: Path | None = None) -> dib.DibCommand:
     return dib.DibCommand(env=tuple(dib_environment(settings, layout, inputs)),
-                          elements=elements(settings, layout), output=image_base, logfile=logfile)
+                          elements=elements(settings, layout), output=image_base, logfile=logfile,
+                          skip_base=distros.get(settings.distro).skip_base)
 
 
 # --- the build ------------------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ class Distro:
     agent_package: str
     kernel_package: Callable[[str, str], str]  # (kernel release, --kernel) -> package name
     release_env: str  # the DIB variable the release goes into
-    mirror_required: bool = False  # False: DIB's default mirror is used when none is known
+    # DIB's `base` element adds iSCSI and software-properties-common (with Python GObject, D-Bus): nothing
+    # a watchdog guest needs. Debian leaves it out (-n); its base install already dist-upgrades.
+    skip_base: bool = False
 
 
 def _debian_kernel(kernel_release: str, kernel: str) -> str:
@@ -33,7 +35,7 @@ DISTROS: dict[str, Distro] = {
     "debian": Distro(
         name="debian", default_release="bookworm", elements=("debian-minimal",), init_system="systemd",
         watchdog_package="watchdog", agent_package="qemu-guest-agent",
-        kernel_package=_debian_kernel, release_env="DIB_RELEASE"),
+        kernel_package=_debian_kernel, release_env="DIB_RELEASE", skip_base=True),
     "centos": Distro(
         name="centos", default_release="9-stream", elements=("centos",), init_system="systemd",
         watchdog_package="watchdog", agent_package="qemu-guest-agent",

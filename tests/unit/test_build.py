@@ -142,6 +142,7 @@ def test_centos_dry_run_with_a_local_base_image(capsys, tmp_path):
     assert f"DIB_LOCAL_IMAGE={image}" in words and "DIB_RELEASE=9-stream" in words
     assert "DIB_DISTRIBUTION_MIRROR=http://m.test/centos" in words
     assert "centos" in words and "DIB_DEBIAN_SECURITY_MIRROR" not in result["command"]
+    assert "-n" not in words  # DIB's base element stays for the cloud-image path
 
 
 def test_gentoo_dry_run_source_kernel(capsys, tmp_path):
@@ -156,7 +157,7 @@ def test_gentoo_dry_run_source_kernel(capsys, tmp_path):
 def test_dry_run_text_is_the_command_line(capsys, tmp_path):
     assert cli.main(["build", "debian", "--dry-run", "--output", str(tmp_path / "o")]) == 0
     line = capsys.readouterr().out.strip()
-    assert "disk-image-create --qemu-img-options compression_type=zstd -o" in line
+    assert "disk-image-create -n --qemu-img-options compression_type=zstd -o" in line  # Debian: no `base`
     assert line.startswith("ELEMENTS_PATH=")
 
 

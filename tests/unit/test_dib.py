@@ -20,6 +20,7 @@ def test_str_is_a_copy_pasteable_line():
     words = shlex.split(text)
     assert words[1] == "DIB_WATCHDOG_BLACKLIST=iTCO_wdt ib700wdt" and words[2] == "disk-image-create"
     assert "--qemu-img-options" not in _command(image_type="raw").argv()
+    assert _command(skip_base=True).argv()[1] == "-n"
 
 
 def test_logfile_goes_on_the_command_line():
