@@ -21,6 +21,7 @@ from wdimage.qemu import ExecResult, Guest, GuestAgent, ProtocolError, choose_ac
 AGENT_TIMEOUT = 240  # seconds from QEMU start (or a reset) to an answering guest agent; TCG on a busy host
 BOOT_SETTLE_TIMEOUT = 120  # seconds for systemd to finish starting units once the agent answers
 CHECK_RETRY_SECONDS = 10  # how long failing checks are retried (a daemon still starting) before they count
+CHECK_RETRY_WITHOUT_SYSTEMD = 60  # OpenRC has no "boot finished" to wait for: poll the checks longer
 MARGIN_SECONDS = 10  # past the configured timeout: i6300esb resets at second-stage expiry; TCG clocks drift
 
 
@@ -152,6 +153,7 @@ echo '### holders'; holders
 echo '### cmdline'; cat /proc/cmdline
 echo '### panic'; cat /proc/sys/kernel/panic
 echo '### timeout'; cat /sys/class/watchdog/watchdog0/timeout 2>&1
+echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.conf
 echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 """
 
@@ -261,12 +263,25 @@ def _timeout_check(seen: str, timeout: int) -> Check:
     return Check("timeout", title, int(seen) == timeout, f"{seen.strip()}s")
 
 
-def run_checks(agent: GuestAgent, model: Model, timeout: int) -> tuple[list[Check], float | None]:
-    """The checks, and when the daemon that holds the device started (time.monotonic()), if one does."""
+def ping_interval(sections: dict[str, str]) -> int:
+    """The daemon's `interval` (seconds between keepalives; the watchdog daemon's default is 1)."""
+    match = re.search(r"=\s*(\d+)", sections.get("interval", ""))
+    return int(match.group(1)) if match else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    checks: list[Check]
+    daemon_started: float | None  # time.monotonic() when the daemon holding the device started
+    interval: int
+
+
+def run_checks(agent: GuestAgent, model: Model, timeout: int) -> Probe:
     result = agent.shell(GUEST_PROBE, info(model).module, timeout=60)
     sections = parse_sections(result.stdout)
     age = daemon_age(sections)
-    return evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age
+    return Probe(evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age,
+                 ping_interval(sections))
 
 
 # --- results ----------------------------------------------------------------------------------------------
@@ -317,6 +332,7 @@ class _Session:
         self.boots = 0
         self.guest: Guest | None = None
         self.agent: GuestAgent | None = None
+        self.interval = 1  # the daemon's keepalive interval, as last seen in the guest
 
     def boot(self) -> Guest:
         self.close()
@@ -407,19 +423,24 @@ def _wait_armed(session: _Session, since: float, prepare: Sequence[str] = ()) ->
     agent = session.connect_agent(AGENT_TIMEOUT)
     to_agent = time.monotonic() - since
     log.info(f"guest agent answered after {to_agent:.1f}s")
+    retry = CHECK_RETRY_SECONDS
     try:  # systemd: wait for the start jobs (the watchdog unit runs after multi-user.target)
-        agent.shell("[ ! -d /run/systemd/system ] || systemctl is-system-running --wait", timeout=BOOT_SETTLE_TIMEOUT)
+        settle = agent.shell("if [ -d /run/systemd/system ]; then systemctl is-system-running --wait; "
+                             "else echo no-systemd; fi", timeout=BOOT_SETTLE_TIMEOUT)
+        if settle.stdout.strip() == "no-systemd":
+            retry = CHECK_RETRY_WITHOUT_SYSTEMD  # OpenRC: nothing to wait on; the checks themselves are polled
     except TimeoutError:
         log.info(f"the guest's boot did not settle within {BOOT_SETTLE_TIMEOUT}s; checking anyway")
     for command in prepare:
         _log_exec(command, agent.shell(command, timeout=60))
-    deadline = time.monotonic() + CHECK_RETRY_SECONDS
+    deadline = time.monotonic() + retry
     while True:
-        checks, daemon_started = run_checks(agent, session.build.model, session.build.timeout)
-        if all(c.passed for c in checks) or time.monotonic() > deadline:
+        probe = run_checks(agent, session.build.model, session.build.timeout)
+        if all(c.passed for c in probe.checks) or time.monotonic() > deadline:
+            session.interval = probe.interval
             # Armed when the daemon holding the device started (guest clocks), not when we happened to look.
-            armed = daemon_started if daemon_started is not None else time.monotonic()
-            return checks, to_agent, max(armed - since, 0.0)
+            armed = probe.daemon_started if probe.daemon_started is not None else time.monotonic()
+            return probe.checks, to_agent, max(armed - since, 0.0)
         time.sleep(1)
 
 
@@ -499,8 +520,10 @@ def _inject_and_watch(session: _Session, build: BuildOutput, fault: Fault) -> Fa
     action = event.get("data", {}).get("action")
     seconds = round(event_time(event) - fault_at, 2)
     result = FaultResult(fault, action == build.action and seconds <= window, action, seconds, None)
-    result.detail = (f"WATCHDOG {action} {seconds:.1f}s after the fault "
-                     f"({seconds / build.timeout:.2f} x the {build.timeout}s timeout)")
+    low = max(build.timeout - session.interval, 0)
+    result.detail = (f"WATCHDOG {action} {seconds:.1f}s after the fault ({seconds / build.timeout:.2f} x the "
+                     f"{build.timeout}s timeout; expected {low}-{build.timeout}s with a keepalive every "
+                     f"{session.interval}s)")
     if after:
         result.detail += f"; 3s after the fault: {after}"
     if action != build.action:

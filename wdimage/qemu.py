@@ -298,7 +298,7 @@ class Guest:
 
     def start(self, transcript: list | None = None) -> None:
         argv = qemu_argv(self.spec)
-        log.info(f"$ {shlex.join(argv)}")
+        log.info(f"$ {shlex.join(argv)}")  # logged as run() does; not run(): QEMU outlives this call
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         self.started_at = time.monotonic()

@@ -272,3 +272,8 @@ def test_an_image_qemu_cannot_use_fails_the_drill_with_the_reason(tmp_path, monk
     kept = Path(text.split("kept in ", 1)[1].split()[0])
     assert kept.is_dir() and kept.name.startswith("wdimage-drill-") and kept.stat().st_mode & 0o777 == 0o700
     shutil.rmtree(kept)
+
+
+@pytest.mark.parametrize("text, interval", [("interval\t\t= 5", 5), ("  interval = 10", 10), ("", 1)])
+def test_keepalive_interval_with_the_daemons_default(text, interval):
+    assert drill.ping_interval({"interval": text}) == interval

@@ -49,9 +49,12 @@ class Replay:
 
 
 def test_recorded_probe_error_and_exit_code():
-    replay = Replay(load("qga-exec-7.2.json"))
+    recording = load("qga-exec-7.2.json")
+    replay = Replay(recording)
     agent = GuestAgent(JsonStream(replay.client_sock), synced=True)
-    probe = agent.shell(drill.GUEST_PROBE, "i6300esb")
+    recorded_argv = request(recording[0][1])["arguments"]["arg"]  # the probe script as it was when recorded
+    assert recorded_argv[0] == "-c" and recorded_argv[2:] == ["sh", "i6300esb"]
+    probe = agent.shell(recorded_argv[1], "i6300esb")
     assert probe.exitcode == 0
     checks = drill.evaluate_checks(drill.parse_sections(probe.stdout), drill.Model.I6300ESB, 15)
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
