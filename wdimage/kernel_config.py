@@ -51,9 +51,14 @@ class Explanation:
         out = []
         if self.unmet_depends:
             out.append("unmet dependencies: " + ", ".join(f"{t} (={v})" for t, v in self.unmet_depends))
-        active = [f"{sym} (={v})" for sym, _, v in self.selected_by if v != "n"]
-        if active:
-            out.append("selected by: " + ", ".join(active))
+        if self.selected_by:
+            # The active selectors first; the others only name who could.
+            ordered = sorted(self.selected_by, key=lambda sel: sel[2] == "n")
+            shown = [f"{sym} (={v})" for sym, _, v in ordered[:6]]
+            more = f" and {len(ordered) - 6} more" if len(ordered) > 6 else ""
+            out.append("selected by: " + ", ".join(shown) + more)
+        else:
+            out.append("selected by: nothing")
         if self.modules_off:
             out.append("MODULES=n rules out m (no loadable modules): pass --builtin to ask for y instead")
         if not self.has_prompt:
