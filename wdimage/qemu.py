@@ -8,12 +8,14 @@ agent has no ids: it answers in order, so after a timeout the stream is resynchr
 """
 
 import base64
+import ctypes
 import dataclasses
 import itertools
 import json
 import os
 import random
 import shlex
+import signal
 import socket
 import subprocess
 import tempfile
@@ -300,7 +302,8 @@ class Guest:
         argv = qemu_argv(self.spec)
         log.info(f"$ {shlex.join(argv)}")  # logged as run() does; not run(): QEMU outlives this call
         with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                            preexec_fn=_die_with_parent)
         self.started_at = time.monotonic()
         try:
             sock = connect_unix(self.spec.qmp_socket, timeout=30, alive=self.alive)
@@ -361,6 +364,14 @@ class Guest:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child before exec: a drill killed outright (CI timeout) must not leave guests running."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG (Linux)
+    except Exception:  # not Linux, or no prctl in libc: the drill's own cleanup still stops QEMU
+        pass
 
 
 # --- the KVM probe -----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wdimage import cli, drill
-from wdimage.drill import BuildOutput, Check, DrillReport, Fault, FaultResult
+from wdimage.drill import Check, DrillReport, Fault, FaultResult
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.models import Action, Model
 
