@@ -33,7 +33,7 @@ FLAVOURS = ("amd64_none_amd64", "amd64_none_cloud-amd64", "amd64_rt_amd64")
 # Every symbol the watchdog fragments touch, switched off to make the "before" config of the tests.
 WATCHDOG_SYMBOLS = ("WATCHDOG", "WATCHDOG_CORE", "I6300ESB_WDT", "IB700_WDT", "ITCO_WDT")
 
-SUITES = {"6.1": "bookworm", "7.2": "sid"}
+SUITES = {"6.1": "bookworm", "6.12": "trixie", "7.2": "sid"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +196,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:
         return _demo()
     if argv[:1] == ["fetch"]:
-        for version in argv[1:] or list(SUITES):
+        for version in argv[1:] or ["6.1", "7.2"]:
             tree = kernel_tree(version)
             print(f"{version}: {tree.src}")
             for flavour, path in tree.configs.items():
