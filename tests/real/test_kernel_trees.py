@@ -1,4 +1,4 @@
-"""Fidelity on real kernels: Debian's Linux 6.1 and sid's 7.2 trees with Debian's own configs.
+"""Fidelity on real kernels: Debian's Linux 6.1, trixie's 6.12 and sid's 7.2 trees with Debian's own configs.
 
 The bar (issue 2): with the watchdog symbols switched off, `wdimage kernel-config --merge` gives a config
 that the kernel's own `make olddefconfig` leaves exactly as it is. Trees are fetched and extracted once into
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.real
 
 ALL_MODELS = ["--model", "i6300esb", "--model", "ib700", "--model", "itco"]
 CASES = [("6.1", "amd64_none_amd64"), ("6.1", "amd64_none_cloud-amd64"), ("6.1", "amd64_rt_amd64"),
+         ("6.12", "amd64_none_amd64"),  # trixie: between the two, with 6.11+'s choice rules but no `transitional`
          ("7.2", "amd64_none_amd64"), ("7.2", "amd64_none_cloud-amd64")]
 
 
@@ -36,7 +37,7 @@ def _restore_log_quiet(monkeypatch):
 
 @pytest.fixture(scope="module")
 def trees() -> dict[str, KernelTree]:
-    return {version: kernel_tree(version) for version in ("6.1", "7.2")}
+    return {version: kernel_tree(version) for version in ("6.1", "6.12", "7.2")}
 
 
 def make_olddefconfig(tree: KernelTree, config: Path) -> str:
