@@ -520,10 +520,8 @@ def _inject_and_watch(session: _Session, build: BuildOutput, fault: Fault) -> Fa
     action = event.get("data", {}).get("action")
     seconds = round(event_time(event) - fault_at, 2)
     result = FaultResult(fault, action == build.action and seconds <= window, action, seconds, None)
-    low = max(build.timeout - session.interval, 0)
     result.detail = (f"WATCHDOG {action} {seconds:.1f}s after the fault ({seconds / build.timeout:.2f} x the "
-                     f"{build.timeout}s timeout; expected {low}-{build.timeout}s with a keepalive every "
-                     f"{session.interval}s)")
+                     f"{build.timeout}s timeout; {_expected_window(fault, build.timeout, session.interval)})")
     if after:
         result.detail += f"; 3s after the fault: {after}"
     if action != build.action:
@@ -533,6 +531,12 @@ def _inject_and_watch(session: _Session, build: BuildOutput, fault: Fault) -> Fa
     else:
         result.detail += f"; QEMU then: {guest.status()}"
     return result
+
+
+def _expected_window(fault: Fault, timeout: int, interval: int) -> str:
+    if fault is Fault.KILL:  # watchdog_release(): an unclean close is answered with one last ping
+        return f"expected {timeout}s: the kernel pings the device once when it is closed uncleanly"
+    return f"expected {max(timeout - interval, 0)}-{timeout}s with a keepalive every {interval}s"
 
 
 def _daemon_pid(agent: GuestAgent) -> str | None:

@@ -277,3 +277,9 @@ def test_an_image_qemu_cannot_use_fails_the_drill_with_the_reason(tmp_path, monk
 @pytest.mark.parametrize("text, interval", [("interval\t\t= 5", 5), ("  interval = 10", 10), ("", 1)])
 def test_keepalive_interval_with_the_daemons_default(text, interval):
     assert drill.ping_interval({"interval": text}) == interval
+
+
+def test_expected_reset_window_per_fault():
+    assert drill._expected_window(Fault.PANIC, 15, 5) == "expected 10-15s with a keepalive every 5s"
+    assert drill._expected_window(Fault.HANG, 15, 1) == "expected 14-15s with a keepalive every 1s"
+    assert drill._expected_window(Fault.KILL, 15, 5).startswith("expected 15s: the kernel pings")
