@@ -20,6 +20,8 @@ from wdimage import build, cli, distros
 REPO = Path(__file__).resolve().parents[2]
 # The drill relies on these: default model and action, a short timeout.
 DEBIAN_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--timeout", "15")
+# The other model choice (ISA ib700 on the pc machine), another action and timeout.
+DEBIAN_IB700_BUILD_ARGS = ("debian", "--model", "ib700", "--action", "poweroff", "--timeout", "20")
 KEY_INPUTS = ("elements", "kconfig-fragments", "wdimage/templates", "wdimage/build.py", "wdimage/dib.py",
               "wdimage/render.py", "wdimage/distros.py", "wdimage/launch.py", "wdimage/models.py",
               "wdimage/kernel_config.py", "wdimage/sbom.py")
@@ -69,10 +71,21 @@ def _prune(base: Path, keep: str, max_age: float = 2 * 24 * 3600) -> None:
             (base / f"{entry.name}.lock").unlink(missing_ok=True)
 
 
+def _require_root_or_sudo() -> None:
+    if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.fail("a DIB build needs root or passwordless sudo")
+
+
 @pytest.fixture(scope="session")
 def debian_image_dir() -> Path:
     """The output directory of a real `wdimage build debian` (i6300esb, reset, 15 s), built once and cached
     under ${WDIMAGE_CACHE:-~/.cache/wdimage}/test-builds/."""
-    if os.geteuid() != 0 and not subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
-        pytest.fail("a DIB build needs root or passwordless sudo")
+    _require_root_or_sudo()
     return cached_build(DEBIAN_BUILD_ARGS, "debian-i6300esb")
+
+
+@pytest.fixture(scope="session")
+def debian_ib700_image_dir() -> Path:
+    """Like debian_image_dir, for ib700 with action poweroff and a 20 s timeout."""
+    _require_root_or_sudo()
+    return cached_build(DEBIAN_IB700_BUILD_ARGS, "debian-ib700")

@@ -122,3 +122,20 @@ def test_image_is_slimmed(image_fs, debian_image_dir, manifest):
     assert not image_fs.exists("/usr/share/man")
     modules = image_fs.listing(f"/usr/lib/modules/{manifest['kernel_release']}/kernel/drivers")
     assert "watchdog" in modules and "gpu" not in modules
+
+
+def test_ib700_build_loads_ib700wdt_and_blacklists_i6300esb(debian_ib700_image_dir, tmp_path_factory):
+    """The other model choice, built for real (warm: about 30-50 s): ib700 on the pc machine."""
+    out = debian_ib700_image_dir
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["model"], manifest["action"], manifest["machine"]) == ("ib700", "poweroff", "pc")
+    assert manifest["openstack"] == {"hw_watchdog_action": "poweroff"}
+    raw = tmp_path_factory.mktemp("ib700") / "root.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(out / manifest["files"]["image"]), str(raw)], check=True)
+    fs = ImageFs(raw)
+    assert fs.read("/etc/modules-load.d/wdimage-watchdog.conf").split() == ["ib700wdt"]
+    blacklist = fs.read("/etc/modprobe.d/wdimage-watchdog-blacklist.conf")
+    assert "blacklist i6300esb" in blacklist and "blacklist ib700wdt" not in blacklist
+    assert "watchdog-timeout = 20" in fs.read("/etc/watchdog.conf")
+    stub = (out / manifest["files"]["launch_stub"]).read_text()
+    assert "-device ib700" in stub and "-action watchdog=poweroff" in stub
