@@ -13,29 +13,31 @@ from wdimage.errors import ExitCode, WdimageError
 from wdimage.models import Action, Model
 
 # What GUEST_PROBE printed in the Debian bookworm guest of `wdimage build debian` (i6300esb, 15 s), through the
-# guest agent under QEMU 7.2 (recorded 2026-11-24).
+# guest agent under QEMU 7.2 (recorded 2026-11-24, TCG).
 HEALTHY_PROBE = """\
 ### driver
-[   17.558982] i6300ESB timer 0000:00:03.0: initialized. heartbeat=30 sec (nowayout=0)
+[    7.940062] i6300ESB timer 0000:00:03.0: initialized. heartbeat=30 sec (nowayout=0)
 ### module
-i6300esb 16384 1 - Live 0xffffffffc078f000
+i6300esb 16384 1 - Live 0xffffffffc08ec000
 present in /sys/module/i6300esb
 ### device
-crw------- 1 root root 10, 130 Nov 24 20:15 /dev/watchdog
+crw------- 1 root root 10, 130 Nov 24 20:46 /dev/watchdog
 ### service
 systemd: active
 ### config
 3:watchdog-device = /dev/watchdog
 ### holders
-259 watchdog /dev/watchdog S 2564
+273 watchdog /dev/watchdog S 1314
 ### cmdline
 root=LABEL=cloudimg-rootfs ro console=ttyS0
 ### panic
 0
 ### timeout
 15
+### interval
+interval = 5
 ### clock
-27.47 100
+14.17 100
 """
 
 
@@ -53,11 +55,11 @@ def test_healthy_guest_passes_every_check():
     checks = checks_by_name()
     assert [c.name for c in checks.values() if not c.passed] == []
     assert "heartbeat" in checks["driver"].seen
-    assert checks["holder"].seen == "watchdog (pid 259, state S) holds /dev/watchdog"
+    assert checks["holder"].seen == "watchdog (pid 273, state S) holds /dev/watchdog"
 
 
 def test_daemon_age_from_the_guests_clocks():
-    assert drill.daemon_age(sections()) == pytest.approx(27.47 - 25.64)
+    assert drill.daemon_age(sections()) == pytest.approx(14.17 - 13.14)
     assert drill.daemon_age(sections(holders="")) is None
     assert drill.daemon_age(sections(clock="")) is None
 
@@ -283,3 +285,7 @@ def test_expected_reset_window_per_fault():
     assert drill._expected_window(Fault.PANIC, 15, 5) == "expected 10-15s with a keepalive every 5s"
     assert drill._expected_window(Fault.HANG, 15, 1) == "expected 14-15s with a keepalive every 1s"
     assert drill._expected_window(Fault.KILL, 15, 5).startswith("expected 15s: the kernel pings")
+
+
+def test_recorded_probe_interval():
+    assert drill.ping_interval(sections()) == 5

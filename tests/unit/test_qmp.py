@@ -104,3 +104,17 @@ def test_a_greeting_that_is_not_qmp_is_refused():
     with pytest.raises(ProtocolError, match="not a QMP greeting"):
         QmpClient(JsonStream(client_sock)).negotiate(timeout=1)
     server.close()
+
+
+def test_recorded_watchdog_reset_after_a_sysrq_crash():
+    """The Debian guest crashed through SysRq with its daemon holding i6300esb (timeout 15 s, action reset)."""
+    replay = QmpReplay(load("qmp-watchdog-reset-7.2.json"))
+    qmp = replay.client()
+    qmp.negotiate()
+    event = qmp.wait_event({"WATCHDOG"}, time.monotonic() + 5)
+    assert event["data"] == {"action": "reset"}
+    assert qmp.execute("query-status")["status"] == "running"  # reset, not paused: the guest reboots in place
+    resets = [e for e in qmp.events if e["event"] == "RESET"]
+    assert resets and all(e["data"]["reason"] == "guest-reset" for e in resets)
+    assert event_time(resets[0]) - event_time(event) == pytest.approx(0.005, abs=0.005)
+    assert replay.finish() == []
