@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from wdimage import __version__, dib, distros, log, render
-from wdimage.errors import failure, usage_error
+from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.models import Action, Model, info
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
@@ -263,7 +263,7 @@ def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout 
         logfile = _log_path(settings)
         command = dib_command(settings, layout, inputs, staging / settings.name, logfile)
         with log.step(f"diskimage-builder: {' '.join(command.elements)} (log: {logfile})"):
-            command.run()
+            _run_dib(command, logfile)
         with log.step("assembling the output: kernel check, launch stub, libvirt XML, manifest, checksums"):
             manifest = assemble(settings, layout, command, staging, started, time.monotonic() - clock)
         publish(staging, settings.output)
@@ -272,6 +272,19 @@ def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return BuildResult(settings, layout, command, manifest)
+
+
+def _run_dib(command: dib.DibCommand, logfile: Path) -> None:
+    """Run DIB; on failure, say where its log is and show the end of it."""
+    try:
+        command.run()
+    except WdimageError as e:
+        try:
+            tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-12:])
+        except OSError:
+            tail = "(no log written)"
+        raise failure(f"diskimage-builder failed: {e.message}\nlast lines of {logfile}:\n{tail}",
+                      hint=f"the full log is {logfile}; nothing was published") from None
 
 
 def _log_path(settings: BuildSettings) -> Path:

@@ -309,5 +309,7 @@ def test_a_failed_dib_run_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     with pytest.raises(WdimageError) as e:
         build.build(build.make_settings("debian", output=out), layout=dib.Layout.DIRECT)
     assert e.value.code == ExitCode.FAILED
+    assert "no-such-element-wdimage" in e.value.message  # the end of DIB's log, shown
+    assert "nothing was published" in e.value.hint and str(tmp_path / "cache" / "logs") in e.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]  # no staging left
     assert (out / "previous").read_text() == "kept" and not (tmp_path / "out.old").exists()
