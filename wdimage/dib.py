@@ -97,7 +97,8 @@ class DibCommand:
     def run(self) -> None:
         env = self.environment()
         with exclusive_image_cache(image_cache_dir(env)):
-            run.run(self.argv(), env=env)
+            # With a logfile DIB says little; keep even that off stdout, which `--json` owns.
+            run.run(self.argv(), env=env, capture=self.logfile is not None)
 
 
 def image_cache_dir(env: dict[str, str]) -> Path:
