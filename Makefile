@@ -41,8 +41,10 @@ test: deps venv
 test-fast: venv
 	$(BIN)/python -m pytest -m 'not real'
 
+# Build the default image (Debian, i6300esb, reset after 15 s) and drill it: panic, kill and hang.
 demo: deps venv
-	$(BIN)/python -m tests.kernel_trees demo
+	$(BIN)/wdimage build debian --output output/debian-i6300esb
+	$(BIN)/wdimage drill output/debian-i6300esb
 
 # kernel-config on a real tree: Debian's linux-source-6.1 with its amd64 config (watchdog switched off):
 # --check (fails), --merge, then --check --strict (passes). The tree is extracted once into the cache.
