@@ -89,6 +89,12 @@ def test_watchdog_service_enabled(image_fs):
         "/watchdog.service")
 
 
+def test_keepalive_cannot_take_over_from_a_killed_daemon(image_fs):
+    # Debian's watchdog.service has OnFailure=wd_keepalive.service; masked, it is a link to /dev/null.
+    assert image_fs.symlink_target("/etc/systemd/system/wd_keepalive.service") == "/dev/null"
+    assert "run_wd_keepalive=0" in image_fs.read("/etc/default/watchdog")
+
+
 def test_only_the_chosen_driver_loads_and_the_others_are_blacklisted(image_fs):
     assert image_fs.read("/etc/modules-load.d/wdimage-watchdog.conf").split() == ["i6300esb"]
     blacklist = image_fs.read("/etc/modprobe.d/wdimage-watchdog-blacklist.conf")

@@ -67,6 +67,7 @@ def test_debian_systemd_branch(sandbox):
     (root / "etc/default/watchdog").write_text(DEBIAN_DEFAULTS)
     (root / "lib/systemd/system").mkdir(parents=True)
     (root / "lib/systemd/system/ssh.service").write_text("[Unit]\n")
+    (root / "lib/systemd/system/wd_keepalive.service").write_text("[Unit]\n")
     proc = _run(SETUP, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="systemd")
     assert proc.returncode == 0, proc.stderr
     assert (root / "etc/watchdog.conf").read_text() == "watchdog-device = /dev/watchdog\n"
@@ -78,9 +79,11 @@ def test_debian_systemd_branch(sandbox):
     assert "RuntimeWatchdogSec=0" in system_conf and "RebootWatchdogSec=0" in system_conf
     defaults = (root / "etc/default/watchdog").read_text()
     assert 'watchdog_module="i6300esb"' in defaults and "run_watchdog=1" in defaults
-    # Debian's agent starts from its udev rule: no enable; ssh is present, so it is disabled.
-    assert _calls(sandbox) == ["systemctl enable watchdog.service", "systemctl disable ssh.service",
-                               "usermod -p ! root"]
+    assert "run_wd_keepalive=0" in defaults
+    # Debian's agent starts from its udev rule: no enable; the keepalive that would feed the device after a
+    # killed daemon is masked; ssh is present, so it is disabled.
+    assert _calls(sandbox) == ["systemctl enable watchdog.service", "systemctl mask wd_keepalive.service",
+                               "systemctl disable ssh.service", "usermod -p ! root"]
 
 
 def test_centos_systemd_branch_enables_agent_and_disables_sshd(sandbox):
