@@ -18,6 +18,8 @@ from pathlib import Path
 
 from wdimage import __version__, dib, distros, log, render
 from wdimage.errors import WdimageError, failure, usage_error
+from wdimage.fragments import fragments_dir
+from wdimage.kernel_config import check_config
 from wdimage.models import Action, Model, info
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
@@ -356,31 +358,17 @@ def read_image_facts(manifests_dir: Path) -> ImageFacts:
 
 
 def check_image_kernel(config: Path, model: Model) -> dict:
-    """Hold the image's own kernel config against the model's fragment; fail the build when it lacks the driver."""
-    try:
-        from wdimage.kernel_config import check_config
-    except ImportError:  # issue 2's module not there yet: check the three symbols that matter here
-        return _fallback_kernel_check(config, model)
+    """Hold the image's own kernel config against the model's fragment; fail the build when it lacks the driver.
+
+    Fragment paths are recorded relative to the project (kconfig-fragments/NAME), not to this checkout,
+    so that builds from different checkouts compare equal.
+    """
     report = check_config(config, [model])
     if not report.ok:
         raise failure(f"the image's kernel ({config.name}) cannot drive the {model} watchdog:\n{report.explain()}",
                       hint="choose another --model or a kernel built with the watchdog fragments")
-    return report.to_dict()
-
-
-def _fallback_kernel_check(config: Path, model: Model) -> dict:
-    values = {}
-    for line in config.read_text(errors="replace").splitlines():
-        if line.startswith("CONFIG_") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key[len("CONFIG_"):]] = value
-    wanted = {"WATCHDOG": ("y",), "WATCHDOG_CORE": ("y", "m"), info(model).kconfig_symbol: ("y", "m")}
-    symbols = {sym: {"value": values.get(sym, "n"), "ok": values.get(sym, "n") in ok} for sym, ok in wanted.items()}
-    if not all(s["ok"] for s in symbols.values()):
-        missing = ", ".join(f"CONFIG_{k}={v['value']}" for k, v in symbols.items() if not v["ok"])
-        raise failure(f"the image's kernel cannot drive the {model} watchdog: {missing}",
-                      hint="choose another --model or a kernel built with the watchdog fragments")
-    return {"ok": True, "models": [str(model)], "symbols": symbols, "checker": "wdimage.build (minimal)"}
+    checkout_prefix = json.dumps(f"{fragments_dir()}/")[1:-1]
+    return json.loads(json.dumps(report.to_dict()).replace(checkout_prefix, "kconfig-fragments/"))
 
 
 def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict:
