@@ -5,7 +5,6 @@ The work returns a DrillReport; render_text() and report_json() print it, apart 
 
 import dataclasses
 import enum
-import json
 import re
 import shutil
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from wdimage import log
 from wdimage.errors import ExitCode, WdimageError, usage_error
+from wdimage.jsonfile import read_json_object
 from wdimage.launch import LaunchSpec
 from wdimage.models import Action, Model, info
 from wdimage.qemu import ExecResult, Guest, GuestAgent, ProtocolError, choose_accel, create_overlay, event_time, private_dir
@@ -62,15 +62,7 @@ def load_build(directory: Path) -> BuildOutput:
     manifest_path = directory / "manifest.json"
     if not directory.is_dir():
         raise usage_error(f"{directory}: not a directory", hint="give the output directory of 'wdimage build'")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise usage_error(f"{manifest_path}: no such file",
-                          hint="give the output directory of 'wdimage build'") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise usage_error(f"{manifest_path}: cannot read the manifest: {e}") from None
-    if not isinstance(manifest, dict):
-        raise usage_error(f"{manifest_path}: not a JSON object")
+    manifest = read_json_object(manifest_path, hint="give the output directory of 'wdimage build'")
 
     def field(key: str, kind: type, required: bool = True):
         value = manifest.get(key)

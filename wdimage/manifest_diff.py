@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from wdimage.errors import usage_error
+from wdimage.jsonfile import read_json_object
 
 SUPPORTED_SCHEMA = 1
 # Dotted keys that differ between any two builds of the same inputs.
@@ -50,16 +51,7 @@ def load_manifest(path: Path) -> tuple[dict, Path]:
     """The manifest at `path` (a build output directory or a manifest.json file) and the file it came from."""
     path = Path(path)
     file = path / "manifest.json" if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise usage_error(f"{file}: no such file", "pass a 'wdimage build' output directory or its manifest.json")
-    except json.JSONDecodeError as e:
-        raise usage_error(f"{file}: line {e.lineno}: not valid JSON: {e.msg}")
-    except (OSError, UnicodeDecodeError) as e:
-        raise usage_error(f"{file}: cannot read: {e}")
-    if not isinstance(data, dict):
-        raise usage_error(f"{file}: expected a JSON object (a wdimage manifest) at the top level")
+    data = read_json_object(file, "pass a 'wdimage build' output directory or its manifest.json")
     if data.get("schema") != SUPPORTED_SCHEMA:
         raise usage_error(f"{file}: manifest schema {data.get('schema')!r} is not supported",
                           f"this wdimage reads schema {SUPPORTED_SCHEMA}")

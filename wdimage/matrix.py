@@ -7,11 +7,11 @@ document and one Markdown table.
 """
 
 import dataclasses
-import json
 from pathlib import Path
 
 from wdimage import distros
 from wdimage.errors import usage_error
+from wdimage.jsonfile import read_json_object
 from wdimage.models import Model
 
 DISTROS = tuple(distros.DISTROS)  # the distros `wdimage build` knows, in its registry's order
@@ -147,14 +147,4 @@ def _cell_text(value) -> str:
 def _read_json(path: Path, required: bool) -> dict | None:
     if not path.exists() and not required:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise usage_error(f"{path}: no such file", "pass build output directories (each holds manifest.json)")
-    except json.JSONDecodeError as e:
-        raise usage_error(f"{path}: line {e.lineno}: not valid JSON: {e.msg}")
-    except (OSError, UnicodeDecodeError) as e:
-        raise usage_error(f"{path}: cannot read: {e}")
-    if not isinstance(data, dict):
-        raise usage_error(f"{path}: expected a JSON object at the top level")
-    return data
+    return read_json_object(path, "pass build output directories (each holds manifest.json)")

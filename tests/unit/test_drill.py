@@ -167,7 +167,7 @@ def test_missing_or_broken_manifest(tmp_path):
     with pytest.raises(WdimageError, match="manifest.json: no such file"):
         drill.load_build(tmp_path)
     (tmp_path / "manifest.json").write_text("{")
-    with pytest.raises(WdimageError, match="cannot read the manifest"):
+    with pytest.raises(WdimageError, match="manifest.json: line 1: not valid JSON"):
         drill.load_build(tmp_path)
 
 
