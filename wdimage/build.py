@@ -28,6 +28,7 @@ MIRROR_RE = re.compile(r"^(https?|ftp|file)://[A-Za-z0-9._~:/@%+-]+$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 KERNEL_CHOICES = ("bin", "source")
+INIT_CHOICES = ("systemd", "openrc")  # --init: debian only; OpenRC through the debian-openrc element
 IMAGE_SIZE = "3GiB"  # the partitionless filesystem; sparse in the qcow2
 
 
@@ -54,13 +55,14 @@ class BuildSettings:
     ping: tuple[str, ...] = ()
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
+    init: str | None = None  # --init: None keeps the distro's own init system
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
                   timeout: int = 15, name: str | None = None, output: str | Path | None = None,
                   mirror: str | None = None, agent: bool = True, kernel: str = "bin",
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
-                  interfaces: tuple[str, ...] = (), max_load_1: int | None = None,
+                  interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
                   apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
@@ -94,6 +96,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         raise usage_error(f"--kernel {kernel!r}: expected one of {', '.join(KERNEL_CHOICES)}")
     if kernel != "bin" and distro != "gentoo":
         raise usage_error("--kernel source is for gentoo only", hint="Debian and CentOS use their distro kernel")
+    _check_init(distro, init)
     base = _base_image(distro, base_image)
     _check_health_options(ping, interfaces, max_load_1)
     out = Path(output) if output else Path("output") / name
@@ -102,7 +105,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     return BuildSettings(
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, kernel=kernel,
-        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1)
+        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1, init=init)
 
 
 def _choice(option: str, value: str, kind):
@@ -110,6 +113,16 @@ def _choice(option: str, value: str, kind):
         return kind(value)
     except ValueError:
         raise usage_error(f"{option} {value!r}: expected one of {', '.join(kind)}") from None
+
+
+def _check_init(distro: str, init: str | None) -> None:
+    if init is None:
+        return
+    if init not in INIT_CHOICES:
+        raise usage_error(f"--init {init!r}: expected one of {', '.join(INIT_CHOICES)}")
+    if distro != "debian":
+        raise usage_error("--init is for debian only",
+                          hint="centos runs systemd; a gentoo profile decides its own init system")
 
 
 def _base_image(distro: str, base_image: str | Path | None) -> Path | None:
@@ -215,7 +228,10 @@ def debootstrap_cache_env(release: str, now: float | None = None) -> list[tuple[
 
 
 def init_system(settings: BuildSettings) -> str:
-    """As DIB decides it: Gentoo's systemd profiles run systemd, its other profiles OpenRC."""
+    """As DIB decides it: Gentoo's systemd profiles run systemd, its other profiles OpenRC; Debian with
+    --init openrc gets the debian-openrc element, which sets DIB_INIT_SYSTEM=openrc."""
+    if settings.init:
+        return settings.init
     if settings.distro == "gentoo" and "systemd" in settings.release:
         return "systemd"
     return distros.get(settings.distro).init_system
@@ -226,7 +242,9 @@ def fragments_dir() -> Path:
 
 
 def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
-    return (*distros.get(settings.distro).elements, *dib.layout_elements(layout), "watchdog", "wdimage-slim")
+    init = ("debian-openrc",) if settings.distro == "debian" and settings.init == "openrc" else ()
+    return (*distros.get(settings.distro).elements, *init, *dib.layout_elements(layout), "watchdog",
+            "wdimage-slim")
 
 
 def dib_command(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path], image_base: Path,

@@ -64,6 +64,7 @@ def _usage(capsys, *argv) -> str:
     (["debian", "--ping", "1.2.3.4;x"], "--ping"),
     (["debian", "--interface", "eth0 eth1"], "--interface"),
     (["debian", "--max-load", "0"], "--max-load 0"),
+    (["gentoo", "--init", "openrc"], "--init is for debian only"),
 ])
 def test_bad_options_exit_2_naming_the_option(capsys, tmp_path, argv, option):
     err = _usage(capsys, *argv, "--output", str(tmp_path / "out"))
@@ -185,6 +186,21 @@ def test_init_system_follows_the_gentoo_profile():
     assert build.init_system(build.make_settings("gentoo")) == "openrc"
     assert build.init_system(build.make_settings("gentoo", release="default/linux/amd64/23.0/systemd")) == "systemd"
     assert build.init_system(build.make_settings("centos")) == "systemd"
+
+
+def test_debian_init_openrc_adds_the_debian_openrc_element(capsys, tmp_path):
+    result = _dry_run(capsys, "debian", "--init", "openrc", "--output", str(tmp_path / "o"))
+    words = shlex.split(result["command"])
+    assert words[-5:] == ["debian-minimal", "debian-openrc", "baremetal", "watchdog", "wdimage-slim"]
+    settings = build.make_settings("debian", init="openrc")
+    assert build.init_system(settings) == "openrc"
+    assert dib.ELEMENTS_DIR.joinpath(
+        "debian-openrc/environment.d/20-debian-openrc.bash").read_text().count("DIB_INIT_SYSTEM=openrc") == 1
+    # The default and an explicit systemd are the same build.
+    for init in (None, "systemd"):
+        plain = build.make_settings("debian", init=init)
+        assert build.init_system(plain) == "systemd"
+        assert "debian-openrc" not in build.elements(plain, dib.Layout.DIRECT)
 
 
 def test_kernel_cmdline_never_panics_the_guest_into_a_reboot():

@@ -20,7 +20,7 @@ EXTRA_DATA = ELEMENTS / "watchdog/extra-data.d/50-watchdog-conf"
 SLIM = ELEMENTS / "wdimage-slim/finalise.d/95-wdimage-slim"
 SLIM_INITRD = ELEMENTS / "wdimage-slim/pre-install.d/10-wdimage-slim-initrd"
 TOOLS = ("bash", "sed", "find", "sort", "tail", "cp", "mkdir", "basename", "dirname", "install", "rm",
-         "touch", "cat", "env")
+         "touch", "cat", "env", "chmod")
 STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod")
 
 DEBIAN_DEFAULTS = 'run_watchdog=0\nrun_wd_keepalive=1\nwatchdog_module="none"\nwatchdog_options=""\n'
@@ -114,6 +114,39 @@ def test_gentoo_openrc_branch(sandbox):
     assert _calls(sandbox) == ["rc-update add modules boot", "rc-update add watchdog default",
                                "rc-update add qemu-guest-agent default", "rc-update del sshd default",
                                "usermod -p ! root"]
+
+
+LSB_WATCHDOG = "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: watchdog\n### END INIT INFO\n"
+
+
+def test_debian_openrc_branch(sandbox):
+    """Debian booted by OpenRC (the debian-openrc element): kmod loads the module, a native service
+    replaces the LSB script, the keepalive leaves the runlevels, and what update-rc.d already linked is
+    not added twice."""
+    root = sandbox[0]
+    (root / "etc/default").mkdir(parents=True)
+    (root / "etc/default/watchdog").write_text(DEBIAN_DEFAULTS)
+    (root / "etc/init.d").mkdir(parents=True)
+    (root / "etc/init.d/watchdog").write_text(LSB_WATCHDOG)
+    for level, service in (("default", "watchdog"), ("default", "wd_keepalive"), ("off", "wd_keepalive")):
+        (root / "etc/runlevels" / level).mkdir(parents=True, exist_ok=True)
+        (root / "etc/runlevels" / level / service).write_text("")
+    for _ in range(2):
+        proc = _run(SETUP, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="openrc")
+        assert proc.returncode == 0, proc.stderr
+    assert (root / "etc/modules-load.d/wdimage-watchdog.conf").read_text() == "i6300esb\n"
+    assert not (root / "etc/conf.d").exists() and not (root / "etc/systemd").exists()
+    service = (root / "etc/init.d/watchdog").read_text()
+    assert service.startswith("#!/sbin/openrc-run\n") and "command=/usr/sbin/watchdog" in service
+    assert ". /etc/default/watchdog" in service and 'modprobe "${watchdog_module}"' in service
+    assert os.access(root / "etc/init.d/watchdog", os.X_OK)
+    # Nothing else in /etc/init.d: OpenRC would take a kept LSB copy for a second "watchdog" provider.
+    assert sorted(p.name for p in (root / "etc/init.d").iterdir()) == ["watchdog"]
+    defaults = (root / "etc/default/watchdog").read_text()
+    assert 'watchdog_module="i6300esb"' in defaults and "run_wd_keepalive=0" in defaults
+    once = ["rc-update add kmod sysinit", "rc-update del wd_keepalive default", "rc-update del wd_keepalive off",
+            "rc-update add qemu-guest-agent default", "usermod -p ! root"]
+    assert _calls(sandbox) == once + once  # the stubs link nothing, so the rerun asks again
 
 
 def test_gentoo_rerun_does_not_duplicate_the_modules_line(sandbox):

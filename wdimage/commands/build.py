@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
                    help="leave the QEMU guest agent out (the drill needs it)")
     p.add_argument("--kernel", choices=build.KERNEL_CHOICES, default="bin",
                    help="gentoo: prebuilt dist-kernel (bin) or built from source with the fragments")
+    p.add_argument("--init", choices=build.INIT_CHOICES,
+                   help="debian: the guest's init system (default: systemd; openrc swaps in sysvinit-core + openrc)")
     p.add_argument("--base-image", metavar="FILE",
                    help="centos: a local cloud image to start from (offline builds; DIB_LOCAL_IMAGE)")
     p.add_argument("--ping", action="append", default=[], metavar="HOST",
@@ -54,7 +56,7 @@ def _cmd_build(args) -> int:
         args.distro, release=args.release, model=args.model, action=args.action, timeout=args.timeout,
         name=args.name, output=args.output, mirror=args.mirror, agent=args.agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
-        max_load_1=args.max_load)
+        max_load_1=args.max_load, init=args.init)
     result = build.build(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
