@@ -67,3 +67,18 @@ def test_the_kvm_probe_recognises_a_booting_kernel_under_tcg(debian_image_dir, t
     booted, why = qemu.probe_boot(spec, tmp_path, seconds=90, accel="tcg")
     assert booted, why
     assert why.startswith("the kernel booted under TCG in")
+
+
+def test_ib700_poweroff_image_powers_off_on_panic(debian_ib700_image_dir, tmp_path):
+    """The other model (ISA ib700 on the pc machine) and an action other than reset: QEMU must report the
+    WATCHDOG event with action poweroff and then exit, and nothing is expected to come back."""
+    report_path = tmp_path / "drill.json"
+    code = cli.main(["drill", str(debian_ib700_image_dir), "--fault", "panic", "--json", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert code == ExitCode.OK, report
+    assert report["model"] == "ib700" and report["action"] == "poweroff"
+    assert {c["name"]: c["passed"] for c in report["checks"]}["driver"] is True
+    [fault] = report["faults"]
+    assert fault["passed"] and fault["action"] == "poweroff" and fault["rebooted_armed"] is None, fault
+    assert 0 < fault["seconds_to_reset"] <= report["timeout"] + drill.MARGIN_SECONDS, fault
+    assert fault["detail"].endswith("QEMU then: exited"), fault
