@@ -185,3 +185,25 @@ def test_perturbed_randconfigs_resolve_as_make_olddefconfig_does(trees, tmp_path
     ours.load_config_text(text, "rand")
     config.write_text(text)
     assert ours.config_text() == make_olddefconfig(tree, config)
+
+
+def test_where_make_olddefconfig_is_not_idempotent_ours_is_its_fixed_point(trees, tmp_path):
+    # Linux 6.1, randconfig seed 15, perturbed: SMP turned on with NR_CPUS=1, now below its range (2-512).
+    # The C code resets NR_CPUS to 64 after it has computed, and cached, the visibility of
+    # RCU_STRICT_GRACE_PERIOD (`depends on NR_CPUS <= 4`) with the old value, so its first pass writes a
+    # line that its second pass drops. wdimage resolves in one pass to what make reaches in two.
+    from wdimage.kconfig_tree import parse_tree
+    tree = trees["6.1"]
+    config = tmp_path / "rand.config"
+    subprocess.run(["make", "-s", "-C", str(tree.src), f"KCONFIG_CONFIG={config}", "randconfig"],
+                   env={**os.environ, "KCONFIG_SEED": "15"}, check=True, capture_output=True)
+    text = _perturbed(config.read_text())
+    assert "CONFIG_SMP=y" in text.splitlines() and "CONFIG_NR_CPUS=1" in text.splitlines()
+    ours = parse_tree(tree.src, "x86")
+    ours.load_config_text(text, "rand")
+    config.write_text(text)
+    first = make_olddefconfig(tree, config)
+    second = make_olddefconfig(tree, config)
+    assert "# CONFIG_RCU_STRICT_GRACE_PERIOD is not set" in first.splitlines()
+    assert first != second
+    assert ours.config_text() == second
