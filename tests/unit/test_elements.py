@@ -17,11 +17,12 @@ SETUP = ELEMENTS / "watchdog/install.d/75-watchdog-setup"
 GENTOO_KERNEL = ELEMENTS / "watchdog/pre-install.d/60-watchdog-gentoo-kernel"
 MANIFEST = ELEMENTS / "watchdog/finalise.d/90-watchdog-manifest"
 EXTRA_DATA = ELEMENTS / "watchdog/extra-data.d/50-watchdog-conf"
+AGENT_POLICY = ELEMENTS / "watchdog/install.d/76-watchdog-agent-policy"
 SLIM = ELEMENTS / "wdimage-slim/finalise.d/95-wdimage-slim"
 SLIM_INITRD = ELEMENTS / "wdimage-slim/pre-install.d/10-wdimage-slim-initrd"
 TOOLS = ("bash", "sed", "find", "sort", "tail", "cp", "mkdir", "basename", "dirname", "install", "rm",
-         "touch", "cat", "env", "chmod")
-STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod")
+         "touch", "cat", "env", "chmod", "mktemp", "cmp")
+STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod", "semodule")
 
 DEBIAN_DEFAULTS = 'run_watchdog=0\nrun_wd_keepalive=1\nwatchdog_module="none"\nwatchdog_options=""\n'
 
@@ -147,6 +148,68 @@ def test_debian_openrc_branch(sandbox):
     once = ["rc-update add kmod sysinit", "rc-update del wd_keepalive default", "rc-update del wd_keepalive off",
             "rc-update add qemu-guest-agent default", "usermod -p ! root"]
     assert _calls(sandbox) == once + once  # the stubs link nothing, so the rerun asks again
+
+
+# /etc/sysconfig/qemu-ga as the RPM-family packages ship it, one policy variable per generation.
+RHEL8_SYSCONFIG = (
+    "# This is a systemd environment file, not a shell script.\n"
+    "BLACKLIST_RPC=guest-file-open,guest-file-close,guest-file-read,guest-file-write,guest-file-seek,"
+    "guest-file-flush,guest-exec,guest-exec-status\n"
+    "FSFREEZE_HOOK_PATHNAME=/etc/qemu-ga/fsfreeze-hook\n")
+AGENT_POLICIES = [
+    (RHEL8_SYSCONFIG,
+     RHEL8_SYSCONFIG.replace(",guest-exec,guest-exec-status\n", "\n")),
+    ("#BLOCK_RPCS=guest-exec\nBLOCK_RPCS=guest-exec-status,guest-file-open,guest-exec\n",
+     "#BLOCK_RPCS=guest-exec\nBLOCK_RPCS=guest-file-open\n"),
+    ('FILTER_RPC_ARGS="--allow-rpcs=guest-sync,guest-ping,guest-exec-status"\n',
+     'FILTER_RPC_ARGS="--allow-rpcs=guest-sync,guest-ping,guest-exec-status,guest-sync-delimited,guest-exec"\n'),
+    ('FILTER_RPC_ARGS="--block-rpcs=guest-exec,guest-exec-status"\n', 'FILTER_RPC_ARGS=""\n'),
+    ('QEMU_GA_ARGS="-b guest-file-open,guest-exec,guest-exec-status -F/etc/qemu-ga/fsfreeze-hook"\n',
+     'QEMU_GA_ARGS="-b guest-file-open -F/etc/qemu-ga/fsfreeze-hook"\n'),
+    ("QEMU_GA_ARGS='-b guest-exec -F/etc/qemu-ga/fsfreeze-hook'\n", "QEMU_GA_ARGS='-F/etc/qemu-ga/fsfreeze-hook'\n"),
+]
+
+
+@pytest.mark.parametrize("shipped, expected", AGENT_POLICIES)
+def test_rpm_agent_policy_lets_the_drill_exec_and_keeps_the_rest(sandbox, shipped, expected):
+    root = sandbox[0]
+    (root / "etc/sysconfig").mkdir(parents=True)
+    sysconfig = root / "etc/sysconfig/qemu-ga"
+    sysconfig.write_text(shipped)
+    for _ in range(2):  # a second run changes nothing more
+        proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="centos")
+        assert proc.returncode == 0, proc.stderr
+        assert sysconfig.read_text() == expected
+    assert _calls(sandbox) == []  # no SELinux config in this root
+
+
+def test_rpm_agent_policy_makes_only_the_agent_domain_permissive(sandbox):
+    root = sandbox[0]
+    (root / "etc/sysconfig").mkdir(parents=True)
+    (root / "etc/sysconfig/qemu-ga").write_text(RHEL8_SYSCONFIG)
+    (root / "etc/selinux").mkdir(parents=True)
+    (root / "etc/selinux/config").write_text("SELINUX=enforcing\nSELINUXTYPE=targeted\n")
+    proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="centos")
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "usr/share/wdimage/wdimage-qemu-ga-permissive.cil").read_text() == \
+        "(typepermissive virt_qemu_ga_t)\n"
+    assert _calls(sandbox) == ["semodule -i /usr/share/wdimage/wdimage-qemu-ga-permissive.cil"]
+    assert (root / "etc/selinux/config").read_text().startswith("SELINUX=enforcing\n")
+
+
+@pytest.mark.parametrize("agent", ["0", "1"])
+def test_agent_policy_leaves_guests_without_the_rpm_policy_alone(sandbox, agent):
+    root = sandbox[0]
+    (root / "etc/selinux").mkdir(parents=True)
+    (root / "etc/selinux/config").write_text("SELINUX=enforcing\n")
+    if agent == "0":  # the agent left out: its shipped policy, if any, is not touched
+        (root / "etc/sysconfig").mkdir(parents=True)
+        (root / "etc/sysconfig/qemu-ga").write_text(RHEL8_SYSCONFIG)
+    proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="debian", DIB_WATCHDOG_AGENT=agent)
+    assert proc.returncode == 0, proc.stderr
+    assert _calls(sandbox) == [] and not (root / "usr/share/wdimage").exists()
+    if agent == "0":
+        assert (root / "etc/sysconfig/qemu-ga").read_text() == RHEL8_SYSCONFIG
 
 
 def test_gentoo_rerun_does_not_duplicate_the_modules_line(sandbox):
