@@ -18,6 +18,7 @@ from pathlib import Path
 
 from wdimage import __version__, dib, distros, log, render
 from wdimage.errors import WdimageError, failure, usage_error
+from wdimage.fileio import write_atomically
 from wdimage.fragments import fragments_dir
 from wdimage.kernel_config import check_config
 from wdimage.models import Action, Model, info
@@ -177,7 +178,7 @@ def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None 
         paths[file] = directory / file
         if not paths[file].exists() or paths[file].read_text() != text:
             directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(paths[file], text)
+            write_atomically(paths[file], text)
     return paths
 
 
@@ -326,18 +327,6 @@ def publish(staging: Path, output: Path) -> None:
     staging.rename(output)
 
 
-def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -422,8 +411,8 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     guest = render.GuestFiles(name=name, model=settings.model, action=settings.action, image=files["image"],
                               kernel=files.get("kernel"), initrd=files.get("initrd"),
                               cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent)
-    _write_atomically(staging / files["launch_stub"], render.render_launch_stub(guest), mode=0o755)
-    _write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output))
+    write_atomically(staging / files["launch_stub"], render.render_launch_stub(guest), mode=0o755)
+    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output))
     manifest = {
         "schema": MANIFEST_SCHEMA, "name": name, "distro": settings.distro, "release": settings.release,
         "model": str(settings.model), "action": str(settings.action), "timeout": settings.timeout,
@@ -453,7 +442,7 @@ def _write_checksums_and_sbom(staging: Path, manifest: dict) -> None:
         write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)
         files["sbom"] = SBOM_FILE
         manifest["checksums"][SBOM_FILE] = sha256_file(staging / SBOM_FILE)
-    _write_atomically(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_atomically(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     covered = sorted({*files.values(), "manifest.json"})
     sums = "".join(f"{sha256_file(staging / f)}  {f}\n" for f in covered)
-    _write_atomically(staging / "SHA256SUMS", sums)
+    write_atomically(staging / "SHA256SUMS", sums)

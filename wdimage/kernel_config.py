@@ -13,15 +13,15 @@ Bad input (unreadable config, malformed fragment, unknown symbol, wrong type) ra
 """
 
 import dataclasses
-import os
 import platform
 import shutil
-import tempfile
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from wdimage import log
 from wdimage.errors import usage_error
+from wdimage.fileio import default_mode, write_atomically
 from wdimage.fragments import (Assignment, FragmentSet, Override, config_values, fragment_paths, merge,
                                nearest_names, read_config_text)
 from wdimage.kconfig_tree import KconfigTree, SymbolFacts, parse_tree
@@ -349,24 +349,11 @@ def write_keeping_old(path: Path, text: str) -> None:
     if not directory.is_dir():
         raise usage_error(f"--output {path}: directory {directory} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise usage_error(f"--output {path}: cannot write in {directory}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        mode = default_mode()
         if path.exists():
             shutil.copy2(path, path.with_name(path.name + ".old"))
-            shutil.copymode(path, tmp)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+            mode = stat.S_IMODE(path.stat().st_mode)
+        write_atomically(path, text, mode)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise usage_error(f"--output {path}: cannot write it: {e.strerror}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info(f"wrote {path}")

@@ -10,9 +10,7 @@ is the build's start time recorded in the manifest.
 import datetime
 import hashlib
 import json
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +22,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from wdimage import __version__
+from wdimage.fileio import write_atomically
 
 SBOM_FILE = "sbom.cdx.json"
 ROLE_PROPERTY = "wdimage:role"
@@ -90,17 +89,7 @@ def sbom_json(manifest: dict, installed_packages: list[dict]) -> str:
 
 def write_sbom(manifest: dict, installed_packages: list[dict], path: Path) -> None:
     """Write the image's CycloneDX JSON SBOM to `path` (atomically: temp file + rename)."""
-    path = Path(path)
-    text = sbom_json(manifest, installed_packages)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, sbom_json(manifest, installed_packages))
 
 
 def _with_role_packages(manifest: dict, installed_packages: list[dict]) -> list[dict]:

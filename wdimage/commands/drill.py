@@ -3,13 +3,12 @@ requested way and prove that the watchdog resets it. Exit 0 only when every chec
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from wdimage import drill
 from wdimage.errors import usage_error
+from wdimage.fileio import write_atomically
 
 
 def add_parser(sub) -> None:
@@ -41,11 +40,4 @@ def write_json(path: Path, data: dict) -> None:
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, text, mode=0o600)
