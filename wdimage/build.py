@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wdimage import __version__, dib, distros, log, render
 from wdimage.errors import WdimageError, failure, usage_error
-from wdimage.fileio import write_atomically
+from wdimage.fileio import cache_dir, write_atomically
 from wdimage.fragments import fragments_dir
 from wdimage.kernel_config import check_config
 from wdimage.models import Action, Model, info
@@ -31,10 +31,6 @@ INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 KERNEL_CHOICES = ("bin", "source")
 INIT_CHOICES = ("systemd", "openrc")  # --init: debian only; OpenRC through the debian-openrc element
 IMAGE_SIZE = "3GiB"  # the partitionless filesystem; sparse in the qcow2
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("WDIMAGE_CACHE") or Path.home() / ".cache" / "wdimage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,14 +209,13 @@ def dib_environment(settings: BuildSettings, layout: dib.Layout, inputs: dict[st
 DEBOOTSTRAP_CACHE_MAX_AGE = 7 * 24 * 3600  # seconds: older base tarballs are rebuilt (security updates)
 
 
-def debootstrap_cache_env(release: str, now: float | None = None) -> list[tuple[str, str]]:
+def debootstrap_cache_env(release: str) -> list[tuple[str, str]]:
     """Keep debootstrap's result as a tarball in DIB's image cache and reuse it while it is fresh:
     a warm rebuild skips debootstrap."""
-    image_cache = Path(os.environ.get("DIB_IMAGE_CACHE") or Path.home() / ".cache" / "image-create")
-    tarball = image_cache / f"debootstrap-debian-{release}-amd64.tar.gz"
+    tarball = dib.image_cache_dir(os.environ) / f"debootstrap-debian-{release}-amd64.tar.gz"
     env = [("DIB_DEBOOTSTRAP_CACHE", "1")]
     try:
-        fresh = (now or time.time()) - tarball.stat().st_mtime < DEBOOTSTRAP_CACHE_MAX_AGE
+        fresh = time.time() - tarball.stat().st_mtime < DEBOOTSTRAP_CACHE_MAX_AGE
     except OSError:
         fresh = False
     if fresh:
@@ -236,10 +231,6 @@ def init_system(settings: BuildSettings) -> str:
     if settings.distro == "gentoo" and "systemd" in settings.release:
         return "systemd"
     return distros.get(settings.distro).init_system
-
-
-def fragments_dir() -> Path:
-    return dib.ELEMENTS_DIR.parent / "kconfig-fragments"
 
 
 def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
@@ -433,16 +424,15 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
 
 def _write_checksums_and_sbom(staging: Path, manifest: dict) -> None:
     files = manifest["files"]
-    manifest["checksums"] = {f: sha256_file(staging / f) for f in sorted(files.values())}
-    try:
-        from wdimage.sbom import SBOM_FILE, write_sbom
-    except ImportError as e:
-        log.info(f"no SBOM: {e}")
-    else:
-        write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)
-        files["sbom"] = SBOM_FILE
-        manifest["checksums"][SBOM_FILE] = sha256_file(staging / SBOM_FILE)
-    write_atomically(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    covered = sorted({*files.values(), "manifest.json"})
-    sums = "".join(f"{sha256_file(staging / f)}  {f}\n" for f in covered)
-    write_atomically(staging / "SHA256SUMS", sums)
+    from wdimage.sbom import SBOM_FILE, write_sbom  # cyclonedx is slow to import: only where it is used
+
+    checksums = {f: sha256_file(staging / f) for f in sorted(files.values())}
+    write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)
+    files["sbom"] = SBOM_FILE
+    checksums[SBOM_FILE] = sha256_file(staging / SBOM_FILE)
+    manifest["checksums"] = checksums
+    text = json.dumps(manifest, indent=2) + "\n"
+    write_atomically(staging / "manifest.json", text)
+    # Every file is hashed once: SHA256SUMS reuses the manifest's checksums.
+    sums = {**checksums, "manifest.json": hashlib.sha256(text.encode()).hexdigest()}
+    write_atomically(staging / "SHA256SUMS", "".join(f"{sums[f]}  {f}\n" for f in sorted(sums)))

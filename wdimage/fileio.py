@@ -20,6 +20,11 @@ def write_atomically(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         raise
 
 
+def cache_dir() -> Path:
+    """Where wdimage keeps what it can make again: ${WDIMAGE_CACHE:-~/.cache/wdimage}."""
+    return Path(os.environ.get("WDIMAGE_CACHE") or Path.home() / ".cache" / "wdimage")
+
+
 def default_mode() -> int:
     """The mode a new file gets from open(): 0666 less the process's umask (mkstemp's own is 0600)."""
     umask = os.umask(0)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from wdimage import kconfig_compat, log
 from wdimage.errors import usage_error
+from wdimage.fileio import cache_dir
 from wdimage.kconfig_compat import CompatKconfig, kconfiglib
 
 # Bump when what the cache holds changes meaning (the compatibility layer, this module's parse).
@@ -157,7 +158,7 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("WDIMAGE_CACHE") or Path.home() / ".cache" / "wdimage") / "kconfig-parse"
+    return cache_dir() / "kconfig-parse"
 
 
 def _tool_identity(env: dict[str, str]) -> dict[str, str]:
