@@ -426,11 +426,10 @@ def _write_checksums_and_sbom(staging: Path, manifest: dict) -> None:
     files = manifest["files"]
     from wdimage.sbom import SBOM_FILE, write_sbom  # cyclonedx is slow to import: only where it is used
 
-    checksums = {f: sha256_file(staging / f) for f in sorted(files.values())}
-    write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)
+    checksums = manifest["checksums"] = {f: sha256_file(staging / f) for f in sorted(files.values())}
+    write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)  # it records the image's checksum
     files["sbom"] = SBOM_FILE
     checksums[SBOM_FILE] = sha256_file(staging / SBOM_FILE)
-    manifest["checksums"] = checksums
     text = json.dumps(manifest, indent=2) + "\n"
     write_atomically(staging / "manifest.json", text)
     # Every file is hashed once: SHA256SUMS reuses the manifest's checksums.
