@@ -266,14 +266,16 @@ class Probe:
     checks: list[Check]
     daemon_started: float | None  # time.monotonic() when the daemon holding the device started
     interval: int
+    daemon_pid: str | None  # the daemon holding /dev/watchdog, the target of the kill and hang faults
 
 
 def run_checks(agent: GuestAgent, model: Model, timeout: int) -> Probe:
     result = agent.shell(GUEST_PROBE, info(model).module, timeout=60)
     sections = parse_sections(result.stdout)
     age = daemon_age(sections)
+    daemon = next((h for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
     return Probe(evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age,
-                 ping_interval(sections))
+                 ping_interval(sections), daemon.pid if daemon else None)
 
 
 # --- results ----------------------------------------------------------------------------------------------
@@ -324,10 +326,11 @@ class _Session:
         self.boots = 0
         self.guest: Guest | None = None
         self.agent: GuestAgent | None = None
-        self.interval = 1  # the daemon's keepalive interval, as last seen in the guest
+        self.probe: Probe | None = None  # the current guest's last readiness probe (it is armed)
 
     def boot(self) -> Guest:
         self.close()
+        self.probe = None
         self.boots += 1
         n = self.boots
         overlay = self.workdir / f"boot{n}.qcow2"
@@ -361,8 +364,7 @@ def launch_spec(build: BuildOutput, image: Path, accel: str, workdir: Path, tag:
     )
 
 
-def run_drill(build: BuildOutput, faults: Sequence[Fault], prepare: Sequence[str] = (),
-              keep: bool = False) -> DrillReport:
+def run_drill(build: BuildOutput, faults: Sequence[Fault], prepare: Sequence[str] = ()) -> DrillReport:
     """Boot, check, then inject each fault and time the watchdog's answer.
 
     `prepare`: shell commands run in the guest once its boot settled, before the first checks (tests use it
@@ -373,8 +375,6 @@ def run_drill(build: BuildOutput, faults: Sequence[Fault], prepare: Sequence[str
     session = _Session(build, workdir, "tcg")
     try:
         probe = launch_spec(build, build.image, "kvm", workdir, "probe")
-        if build.kernel:  # the probe looks for a kernel message on the console: make sure it is printed
-            probe = dataclasses.replace(probe, cmdline=f"{build.kernel_cmdline or ''} loglevel=7".strip())
         report.accel, report.accel_reason = choose_accel(probe, workdir)
         session.accel = report.accel
         log.info(f"accelerator: {report.accel} ({report.accel_reason})")
@@ -388,7 +388,7 @@ def run_drill(build: BuildOutput, faults: Sequence[Fault], prepare: Sequence[str
         report.error = str(e) or type(e).__name__
     finally:
         session.close()
-        if report.passed and not keep:
+        if report.passed:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             report.diagnostics = workdir
@@ -429,7 +429,7 @@ def _wait_armed(session: _Session, since: float, prepare: Sequence[str] = ()) ->
     while True:
         probe = run_checks(agent, session.build.model, session.build.timeout)
         if all(c.passed for c in probe.checks) or time.monotonic() > deadline:
-            session.interval = probe.interval
+            session.probe = probe
             # Armed when the daemon holding the device started (guest clocks), not when we happened to look.
             armed = probe.daemon_started if probe.daemon_started is not None else time.monotonic()
             return probe.checks, to_agent, max(armed - since, 0.0)
@@ -489,11 +489,10 @@ def _inject_and_watch(session: _Session, build: BuildOutput, fault: Fault) -> Fa
     guest.qmp.execute("query-status")  # reads pending events first: only this fault's events count
     guest.qmp.events.clear()
     args = []
-    if fault is not Fault.PANIC:
-        pid = _daemon_pid(agent)
-        if pid is None:
+    if fault is not Fault.PANIC:  # the daemon that the readiness probe just found holding the device
+        if session.probe.daemon_pid is None:
             return FaultResult(fault, False, None, None, None, detail="no watchdog daemon holds /dev/watchdog")
-        args = [pid]
+        args = [session.probe.daemon_pid]
     fault_at = time.time()
     try:
         agent.spawn(["/bin/sh", "-c", FAULT_SCRIPTS[fault], "sh", *args], capture=False)
@@ -513,7 +512,7 @@ def _inject_and_watch(session: _Session, build: BuildOutput, fault: Fault) -> Fa
     seconds = round(event_time(event) - fault_at, 2)
     result = FaultResult(fault, action == build.action and seconds <= window, action, seconds, None)
     result.detail = (f"WATCHDOG {action} {seconds:.1f}s after the fault ({seconds / build.timeout:.2f} x the "
-                     f"{build.timeout}s timeout; {_expected_window(fault, build.timeout, session.interval)})")
+                     f"{build.timeout}s timeout; {_expected_window(fault, build.timeout, session.probe.interval)})")
     if after:
         result.detail += f"; 3s after the fault: {after}"
     if action != build.action:
@@ -529,11 +528,6 @@ def _expected_window(fault: Fault, timeout: int, interval: int) -> str:
     if fault is Fault.KILL:  # watchdog_release(): an unclean close is answered with one last ping
         return f"expected {timeout}s: the kernel pings the device once when it is closed uncleanly"
     return f"expected {max(timeout - interval, 0)}-{timeout}s with a keepalive every {interval}s"
-
-
-def _daemon_pid(agent: GuestAgent) -> str | None:
-    sections = parse_sections(agent.shell(AFTER_FAULT_PROBE, timeout=20).stdout)
-    return next((h.pid for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
 
 
 def _no_event(guest: Guest, fault: Fault, window: int, after: str) -> FaultResult:

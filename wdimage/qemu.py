@@ -245,14 +245,14 @@ class GuestAgent:
             signal=status.get("signal"),
         )
 
-    def exec(self, argv: list[str], timeout: float = 30, poll: float = 0.05) -> ExecResult:
+    def exec(self, argv: list[str], timeout: float = 30) -> ExecResult:
         """Run a program in the guest to completion and return its exit code and output."""
         pid = self.spawn(argv)
         deadline = time.monotonic() + timeout
         while (result := self.exec_status(pid)) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{shlex.join(argv)} still running in the guest after {timeout:.0f}s")
-            time.sleep(poll)
+            time.sleep(0.05)
         return result
 
     def shell(self, script: str, *args: str, timeout: float = 30) -> ExecResult:
@@ -407,7 +407,10 @@ def probe_boot(spec: LaunchSpec, workdir: Path, seconds: float, accel: str) -> t
     """Boot `spec` under `accel` (writes thrown away) until the kernel is done with its own init, at most
     `seconds`: (booted, what was seen). The real tests run it under TCG to prove it recognises a boot."""
     console = workdir / f"{accel}-probe-console.log"
-    probe = dataclasses.replace(spec, accel=accel, serial=f"file:{console}", snapshot=True,
+    # The probe looks for a kernel message on the console: where the kernel is booted directly, make sure
+    # the message is printed whatever the image's command line says about the log level.
+    cmdline = f"{spec.cmdline or ''} loglevel=7".strip() if spec.kernel else spec.cmdline
+    probe = dataclasses.replace(spec, accel=accel, serial=f"file:{console}", snapshot=True, cmdline=cmdline,
                                 qmp_socket=workdir / f"{accel}-probe-qmp.sock", qga_socket=None)
     guest = Guest(probe, workdir / f"{accel}-probe-qemu.log")
     with log.step(f"Probing {accel.upper()} (a boot of up to {seconds:.0f}s)"):
