@@ -178,7 +178,7 @@ def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None 
     return paths
 
 
-def dib_environment(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path]) -> list[tuple[str, str]]:
+def dib_environment(settings: BuildSettings, inputs: dict[str, Path]) -> list[tuple[str, str]]:
     info_ = info(settings.model)
     others = sorted(m.module for m in (info(x) for x in Model) if m.module != info_.module)
     spec = distros.get(settings.distro)
@@ -241,7 +241,7 @@ def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
 
 def dib_command(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path], image_base: Path,
                 logfile: Path | None = None) -> dib.DibCommand:
-    return dib.DibCommand(env=tuple(dib_environment(settings, layout, inputs)),
+    return dib.DibCommand(env=tuple(dib_environment(settings, inputs)),
                           elements=elements(settings, layout), output=image_base, logfile=logfile,
                           skip_base=distros.get(settings.distro).skip_base)
 

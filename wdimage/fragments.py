@@ -18,7 +18,6 @@ SYSRQ_FRAGMENT = "sysrq.config"
 _SET = re.compile(r"CONFIG_([A-Za-z0-9_]+)=(.*)")
 _UNSET = re.compile(r"# CONFIG_([A-Za-z0-9_]+) is not set")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_NUMBER = re.compile(r"-?[0-9]+|0[xX][0-9a-fA-F]+")
 
 
 @dataclasses.dataclass(frozen=True)

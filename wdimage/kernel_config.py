@@ -198,12 +198,10 @@ def _is_hex(value: str) -> bool:
 def _validate(fragments: FragmentSet, tree: KconfigTree) -> FragmentSet:
     """Exit 2 on a symbol the tree does not define (suggesting the nearest names) or a wrongly typed value;
     returns the fragments with unquoted string values marked as strings."""
-    names = None
     typed = []
     for a in fragments.assignments:
         if not tree.has_symbol(a.name):
-            names = names if names is not None else tree.symbol_names()
-            near = nearest_names(a.name, names)
+            near = nearest_names(a.name, tree.symbol_names())
             hint = f"did you mean {', '.join('CONFIG_' + n for n in near)}?" if near else \
                 f"no similar symbol in {tree.src} (ARCH={tree.arch})"
             raise usage_error(f"{a.where}: CONFIG_{a.name} is not a symbol of this kernel "

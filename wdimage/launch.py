@@ -26,10 +26,10 @@ class LaunchSpec:
     snapshot: bool = False  # throw away writes (the built image is never modified)
 
 
-def qemu_argv(spec: LaunchSpec, binary: str = "qemu-system-x86_64") -> list[str]:
+def qemu_argv(spec: LaunchSpec) -> list[str]:
     model = info(spec.model)
     argv = [
-        binary,
+        "qemu-system-x86_64",
         "-machine", f"{model.machine},accel={spec.accel}",
         "-m", str(spec.memory_mb),
         "-smp", str(spec.cpus),

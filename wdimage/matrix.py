@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 
 from wdimage import distros
-from wdimage.errors import usage_error
 from wdimage.jsonfile import read_json_object
 from wdimage.models import Model
 

@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_cmd_kernel_config)
 
 
-def _reject(args, options: dict[str, bool], mode: str) -> None:
+def _reject(options: dict[str, bool], mode: str) -> None:
     for option, given in options.items():
         if given:
             raise usage_error(f"{option} cannot be used with {mode}")
@@ -64,18 +64,16 @@ def _config_path(args) -> Path:
 
 
 def _cmd_kernel_config(args) -> int:
-    models = [Model(m) for m in args.model] if args.model else None
+    models = [Model(m) for m in args.model or []]  # none: the fragments fall back to the default models
     if args.merge:
-        _reject(args, {"--strict": args.strict, "--running": args.running}, "--merge")
-        kwargs = {"models": models} if models else {}
+        _reject({"--strict": args.strict, "--running": args.running}, "--merge")
         report = merge_fragments(
-            _config_path(args), kernel_src=args.kernel_src or DEFAULT_KERNEL_SRC, output=args.output,
-            arch=args.arch, extra_fragments=args.fragment, builtin=args.builtin, **kwargs)
+            _config_path(args), models, kernel_src=args.kernel_src or DEFAULT_KERNEL_SRC, output=args.output,
+            arch=args.arch, extra_fragments=args.fragment, builtin=args.builtin)
     else:
-        _reject(args, {"--output": args.output is not None, "--builtin": args.builtin}, "--check")
-        kwargs = {"models": models} if models else {}
-        report = check_config(_config_path(args), kernel_src=args.kernel_src, extra_fragments=args.fragment,
-                              strict=args.strict, arch=args.arch, **kwargs)
+        _reject({"--output": args.output is not None, "--builtin": args.builtin}, "--check")
+        report = check_config(_config_path(args), models, kernel_src=args.kernel_src,
+                              extra_fragments=args.fragment, strict=args.strict, arch=args.arch)
     _print(report, args.json)
     return int(ExitCode.OK if report.ok else ExitCode.NOT_EFFECTIVE)
 
