@@ -4,13 +4,12 @@ The second build (same arguments, another output directory) is cached beside the
 of its input key, so both are rebuilt when the inputs change and a rerun costs nothing.
 """
 
-import fcntl
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.real.conftest import DEBIAN_BUILD_ARGS, _intact
+from tests.real.conftest import DEBIAN_BUILD_ARGS, cached_build
 from wdimage import cli
 from wdimage.manifest_diff import diff_paths
 
@@ -20,12 +19,8 @@ pytestmark = pytest.mark.real
 @pytest.fixture(scope="module")
 def second_debian_build(debian_image_dir: Path) -> Path:
     """The same build again, beside the first under its input key (and its lock)."""
-    output = debian_image_dir.parent / "debian-i6300esb-again"
-    key_dir = debian_image_dir.parent
-    with open(key_dir.parent / f"{key_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _intact(output):
-            assert cli.main(["build", *DEBIAN_BUILD_ARGS, "--output", str(output)]) == 0
+    output = cached_build(DEBIAN_BUILD_ARGS, "debian-i6300esb-again")
+    assert output.parent == debian_image_dir.parent
     return output
 
 
