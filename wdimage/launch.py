@@ -24,6 +24,7 @@ class LaunchSpec:
     qga_socket: Path | None = None  # guest agent channel org.qemu.guest_agent.0
     serial: str = "mon:stdio"  # a QEMU chardev spec, e.g. "file:/tmp/console.log"
     snapshot: bool = False  # throw away writes (the built image is never modified)
+    incoming: str | None = None  # a live migration's destination: `-incoming unix:PATH`
 
 
 def qemu_argv(spec: LaunchSpec) -> list[str]:
@@ -62,4 +63,6 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         ]
     if spec.snapshot:
         argv += ["-snapshot"]
+    if spec.incoming:
+        argv += ["-incoming", spec.incoming]
     return argv

@@ -32,6 +32,7 @@ class ModelInfo:
     timeout_range: tuple[int, int]  # seconds the driver accepts
     libvirt_model: str
     fragment: str  # file name in kconfig-fragments/
+    stages: int = 1  # countdowns of the programmed timeout before the reset (the ICH9 TCO counts down twice)
 
 
 MODELS: dict[Model, ModelInfo] = {
@@ -41,7 +42,7 @@ MODELS: dict[Model, ModelInfo] = {
                            (1, 30), "ib700", "ib700.config"),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
     Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
-                          (1, 613), "itco", "itco.config"),
+                          (1, 613), "itco", "itco.config", stages=2),
 }
 
 # With no --model, the seed article's menu: the core plus both classic drivers.
