@@ -89,20 +89,20 @@ def report_junit(report: DrillReport, console_tail: str = "") -> str:
     classname = f"wdimage.drill.{report.setup.name}"
     for check in report.checks:
         case = TestCase(f"check {check.name}: {check.title}", classname=f"{classname}.checks")
-        case.system_out = check.seen
-        if not check.passed:
+        if not check.passed:  # the outcome first, then system-out: the order JUnit's consumers expect
             case.result = [Failure(f"{check.seen}; fix: {check.fix}" if check.fix else check.seen)]
+        case.system_out = check.seen
         suite.add_testcase(case)
     for f in report.faults:
         case = TestCase(f"fault {f.fault}", classname=f"{classname}.faults",
                         time=f.seconds_to_reset if f.seconds_to_reset is not None else 0)
-        case.system_out = f.detail
         if f.skipped:
             case.result = [Skipped(f.skipped)]
         elif not f.passed:
             failure = Failure(f.detail[:500] or "failed")
             failure.text = console_tail
             case.result = [failure]
+        case.system_out = f.detail
         suite.add_testcase(case)
     for name in report.faults_requested[len(report.faults):]:
         case = TestCase(f"fault {name}", classname=f"{classname}.faults")

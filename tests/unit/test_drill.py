@@ -342,3 +342,44 @@ def test_a_loaded_crash_kernel_fails_the_kexec_check():
 
 def test_recorded_probe_interval():
     assert drill.ping_interval(sections()) == 5
+
+
+# --- JUnit ---------------------------------------------------------------------------------------------------
+
+JUNIT_XSD = Path(__file__).resolve().parents[1] / "fixtures" / "junit" / "junit.xsd"
+
+
+def validate_junit(path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run(["xmllint", "--noout", "--schema", str(JUNIT_XSD), str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_junit_has_a_case_per_check_and_fault_and_validates(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    report = sample_report(tmp_path, kill_passed=False)
+    report.faults.append(FaultResult("migrate", True, outcome="quiet", skipped="libvirt cannot migrate"))
+    report.faults_requested.append("migrate")
+    path = tmp_path / "drill.xml"
+    path.write_text(drill_report.report_junit(report, console_tail="Kernel panic - not syncing"))
+    validate_junit(path)
+    suite = ET.parse(path).getroot().find("testsuite")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert len(cases) == len(report.checks) + 4
+    assert cases["fault panic"].get("time") == "14.71" and cases["fault panic"].find("failure") is None
+    failure = cases["fault kill"].find("failure")
+    assert "no WATCHDOG event" in failure.get("message") and "Kernel panic" in failure.text
+    assert cases["fault migrate"].find("skipped").get("message") == "libvirt cannot migrate"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(len(cases)), "1", "1")
+
+
+def test_junit_of_a_drill_that_stopped_early_validates(tmp_path):
+    report = sample_report(tmp_path)
+    report.faults, report.error = [], "QEMU did not start: boom <&>"
+    path = tmp_path / "drill.xml"
+    path.write_text(drill_report.report_junit(report))
+    validate_junit(path)
+    assert "boom &lt;&amp;&gt;" in path.read_text()
