@@ -43,6 +43,7 @@ echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.
 echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
+echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
 """
 
 ACTIVE_DEVICE_LINE = re.compile(r"^\s*watchdog-device\s*=\s*/dev/watchdog\s*$")
@@ -78,6 +79,8 @@ FIXES = {
               "else holds it (wd_keepalive, systemd's RuntimeWatchdogSec), restart the daemon",
     "panic": "remove panic=N from the kernel command line and set kernel.panic=0, or the kernel reboots itself "
              "and the watchdog is never tested",
+    "identity": "another watchdog driver took /dev/watchdog first: blacklist it (modprobe.d) so that only "
+                "MODULE drives the device, or choose that model",
     "kexec": "a crash kernel is loaded (kdump): a panic boots it instead of hanging; disable kdump for the drill "
              "(systemctl disable --now kdump) or drill the kill/hang faults only",
     "timeout": "set watchdog-timeout in /etc/watchdog.conf to the expected value and restart the daemon",
@@ -157,10 +160,22 @@ def evaluate_checks(sections: dict[str, str], model: Model, timeout: int) -> lis
         Check("holder", "the daemon holds /dev/watchdog", any(h.is_daemon for h in holders),
               "; ".join(map(str, holders)) or "no process holds /dev/watchdog"),
         _panic_check(get("cmdline", ""), get("panic", "")),
+        _identity_check(get("identity", ""), model),
         _kexec_check(get("kexec", "")),
         _timeout_check(get("timeout", ""), timeout),
     ]
     return [c.with_fix(module, str(model)) for c in checks]
+
+
+def _identity_check(seen: str, model: Model) -> Check:
+    """/dev/watchdog is watchdog0: on q35 beside the built-in iTCO, it must be the model's own device."""
+    expected = info(model).identity
+    title = f"/dev/watchdog is the {model} device ({expected})"
+    devices = dict(line.split(": ", 1) for line in seen.splitlines() if ": " in line)
+    if "watchdog0" not in devices:
+        return Check("identity", title, True, "no /sys/class/watchdog/watchdog0/identity (not verified)")
+    shown = "; ".join(f"{name}: {ident}" for name, ident in sorted(devices.items()))
+    return Check("identity", title, devices["watchdog0"] == expected, shown)
 
 
 def _kexec_check(loaded: str) -> Check:

@@ -245,8 +245,16 @@ class Session:
         self.guest, self.probe = None, None
 
 
-def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = ()) -> DrillReport:
-    """The drill of a built image: guests booted by wdimage under QEMU (KVM where a probe boot shows it works)."""
+MACHINES = ("pc", "q35")
+
+
+def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
+                machine: str | None = None) -> DrillReport:
+    """The drill of a built image: guests booted by wdimage under QEMU (KVM where a probe boot shows it works),
+    on the model's machine type or `machine`."""
+    if machine is not None and (machine not in MACHINES or build.model is Model.ITCO and machine != "q35"):
+        raise usage_error(f"--machine {machine!r}: expected one of {', '.join(MACHINES)}"
+                          f"{' (itco lives on q35)' if build.model is Model.ITCO else ''}")
     setup = setup_from_build(build)
     report = DrillReport(target=str(build.directory), setup=setup, faults_requested=[], build=build)
     if build.distro == "centos" and build.drill_agent is False:
@@ -255,7 +263,7 @@ def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str
     workdir = private_dir()
     try:
         base = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
-                          initrd=build.initrd, cmdline=build.kernel_cmdline)
+                          initrd=build.initrd, cmdline=build.kernel_cmdline, machine=machine)
         probe_spec = dataclasses.replace(base, accel="kvm", qmp_socket=workdir / "probe-qmp.sock",
                                          serial=f"file:{workdir / 'probe-console.log'}")
         report.accel, report.accel_reason = choose_accel(probe_spec, workdir)
@@ -272,8 +280,9 @@ def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str
     return report
 
 
-def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = ()) -> DrillReport:
-    return drill_build(build, faults, prepare)
+def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
+              machine: str | None = None) -> DrillReport:
+    return drill_build(build, faults, prepare, machine)
 
 
 def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], prepare: Sequence[str] = ()) -> None:

@@ -32,17 +32,18 @@ class ModelInfo:
     timeout_range: tuple[int, int]  # seconds the driver accepts
     libvirt_model: str
     fragment: str  # file name in kconfig-fragments/
+    identity: str = ""  # what the driver reports in /sys/class/watchdog/watchdogN/identity
     stages: int = 1  # countdowns of the programmed timeout before the reset (the ICH9 TCO counts down twice)
 
 
 MODELS: dict[Model, ModelInfo] = {
     Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
-                              (1, 2046), "i6300esb", "i6300esb.config"),
+                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer"),
     Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
-                           (1, 30), "ib700", "ib700.config"),
+                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT"),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
     Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
-                          (1, 613), "itco", "itco.config", stages=2),
+                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2),
 }
 
 # With no --model, the seed article's menu: the core plus both classic drivers.

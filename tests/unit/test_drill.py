@@ -39,6 +39,12 @@ root=LABEL=cloudimg-rootfs ro console=ttyS0
 interval = 5
 ### clock
 14.17 100
+### kexec
+0
+### kernel
+6.1.0-56-amd64
+### identity
+watchdog0: i6300ESB timer
 """
 
 
@@ -383,3 +389,11 @@ def test_junit_of_a_drill_that_stopped_early_validates(tmp_path):
     path.write_text(drill_report.report_junit(report))
     validate_junit(path)
     assert "boom &lt;&amp;&gt;" in path.read_text()
+
+
+def test_on_q35_the_daemons_device_must_be_the_models_not_the_built_in_itco():
+    both = "watchdog0: i6300ESB timer\nwatchdog1: iTCO_wdt"
+    assert checks_by_name(identity=both)["identity"].passed
+    wrong = checks_by_name(identity="watchdog0: iTCO_wdt\nwatchdog1: i6300ESB timer")["identity"]
+    assert not wrong.passed and "watchdog0: iTCO_wdt" in wrong.seen and "blacklist" in wrong.fix
+    assert checks_by_name(identity="")["identity"].passed  # no sysfs identity: said unverified

@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--action", choices=[str(a) for a in Action],
                    help="drill as if the image had been built with this --action: the image does not depend on "
                         "it, only QEMU's -action watchdog= does (default: the manifest's)")
+    p.add_argument("--machine", choices=drill.MACHINES,
+                   help="QEMU machine type (default: the model's: pc, or q35 for itco); e.g. q35 to drill "
+                        "i6300esb beside q35's built-in iTCO")
     p.add_argument("--json", metavar="FILE", type=Path,
                    help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr)")
     p.add_argument("--junit", metavar="FILE", type=Path,
@@ -51,7 +54,7 @@ def _cmd(args: argparse.Namespace) -> int:
     built_with = build.action
     if args.action:
         build = dataclasses.replace(build, action=Action(args.action))
-    report = drill.run_drill(build, drill.faults_for(args.fault or ["all"]))
+    report = drill.run_drill(build, drill.faults_for(args.fault or ["all"]), machine=args.machine)
     if build.action != built_with:
         report.warnings.append(f"action {build.action} instead of the manifest's {built_with} (--action)")
     to_stdout = str(args.json) == "-"
