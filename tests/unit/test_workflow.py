@@ -327,3 +327,13 @@ def test_ci_files_cite_the_platform_docs_they_rely_on():
     assert "upload-artifact/blob/main/docs/MIGRATION.md#hidden-files" in github
     assert "docs.gitlab.com/user/project/releases/release_cli" in gitlab
     assert "docs.gitlab.com/ci/yaml/#needs" in gitlab
+
+
+def test_readme_building_in_ci_states_layout_sizes_and_release_contents():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Building in CI"):readme.index("### Artifact layout")]
+    assert "--layout direct" in section and "exercised for real only\nwhere device-mapper exists" in section
+    for distro in ("Debian bookworm", "CentOS Stream 9", "Gentoo"):
+        assert f"| {distro} |" in section, distro
+    assert "149,834,240 bytes" in section and section.count("not measured") >= 2
+    assert "Not published" in section and "a tag where no drill passed gets no release" in section
