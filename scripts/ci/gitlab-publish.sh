@@ -7,9 +7,11 @@
 # Usage: gitlab-publish.sh OUT_DIR NAME     (needs CI_JOB_TOKEN and PACKAGES_URL, the package version's URL)
 set -euo pipefail
 
-out=${1:?usage: gitlab-publish.sh OUT_DIR NAME}
-name=${2:?usage: gitlab-publish.sh OUT_DIR NAME}
-: "${CI_JOB_TOKEN:?}" "${PACKAGES_URL:?}"
+if [ "$#" -ne 2 ] || [ -z "${CI_JOB_TOKEN:-}" ] || [ -z "${PACKAGES_URL:-}" ]; then
+    echo "usage: gitlab-publish.sh OUT_DIR NAME, with CI_JOB_TOKEN and PACKAGES_URL set" >&2
+    exit 2
+fi
+out=$1 name=$2
 if ! [[ "$name" =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$ ]] || [ ! -f "$out/$name/manifest.json" ]; then
     echo "gitlab-publish.sh: $out/$name is not a build output directory" >&2
     exit 2

@@ -10,7 +10,11 @@
 # or ROOT/NAME/; GitLab's build jobs leave ROOT/NAME/ (ROOT=out). Both shapes are found, nothing deeper.
 set -euo pipefail
 
-root=${1:?usage: output-dirs.sh ROOT}
+if [ "$#" -ne 1 ]; then
+    echo "usage: output-dirs.sh ROOT" >&2
+    exit 2
+fi
+root=$1
 if [ ! -d "$root" ]; then
     echo "output-dirs.sh: $root is not a directory" >&2
     exit 2

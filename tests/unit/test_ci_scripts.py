@@ -127,3 +127,44 @@ def test_gitlab_publish_refuses_what_is_not_an_output_directory(tmp_path, name):
     result = run("gitlab-publish.sh", tmp_path / "out", name, env=env, cwd=tmp_path)
     assert result.returncode == 2 and "is not a build output directory" in result.stderr
     assert not (tmp_path / "curl-args").exists()
+
+
+# --- gitlab-trim-artifact.sh --------------------------------------------------------------------------------
+
+def _built(tmp_path: Path, name: str, image_bytes: int) -> Path:
+    directory = _output(tmp_path / "out" / name)
+    (directory / f"{name}.qcow2").write_bytes(os.urandom(image_bytes))  # real blocks: du counts them
+    (directory / "drill.json").write_text('{"passed": false}')
+    return directory
+
+
+def test_trim_leaves_the_image_out_of_an_oversize_artifact(tmp_path):
+    directory = _built(tmp_path, "gentoo-i6300esb", 3 << 20)
+    result = run("gitlab-trim-artifact.sh", "out", "gentoo-i6300esb", 2, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (directory / "gentoo-i6300esb.qcow2").exists()
+    assert (tmp_path / "oversize" / "gentoo-i6300esb.qcow2").stat().st_size == 3 << 20
+    assert (directory / "manifest.json").is_file() and (directory / "drill.json").is_file()
+    assert "over the artifact\nlimit of 2 MB" in (directory / "IMAGE-NOT-IN-ARTIFACT.txt").read_text()
+
+
+def test_trim_keeps_an_artifact_within_the_limit_and_ignores_a_failed_build(tmp_path):
+    directory = _built(tmp_path, "debian-ib700", 1 << 20)
+    result = run("gitlab-trim-artifact.sh", "out", "debian-ib700", 5, cwd=tmp_path)
+    assert result.returncode == 0 and "within the artifact limit" in result.stdout
+    assert (directory / "debian-ib700.qcow2").is_file() and not (tmp_path / "oversize").exists()
+    assert run("gitlab-trim-artifact.sh", "out", "centos-itco", 5, cwd=tmp_path).returncode == 0  # nothing built
+
+
+@pytest.mark.parametrize("name, limit", [("../x", "5"), ("debian-ib700", "5 MB"), ("", "5")])
+def test_trim_refuses_bad_arguments(tmp_path, name, limit):
+    _built(tmp_path, "debian-ib700", 1 << 20)
+    result = run("gitlab-trim-artifact.sh", "out", name, limit, cwd=tmp_path)
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize("script, args", [("output-dirs.sh", ()), ("gitlab-publish.sh", ("out",)),
+                                          ("gitlab-trim-artifact.sh", ("out", "x"))])
+def test_scripts_exit_2_on_a_wrong_command_line(tmp_path, script, args):
+    result = run(script, *args, cwd=tmp_path, env={"CI_JOB_TOKEN": "t", "PACKAGES_URL": "https://gitlab.test/p"})
+    assert result.returncode == 2 and "usage:" in result.stderr

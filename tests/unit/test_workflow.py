@@ -337,3 +337,10 @@ def test_readme_building_in_ci_states_layout_sizes_and_release_contents():
         assert f"| {distro} |" in section, distro
     assert "149,834,240 bytes" in section and section.count("not measured") >= 2
     assert "Not published" in section and "a tag where no drill passed gets no release" in section
+
+
+def test_gitlab_build_artifact_stays_under_the_artifact_limit():
+    data = load_yaml(GITLAB_CI)
+    after = data["build-image"]["after_script"]
+    assert after == ['scripts/ci/gitlab-trim-artifact.sh out "$DISTRO-$MODEL" "$ARTIFACT_LIMIT_MB"']
+    assert 0 < int(data["variables"]["ARTIFACT_LIMIT_MB"]) < 1000  # GitLab.com: 1 GB per job's artifacts
