@@ -53,6 +53,7 @@ class BuildSettings:
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
     init: str | None = None  # --init: None keeps the distro's own init system
+    layout: str = "auto"  # --layout: auto (dib.choose_layout), direct or disk; recorded in the manifest
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
@@ -60,7 +61,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   mirror: str | None = None, agent: bool = True, kernel: str = "bin",
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
-                  apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
+                  layout: str = "auto", apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
@@ -94,6 +95,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if kernel != "bin" and distro != "gentoo":
         raise usage_error("--kernel source is for gentoo only", hint="Debian and CentOS use their distro kernel")
     _check_init(distro, init)
+    if layout not in dib.LAYOUT_CHOICES:
+        raise usage_error(f"--layout {layout!r}: expected one of {', '.join(dib.LAYOUT_CHOICES)}")
     base = _base_image(distro, base_image)
     _check_health_options(ping, interfaces, max_load_1)
     out = Path(output) if output else Path("output") / name
@@ -102,7 +105,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     return BuildSettings(
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, kernel=kernel,
-        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1, init=init)
+        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1, init=init,
+        layout=layout)
 
 
 def _choice(option: str, value: str, kind):
@@ -261,8 +265,8 @@ class BuildResult:
 
 
 def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout | None = None) -> BuildResult:
-    layout = layout or dib.choose_layout()
-    log.info(f"layout: {layout} ({'partitioned disk with a bootloader' if layout is dib.Layout.DISK else 'no device-mapper here: partitionless image, direct kernel boot'})")
+    layout, why = (layout, "given") if layout else dib.resolve_layout(settings.layout, dry_run=dry_run)
+    log.info(f"layout: {layout} ({why})")
     inputs = write_inputs(settings, layout)
     if dry_run:
         target = settings.output / settings.name
@@ -416,7 +420,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         "files": files, "checksums": {},
         "build": {"wdimage_version": __version__, "dib_version": dib.version(),
                   "started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-                  "layout": str(layout)},
+                  "layout": str(layout), "layout_option": settings.layout},
     }
     _write_checksums_and_sbom(staging, manifest)
     return manifest

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from wdimage import build, distros, log, models
+from wdimage import build, dib, distros, log, models
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--interface", action="append", default=[], metavar="IFACE",
                    help="watchdog daemon health test: reboot when IFACE receives nothing (repeatable)")
     p.add_argument("--max-load", type=int, metavar="N", help="watchdog daemon health test: max 1-minute load")
+    p.add_argument("--layout", default="auto", choices=dib.LAYOUT_CHOICES,
+                   help="auto: a partitioned disk where device-mapper works, else direct; direct: a partitionless "
+                        "image booted with its kernel and initrd; disk: the partitioned disk (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the exact disk-image-create command line and build nothing")
     p.add_argument("--json", action="store_true", help="print the result (manifest or command) as JSON")
@@ -56,7 +59,7 @@ def _cmd_build(args) -> int:
         args.distro, release=args.release, model=args.model, action=args.action, timeout=args.timeout,
         name=args.name, output=args.output, mirror=args.mirror, agent=args.agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
-        max_load_1=args.max_load, init=args.init)
+        max_load_1=args.max_load, init=args.init, layout=args.layout)
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")
