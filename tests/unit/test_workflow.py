@@ -344,3 +344,11 @@ def test_gitlab_build_artifact_stays_under_the_artifact_limit():
     after = data["build-image"]["after_script"]
     assert after == ['scripts/ci/gitlab-trim-artifact.sh out "$DISTRO-$MODEL" "$ARTIFACT_LIMIT_MB"']
     assert 0 < int(data["variables"]["ARTIFACT_LIMIT_MB"]) < 1000  # GitLab.com: 1 GB per job's artifacts
+
+
+def test_both_ci_files_publish_the_drills_junit_report():
+    github = (ROOT / ".github" / "workflows" / "images.yml").read_text()
+    gitlab = (ROOT / ".gitlab-ci.yml").read_text()
+    assert '--junit "out/$NAME/drill-junit.xml"' in github and "report_paths: out/*/drill-junit.xml" in github
+    assert "checks: write" in github
+    assert '--junit "out/$NAME/drill-junit.xml"' in gitlab and "junit: out/*/drill-junit.xml" in gitlab
