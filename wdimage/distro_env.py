@@ -51,10 +51,12 @@ def log_needs(settings) -> None:
     if settings.distro == "gentoo":
         stage = "the stage3 tarball itself still comes from Gentoo's release server (DIB's gentoo element)"
         if settings.mirror:
-            log.info(f"--mirror {settings.mirror}: GENTOO_MIRRORS for the Portage snapshot and distfiles; {stage}")
+            log.info(f"--mirror {settings.mirror}: GENTOO_MIRRORS for the Portage snapshot and distfiles; "
+                     f"{stage}")
         if settings.kernel == "source":
-            log.info("build space: --kernel source builds the kernel in the chroot, which does not fit DIB's tmpfs "
-                     "(half the RAM): DIB builds on disk (DIB_NO_TMPFS=1); its TMP_DIR needs room for the kernel's build tree")
+            log.info("build space: --kernel source builds the kernel in the chroot, which does not fit DIB's "
+                     "tmpfs (half the RAM): DIB builds on disk (DIB_NO_TMPFS=1); its TMP_DIR needs room for the "
+                     "kernel's build tree")
         else:
             log.info(f"build space: DIB's tmpfs when the machine has at least {2 * GENTOO_MIN_TMPFS_GB} GB of "
                      f"RAM, its disk build directory otherwise (DIB_MIN_TMPFS={GENTOO_MIN_TMPFS_GB})")

@@ -71,9 +71,9 @@ DISTROS: dict[str, Distro] = {
                                 "kernel-core; lpc_ich, under drivers/mfd, in kernel-modules), qemu-kvm's "
                                 "qemu-ga sysconfig and unit, kexec-tools' kdump.service"),
             Release("10-stream")),
-        network="the GenericCloud image from CentOS's cloud image server (unless --base-image), and dnf: DIB's package "
-                "update and the watchdog, qemu-guest-agent and kernel-modules packages from the CentOS "
-                "repositories (or the --mirror that replaces them)",
+        network="the GenericCloud image from CentOS's cloud image server (unless --base-image), and dnf: "
+                "DIB's package update and the watchdog, qemu-guest-agent and kernel-modules packages from the "
+                "CentOS repositories (or the --mirror that replaces them)",
         module_packages={"itco": ("kernel-modules",)}),
     "gentoo": Distro(
         name="gentoo", default_release=_GENTOO_PROFILE, elements=("gentoo",), init_system="openrc",
@@ -88,7 +88,7 @@ DISTROS: dict[str, Distro] = {
             Release(f"{_GENTOO_PROFILE}/systemd"), Release(f"{_GENTOO_PROFILE}/no-multilib"),
             Release(f"{_GENTOO_PROFILE}/no-multilib/systemd"), Release(f"{_GENTOO_PROFILE}/hardened"),
             Release(f"{_GENTOO_PROFILE}/hardened/systemd")),
-        network="the stage3 tarball and its list from Gentoo's release server (DIB's gentoo element, DIB_CLOUD_SOURCE), the "
+        network="the stage3 tarball and its list from Gentoo's release server (DIB's gentoo element), the "
                 "Portage snapshot (emerge-webrsync) and every package's distfiles (from GENTOO_MIRRORS: "
                 "--mirror)"),
 }

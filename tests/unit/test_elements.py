@@ -477,8 +477,9 @@ def test_module_records_pass_the_check_when_the_files_are_there(sandbox):
     release = "6.1.0-56-amd64"
     _boot_config(root, release)
     _stub(bindir, "dpkg-query", "true")
-    _module_root(root, release, ("kernel/drivers/watchdog/iTCO_wdt.ko", "kernel/drivers/watchdog/iTCO_vendor_support.ko",
-                                 "kernel/drivers/mfd/lpc_ich.ko", "kernel/drivers/watchdog/i6300esb.ko"), ITCO_DEP)
+    present = ("kernel/drivers/watchdog/iTCO_wdt.ko", "kernel/drivers/watchdog/iTCO_vendor_support.ko",
+               "kernel/drivers/mfd/lpc_ich.ko", "kernel/drivers/watchdog/i6300esb.ko")
+    _module_root(root, release, present, ITCO_DEP)
     for script in (MANIFEST, MODULES):
         proc = _run(script, sandbox)
         assert proc.returncode == 0, proc.stderr
@@ -585,7 +586,8 @@ def test_gentoo_keywords_only_for_gentoo_with_the_agent(sandbox, env):
 def test_gentoo_openrc_service_is_the_one_upstream_ships():
     """The watchdog element adds `watchdog` to OpenRC's default runlevel: Gentoo's ebuild installs
     watchdog-init.d-r1 under that name, and it needs only localmount."""
-    assert 'newinitd "${FILESDIR}"/${PN}-init.d-r1 ${PN}' in (UPSTREAM / "gentoo/watchdog-5.16-r1.ebuild").read_text()
+    ebuild = (UPSTREAM / "gentoo/watchdog-5.16-r1.ebuild").read_text()
+    assert 'newinitd "${FILESDIR}"/${PN}-init.d-r1 ${PN}' in ebuild
     init = (UPSTREAM / "gentoo/watchdog-init.d-r1").read_text()
     assert init.startswith("#!/sbin/openrc-run") and "need localmount" in init
     assert "rc_add watchdog default" in SETUP.read_text()

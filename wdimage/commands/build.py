@@ -63,7 +63,8 @@ def _releases_help() -> str:
     for name, spec in distros.DISTROS.items():
         verified = ", ".join(r.name for r in spec.releases if r.verified)
         others = ", ".join(r.name for r in spec.releases if not r.verified)
-        parts.append(f"{name}: {verified} (default, verified){'; also ' + others + ' (unverified: a warning)' if others else ''}")
+        also = f"; also {others} (unverified: a warning)" if others else ""
+        parts.append(f"{name}: {verified} (default, verified){also}")
     return "distro release; others exit 2. " + ". ".join(parts)
 
 
