@@ -2,7 +2,8 @@
 
 Scenarios share boots wherever the guest comes back armed: the default image runs the controls, both
 migrations and the three faults in one drill. The actions other than reset reuse the same image with
-`--action` (the image does not depend on it), each in one boot. iTCO gets its own image (q35).
+`--action` (the image does not depend on it), each in one boot. shutdown and debug cost a boot each and are drilled by hand
+(`wdimage drill DIR --action shutdown --fault panic`; figures in the issue's note). iTCO gets its own image (q35).
 """
 
 import json
@@ -76,7 +77,6 @@ def test_controls_migrations_and_faults_on_one_guest(debian_image_dir, tmp_path)
 @pytest.mark.parametrize("action, fault, expect", [
     ("pause", "panic", "QEMU then: watchdog"),  # paused in run state 'watchdog'
     ("none", "panic", "event only"),
-    ("shutdown", "panic", "cannot obey it and stays down"),
     ("inject-nmi", "hang", "the guest's console:"),  # a live kernel logs the NMI
 ])
 def test_actions_other_than_reset(debian_image_dir, tmp_path, action, fault, expect):
@@ -99,16 +99,16 @@ def test_itco_on_q35_counts_down_twice_and_resets(debian_itco_image_dir, tmp_pat
     assert panic["seconds_to_reset"] > report["timeout"]  # one countdown is not enough: the second resets
 
 
-def test_i6300esb_beside_q35s_itco_the_daemon_holds_the_i6300esb(debian_image_dir, tmp_path):
+def test_i6300esb_beside_q35s_itco_the_daemon_holds_the_i6300esb(debian_image_dir):
     """Two watchdog devices in one guest: the image loads only its model's driver (iTCO_wdt is blacklisted),
-    so /dev/watchdog (watchdog0) is the i6300esb, and that is what the daemon holds and feeds."""
-    code, report = run_cli(debian_image_dir, tmp_path, "--machine", "q35", "--fault", "panic")
-    assert code == ExitCode.OK, report
-    checks = {c["name"]: c for c in report["checks"]}
-    assert checks["identity"]["passed"] and checks["identity"]["seen"] == "watchdog0: i6300ESB timer", checks
-    assert checks["holder"]["passed"]
-    [panic] = report["faults"]
-    assert panic["action"] == "reset" and within_window(panic), panic
+    so /dev/watchdog (watchdog0) is the i6300esb, and that is what the daemon holds and feeds. Checks only: the
+    faults on this device are the default image's own test."""
+    report = drill.run_drill(drill.load_build(debian_image_dir), [], machine="q35")
+    print(drill_report.render_text(report))
+    checks = {c.name: c for c in report.checks}
+    assert report.exit_code == ExitCode.OK, report
+    assert checks["identity"].seen == "watchdog0: i6300ESB timer", checks["identity"]
+    assert checks["holder"].passed and checks["driver"].passed
 
 
 def test_negative_control_commented_device_line_fails_the_checks(debian_image_dir):
