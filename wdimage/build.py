@@ -53,6 +53,7 @@ class BuildSettings:
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
     init: str | None = None  # --init: None keeps the distro's own init system
+    libvirt_type: str = "kvm"  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
@@ -60,7 +61,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   mirror: str | None = None, agent: bool = True, kernel: str = "bin",
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
-                  apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
+                  libvirt_type: str = "kvm", apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
@@ -76,7 +77,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-'"
                           f"{', /' if slash_ok else ''} are allowed")
     name = name or f"{distro}-{model_}"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
     security = None
     if mirror is not None and not MIRROR_RE.match(mirror):
@@ -94,6 +95,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if kernel != "bin" and distro != "gentoo":
         raise usage_error("--kernel source is for gentoo only", hint="Debian and CentOS use their distro kernel")
     _check_init(distro, init)
+    if libvirt_type not in render.LIBVIRT_TYPES:
+        raise usage_error(f"--libvirt-type {libvirt_type!r}: expected one of {', '.join(render.LIBVIRT_TYPES)}")
     base = _base_image(distro, base_image)
     _check_health_options(ping, interfaces, max_load_1)
     out = Path(output) if output else Path("output") / name
@@ -102,7 +105,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     return BuildSettings(
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, kernel=kernel,
-        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1, init=init)
+        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1, init=init,
+        libvirt_type=libvirt_type)
 
 
 def _choice(option: str, value: str, kind):
@@ -403,7 +407,8 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
                               kernel=files.get("kernel"), initrd=files.get("initrd"),
                               cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent)
     write_atomically(staging / files["launch_stub"], render.render_launch_stub(guest), mode=0o755)
-    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output))
+    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output,
+                                                                                     settings.libvirt_type))
     manifest = {
         "schema": MANIFEST_SCHEMA, "name": name, "distro": settings.distro, "release": settings.release,
         "model": str(settings.model), "action": str(settings.action), "timeout": settings.timeout,
@@ -412,6 +417,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         "init_system": init_system(settings),
         "elements": list(command.elements), "packages": packages,
         "installed_packages": facts.installed_packages, "kernel_config_check": check,
+        "libvirt": {"type": settings.libvirt_type},
         "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},
         "files": files, "checksums": {},
         "build": {"wdimage_version": __version__, "dib_version": dib.version(),

@@ -26,6 +26,11 @@ class LaunchSpec:
     snapshot: bool = False  # throw away writes (the built image is never modified)
 
 
+def cpu_is_host(spec: LaunchSpec) -> bool:
+    """Under KVM the guest gets the host's CPU (`-cpu host`; libvirt's host-passthrough)."""
+    return spec.accel == "kvm"
+
+
 def qemu_argv(spec: LaunchSpec) -> list[str]:
     model = info(spec.model)
     argv = [
@@ -40,7 +45,7 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         "-device", "virtio-net-pci,netdev=net0",
         "-action", f"watchdog={spec.action}",
     ]
-    if spec.accel == "kvm":
+    if cpu_is_host(spec):
         argv += ["-cpu", "host"]
     if model.qemu_device:
         argv += ["-device", model.qemu_device]

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from wdimage import build, distros
+from wdimage import build, distros, render
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("--interface", action="append", default=[], metavar="IFACE",
                    help="watchdog daemon health test: reboot when IFACE receives nothing (repeatable)")
     p.add_argument("--max-load", type=int, metavar="N", help="watchdog daemon health test: max 1-minute load")
+    p.add_argument("--libvirt-type", choices=sorted(render.LIBVIRT_TYPES), default="kvm",
+                   help="the libvirt domain's type: kvm, or qemu (TCG) where KVM does not work (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the exact disk-image-create command line and build nothing")
     p.add_argument("--json", action="store_true", help="print the result (manifest or command) as JSON")
@@ -56,7 +58,7 @@ def _cmd_build(args) -> int:
         args.distro, release=args.release, model=args.model, action=args.action, timeout=args.timeout,
         name=args.name, output=args.output, mirror=args.mirror, agent=args.agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
-        max_load_1=args.max_load, init=args.init)
+        max_load_1=args.max_load, init=args.init, libvirt_type=args.libvirt_type)
     result = build.build(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
