@@ -99,6 +99,12 @@ def watchdogs(xml: str) -> list[dict]:
     return [{"model": w.get("model"), "action": w.get("action") or "reset"} for w in root.iterfind("devices/watchdog")]
 
 
+def domain_watchdog(xml: str) -> dict | None:
+    """The watchdog a domain really has: its first <watchdog>, or q35's iTCO enabled through qemu:commandline."""
+    found = watchdogs(xml)
+    return found[0] if found else _qemu_commandline_watchdog(xml)
+
+
 def _qemu_commandline_watchdog(xml: str) -> dict | None:
     """q35's iTCO as wdimage writes it for libvirt 9.0: -global ICH9-LPC.noreboot=false [-action watchdog=A]."""
     root = ET.fromstring(xml)
@@ -134,9 +140,7 @@ class LibvirtTarget(Target):
     def watchdog(self) -> dict | None:
         """The watchdog the domain really has (its first <watchdog>, or q35's iTCO enabled through
         qemu:commandline); None if it has none."""
-        xml = self.xml()
-        found = watchdogs(xml)
-        return found[0] if found else _qemu_commandline_watchdog(xml)
+        return domain_watchdog(self.xml())
 
     def interface_xml(self) -> str | None:
         """The domain's first network interface, as libvirt describes it now (for a link-state update)."""
@@ -290,7 +294,12 @@ class LibvirtGuest(Guest):
         if link is None:
             link = ET.SubElement(element, "link")
         link.set("state", "up" if up else "down")
-        self.domain.updateDeviceFlags(ET.tostring(element, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        try:
+            self.domain.updateDeviceFlags(ET.tostring(element, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
+                raise Unsupported(f"libvirt: {e.get_error_message()}") from None
+            raise failure(f"libvirt could not set the link {'up' if up else 'down'}: {e.get_error_message()}") from None
 
     def close(self) -> None:
         for callback in self._callbacks:
