@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from wdimage import build, distros, render
+from wdimage import build, distros, log, models, render
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -59,6 +59,9 @@ def _cmd_build(args) -> int:
         name=args.name, output=args.output, mirror=args.mirror, agent=args.agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
         max_load_1=args.max_load, init=args.init, libvirt_type=args.libvirt_type)
+    for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
+        if note:
+            log.info(f"warning: {note}")
     result = build.build(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
