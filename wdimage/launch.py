@@ -33,11 +33,15 @@ def cpu_is_host(spec: LaunchSpec) -> bool:
     return spec.accel == "kvm"
 
 
+def machine_type(spec: LaunchSpec) -> str:
+    return spec.machine or info(spec.model).machine
+
+
 def qemu_argv(spec: LaunchSpec) -> list[str]:
     model = info(spec.model)
     argv = [
         "qemu-system-x86_64",
-        "-machine", f"{spec.machine or model.machine},accel={spec.accel}",
+        "-machine", f"{machine_type(spec)},accel={spec.accel}",
         "-m", str(spec.memory_mb),
         "-smp", str(spec.cpus),
         "-nographic", "-nodefaults",
@@ -51,7 +55,7 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         argv += ["-cpu", "host"]
     if model.qemu_device:
         argv += ["-device", model.qemu_device]
-    if (spec.machine or model.machine) == "q35":  # the built-in iTCO: QEMU up to 7.2 keeps it from rebooting
+    if machine_type(spec) == "q35":  # the built-in iTCO: QEMU up to 7.2 keeps it from rebooting
         argv += ["-global", "ICH9-LPC.noreboot=false"]
     if spec.kernel:
         argv += ["-kernel", str(spec.kernel)]

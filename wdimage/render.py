@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 
 from wdimage import __version__
-from wdimage.launch import LaunchSpec, cpu_is_host, qemu_argv
+from wdimage.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
 from wdimage.models import Action, Model, info
 
 _ENV = jinja2.Environment(
@@ -130,6 +130,6 @@ def domain_xml(spec: LaunchSpec, name: str) -> str:
         if path is not None and not path.is_absolute():
             raise ValueError(f"libvirt needs absolute paths: {path}")
     return _ENV.get_template("domain.xml.j2").render(
-        version=__version__, name=name, spec=spec, model=model, cpu_host=cpu_is_host(spec),
+        version=__version__, name=name, spec=spec, model=model, machine=machine_type(spec), cpu_host=cpu_is_host(spec),
         domain_type="kvm" if spec.accel == "kvm" else "qemu", agent=spec.qga_socket is not None,
         libvirt_action=LIBVIRT_ACTIONS.get(spec.action))
