@@ -310,7 +310,7 @@ class LibvirtGuest(Guest):
         self._callbacks = []
 
 
-class AgentError(Exception):
+class AgentError(ConnectionError):
     """The guest agent did not answer through libvirt (not connected, not responding, or an error)."""
 
 
