@@ -131,6 +131,9 @@ def drill_libvirt(domain: str, uri: str | None, faults: Sequence[str], prepare: 
                 raise
             report.error = e.message
         report.checks = [domain_check(domain, watchdog), *report.checks]
+        if target.started_at is None:  # it was running already: we did not see it boot
+            report.boot_to_agent_seconds = report.boot_to_armed_seconds = None
+            report.warnings.append("the domain was already running: no boot timings")
         return report
     finally:
         target.close()

@@ -129,6 +129,7 @@ class LibvirtTarget(Target):
             raise usage_error(f"--libvirt {domain}: {e.get_error_message()}",
                               hint="`virsh list --all` names the domains of this connection") from None
         self.name = domain
+        self.started_at: float | None = None  # time.monotonic() when this target started the domain
         self.capabilities = frozenset({Capability.PAUSE} | ({Capability.LINK} if self.interface_xml() else set()))
 
     def describe(self) -> str:
@@ -148,6 +149,7 @@ class LibvirtTarget(Target):
         return ET.tostring(interface, encoding="unicode") if interface is not None else None
 
     def boot(self) -> "LibvirtGuest":
+        """A handle on the running domain, started first if it is shut off (never restarted if it runs)."""
         guest = LibvirtGuest(self)  # events registered first: the start itself is seen
         if not self.domain.isActive():
             try:
@@ -155,7 +157,8 @@ class LibvirtTarget(Target):
             except libvirt.libvirtError as e:
                 guest.close()
                 raise failure(f"libvirt could not start {self.name}: {e.get_error_message()}") from None
-            guest.started_at = time.monotonic()
+            self.started_at = time.monotonic()
+        guest.started_at = self.started_at if self.started_at is not None else time.monotonic()
         return guest
 
     def close(self) -> None:

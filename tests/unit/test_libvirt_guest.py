@@ -96,3 +96,25 @@ def test_unknown_domain_and_unreachable_daemon_are_usage_errors(tmp_path):
     with pytest.raises(WdimageError) as e:
         libvirt_guest.LibvirtTarget("x", f"qemu:///system?socket={tmp_path}/none")
     assert e.value.code == ExitCode.USAGE and e.value.message.startswith("--connect ")
+
+
+def test_boot_starts_a_shut_off_domain_and_times_it_but_never_restarts_a_running_one():
+    running = libvirt_guest.LibvirtTarget("test", TEST_URI)
+    off = libvirt_guest.LibvirtTarget(_define("wd-off"), TEST_URI)
+    try:
+        guest = running.boot()
+        assert running.started_at is None and guest.status() == "running"  # already running: not ours to time
+        guest.close()
+        assert off.domain.isActive() == 0
+        before = time.monotonic()
+        guest = off.boot()
+        assert off.started_at is not None and off.started_at >= before and guest.started_at == off.started_at
+        assert guest.status() == "running"
+        again = off.boot()
+        assert again.started_at == off.started_at  # a second handle on the same run
+        again.close()
+        guest.close()
+    finally:
+        off.domain.destroy()
+        running.close()
+        off.close()
