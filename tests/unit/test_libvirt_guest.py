@@ -110,10 +110,10 @@ def test_boot_starts_a_shut_off_domain_and_times_it_but_never_restarts_a_running
         guest = off.boot()
         assert off.started_at is not None and off.started_at >= before and guest.started_at == off.started_at
         assert guest.status() == "running"
+        guest.close()  # one handle at a time: libvirt tracks one callback per event and domain on a connection
         again = off.boot()
-        assert again.started_at == off.started_at  # a second handle on the same run
+        assert again.started_at == off.started_at  # a new handle on the same run
         again.close()
-        guest.close()
     finally:
         off.domain.destroy()
         running.close()
