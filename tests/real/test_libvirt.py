@@ -45,6 +45,7 @@ def debian_domain(debian_image_dir, libvirtd, tmp_path_factory):
     """The Debian image's generated domain, defined in the private libvirtd and started; its boot timings."""
     published = debian_image_dir / f"{debian_image_dir.name}.xml"
     assert ET.parse(published).getroot().get("type") == "qemu"  # built with --libvirt-type qemu: TCG here
+    assert json.loads((debian_image_dir / "manifest.json").read_text())["libvirt"] == {"type": "qemu"}
     before = published.read_bytes()
     name = libvirt_guest.define(libvirtd.uri, scratch_domain(debian_image_dir, tmp_path_factory.mktemp("lv"), DOMAIN))
     target = libvirt_guest.LibvirtTarget(name, libvirtd.uri)
@@ -72,6 +73,7 @@ def test_generated_domain_boots_and_its_agent_answers_through_libvirt(debian_dom
     assert target.watchdog() == {"model": "i6300esb", "action": "reset"}
     qemu_pid = int((libvirtd.base / "run" / "qemu" / f"{DOMAIN}.pid").read_text())
     assert _listening_sockets(qemu_pid) == []  # user-mode networking: nothing listens on an address
+    assert _listening_sockets(libvirtd.process.pid) == []  # the daemon: its unix sockets only
     print(f"\nlibvirtd up in {timings['libvirtd_start']:.1f}s; "
           f"guest agent answered {timings['agent_after_start']:.1f}s after virDomainCreate")
 
