@@ -109,7 +109,7 @@ def drill_libvirt(domain: str, uri: str | None, faults: Sequence[str], prepare: 
             raise failure(f"libvirt domain {domain} has no watchdog device: nothing can reset it when it hangs",
                           hint=add_watchdog_fix(domain))
         with log.step(f"Reading what {target.describe()} expects (its <watchdog>, the guest's watchdog.conf)"):
-            guest = target.boot()
+            guest = target.attach()
             try:
                 guest.wait_agent(AGENT_TIMEOUT)
                 conf = guest.run(CONF_SH, timeout=30).stdout

@@ -129,7 +129,8 @@ class LibvirtTarget(Target):
             raise usage_error(f"--libvirt {domain}: {e.get_error_message()}",
                               hint="`virsh list --all` names the domains of this connection") from None
         self.name = domain
-        self.started_at: float | None = None  # time.monotonic() when this target started the domain
+        self.started_at: float | None = None  # time.monotonic() when this target started (or reset) the domain
+        self._handed_out = False  # boot() gave the runner a guest already
         self.capabilities = frozenset({Capability.PAUSE} | ({Capability.LINK} if self.interface_xml() else set()))
 
     def describe(self) -> str:
@@ -149,7 +150,22 @@ class LibvirtTarget(Target):
         return ET.tostring(interface, encoding="unicode") if interface is not None else None
 
     def boot(self) -> "LibvirtGuest":
-        """A handle on the running domain, started first if it is shut off (never restarted if it runs)."""
+        """The first time: a handle on the domain as it runs (started first if it is shut off). Later: the runner
+        wants a fresh guest because a scenario left this one crashed, paused or off, so the domain is reset
+        (a paused one resumed), or started again if it is off; only scenarios given --yes-crash-it get there."""
+        if self._handed_out and self.domain.isActive():
+            try:
+                self.domain.reset(0)
+                if self.domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                    self.domain.resume()
+            except libvirt.libvirtError as e:
+                raise failure(f"libvirt could not reset {self.name}: {e.get_error_message()}") from None
+            self.started_at = time.monotonic()
+        self._handed_out = True
+        return self.attach()
+
+    def attach(self) -> "LibvirtGuest":
+        """A handle on the domain as it runs, started first if it is shut off (never reset)."""
         guest = LibvirtGuest(self)  # events registered first: the start itself is seen
         if not self.domain.isActive():
             try:

@@ -111,10 +111,26 @@ def test_boot_starts_a_shut_off_domain_and_times_it_but_never_restarts_a_running
         assert off.started_at is not None and off.started_at >= before and guest.started_at == off.started_at
         assert guest.status() == "running"
         guest.close()  # one handle at a time: libvirt tracks one callback per event and domain on a connection
-        again = off.boot()
+        again = off.attach()
         assert again.started_at == off.started_at  # a new handle on the same run
         again.close()
     finally:
         off.domain.destroy()
         running.close()
         off.close()
+
+
+def test_a_later_boot_resets_the_domain_the_runner_left_unusable():
+    """The runner boots again only after a scenario left the guest crashed, paused or off."""
+    target = libvirt_guest.LibvirtTarget(_define("wd-reset"), TEST_URI)
+    try:
+        first = target.boot()
+        first_start = target.started_at
+        first.pause()  # as the watchdog's pause action leaves it
+        first.close()
+        again = target.boot()
+        assert again.status() == "running" and target.started_at > first_start  # reset, and resumed
+        again.close()
+    finally:
+        target.domain.destroy()
+        target.close()
