@@ -74,6 +74,10 @@ def test_generated_domain_boots_and_its_agent_answers_through_libvirt(debian_dom
     qemu_pid = int((libvirtd.base / "run" / "qemu" / f"{DOMAIN}.pid").read_text())
     assert _listening_sockets(qemu_pid) == []  # user-mode networking: nothing listens on an address
     assert _listening_sockets(libvirtd.process.pid) == []  # the daemon: its unix sockets only
+    guest.set_link(False)  # the link-cut primitive, through updateDeviceFlags on the live domain
+    assert ET.fromstring(target.interface_xml()).find("link").get("state") == "down"
+    guest.set_link(True)
+    assert ET.fromstring(target.interface_xml()).find("link").get("state") == "up"
     print(f"\nlibvirtd up in {timings['libvirtd_start']:.1f}s; "
           f"guest agent answered {timings['agent_after_start']:.1f}s after virDomainCreate")
 
