@@ -258,8 +258,9 @@ def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str
     setup = setup_from_build(build)
     report = DrillReport(target=str(build.directory), setup=setup, faults_requested=[], build=build)
     if build.distro == "centos" and build.drill_agent is False:
-        report.warnings.append("this CentOS image's guest agent blocks guest-exec, which the drill needs: "
-                               "rebuild it with the drill agent option (see 'wdimage build --help')")
+        report.warnings.append("this CentOS image's guest agent blocks guest-exec, which the drill needs: rebuild "
+                               "it with 'wdimage build centos --drill-agent' (a drill image; build production "
+                               "images without it)")
     workdir = private_dir()
     try:
         base = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
