@@ -212,7 +212,7 @@ def _panic_check(cmdline: str, panic: str) -> Check:
 
 
 def _timeout_check(seen: str, timeout: int) -> Check:
-    title = f"device timeout is the manifest's {timeout}s"
+    title = f"device timeout is the configured {timeout}s (watchdog-timeout)"
     if not seen.strip().isdigit():
         return Check("timeout", title, True, "not exposed in /sys/class/watchdog/watchdog0 (not verified)")
     return Check("timeout", title, int(seen) == timeout, f"{seen.strip()}s")
