@@ -55,6 +55,7 @@ class BuildSettings:
     max_load_1: int | None = None
     init: str | None = None  # --init: None keeps the distro's own init system
     layout: str = "auto"  # --layout: auto (dib.choose_layout), direct or disk; recorded in the manifest
+    libvirt_type: str = "kvm"  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
@@ -62,7 +63,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   mirror: str | None = None, agent: bool = True, drill_agent: bool = False, kernel: str = "bin",
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
-                  layout: str = "auto", apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
+                  layout: str = "auto", libvirt_type: str = "kvm",
+                  apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
@@ -79,7 +81,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                           f"{', /' if slash_ok else ''} are allowed")
     distros.check_release(spec, release)
     name = name or f"{distro}-{model_}"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
     security = None
     if mirror is not None and not MIRROR_RE.match(mirror):
@@ -95,6 +97,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     _check_init(distro, init)
     if layout not in dib.LAYOUT_CHOICES:
         raise usage_error(f"--layout {layout!r}: expected one of {', '.join(dib.LAYOUT_CHOICES)}")
+    if libvirt_type not in render.LIBVIRT_TYPES:
+        raise usage_error(f"--libvirt-type {libvirt_type!r}: expected one of {', '.join(render.LIBVIRT_TYPES)}")
     base = _base_image(distro, base_image)
     _check_health_options(ping, interfaces, max_load_1)
     out = Path(output) if output else Path("output") / name
@@ -104,7 +108,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
         kernel=kernel, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
-        init=init, layout=layout)
+        init=init, layout=layout, libvirt_type=libvirt_type)
 
 
 def _debian_mirrors(mirror: str | None, apt_sources: tuple[Path, ...]) -> tuple[str, str]:
@@ -427,7 +431,8 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
                               kernel=files.get("kernel"), initrd=files.get("initrd"),
                               cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent)
     write_atomically(staging / files["launch_stub"], render.render_launch_stub(guest), mode=0o755)
-    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output))
+    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output,
+                                                                                     settings.libvirt_type))
     manifest = {
         "schema": MANIFEST_SCHEMA, "name": name, "distro": settings.distro, "release": settings.release,
         "model": str(settings.model), "action": str(settings.action), "timeout": settings.timeout,
@@ -437,6 +442,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         "elements": list(command.elements), "packages": packages,
         "installed_packages": facts.installed_packages, "kernel_config_check": check,
         "kernel_modules": modules,
+        "libvirt": {"type": settings.libvirt_type},
         "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},
         "files": files, "checksums": {},
         "build": {"wdimage_version": __version__, "dib_version": dib.version(),

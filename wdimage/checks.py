@@ -164,7 +164,23 @@ def evaluate_checks(sections: dict[str, str], model: Model, timeout: int) -> lis
         _kexec_check(get("kexec", "")),
         _timeout_check(get("timeout", ""), timeout),
     ]
-    return [c.with_fix(module, str(model)) for c in checks]
+    return [_at_the_line(c.with_fix(module, str(model))) for c in checks]
+
+
+COMMENTED_DEVICE_LINE = re.compile(r"(\d+):\s*#\s*watchdog-device\s*=\s*/dev/watchdog\s*$")
+
+
+def _at_the_line(check: Check) -> Check:
+    """The seed's bug, pointed at: which line of /etc/watchdog.conf to uncomment, and the command that does it."""
+    if check.name != "config" or check.passed:
+        return check
+    lines = [m.group(1) for part in check.seen.split(" | ") if (m := COMMENTED_DEVICE_LINE.fullmatch(part.strip()))]
+    if not lines:
+        return check
+    return dataclasses.replace(check, fix=(
+        f"uncomment `watchdog-device = /dev/watchdog` on line {lines[0]} of /etc/watchdog.conf (Debian ships it "
+        f"commented out): sed -i '{lines[0]}s/^[[:space:]]*#[[:space:]]*//' /etc/watchdog.conf, then restart the daemon "
+        f"(systemctl restart watchdog; OpenRC: rc-service watchdog restart)"))
 
 
 def _identity_check(seen: str, model: Model) -> Check:
@@ -196,7 +212,7 @@ def _panic_check(cmdline: str, panic: str) -> Check:
 
 
 def _timeout_check(seen: str, timeout: int) -> Check:
-    title = f"device timeout is the manifest's {timeout}s"
+    title = f"device timeout is the configured {timeout}s (watchdog-timeout)"
     if not seen.strip().isdigit():
         return Check("timeout", title, True, "not exposed in /sys/class/watchdog/watchdog0 (not verified)")
     return Check("timeout", title, int(seen) == timeout, f"{seen.strip()}s")

@@ -28,11 +28,20 @@ class LaunchSpec:
     incoming: str | None = None  # a live migration's destination: `-incoming unix:PATH`
 
 
+def cpu_is_host(spec: LaunchSpec) -> bool:
+    """Under KVM the guest gets the host's CPU (`-cpu host`; libvirt's host-passthrough)."""
+    return spec.accel == "kvm"
+
+
+def machine_type(spec: LaunchSpec) -> str:
+    return spec.machine or info(spec.model).machine
+
+
 def qemu_argv(spec: LaunchSpec) -> list[str]:
     model = info(spec.model)
     argv = [
         "qemu-system-x86_64",
-        "-machine", f"{spec.machine or model.machine},accel={spec.accel}",
+        "-machine", f"{machine_type(spec)},accel={spec.accel}",
         "-m", str(spec.memory_mb),
         "-smp", str(spec.cpus),
         "-nographic", "-nodefaults",
@@ -42,11 +51,11 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         "-device", "virtio-net-pci,netdev=net0",
         "-action", f"watchdog={spec.action}",
     ]
-    if spec.accel == "kvm":
+    if cpu_is_host(spec):
         argv += ["-cpu", "host"]
     if model.qemu_device:
         argv += ["-device", model.qemu_device]
-    if (spec.machine or model.machine) == "q35":  # the built-in iTCO: QEMU up to 7.2 keeps it from rebooting
+    if machine_type(spec) == "q35":  # the built-in iTCO: QEMU up to 7.2 keeps it from rebooting
         argv += ["-global", "ICH9-LPC.noreboot=false"]
     if spec.kernel:
         argv += ["-kernel", str(spec.kernel)]

@@ -77,10 +77,24 @@ def test_bad_options_exit_2_naming_the_option(capsys, tmp_path, argv, option):
 
 
 def test_argparse_rejects_unknown_choices(capsys):
-    for argv in (["fedora"], ["debian", "--model", "softdog"], ["debian", "--action", "explode"]):
+    for argv in (["fedora"], ["debian", "--model", "softdog"], ["debian", "--action", "explode"],
+                 ["debian", "--libvirt-type", "xen"]):
         with pytest.raises(SystemExit) as e:
             cli.main(["build", *argv])
         assert e.value.code == 2
+
+
+def test_libvirt_type_is_checked_and_kvm_by_default(tmp_path, apt_sources):
+    assert build.make_settings("debian", apt_sources=apt_sources).libvirt_type == "kvm"
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("debian", libvirt_type="xen", apt_sources=apt_sources)
+    assert e.value.code == ExitCode.USAGE and "--libvirt-type 'xen'" in e.value.message
+
+
+def test_a_name_with_a_trailing_newline_is_refused(apt_sources):
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("debian", name="web1\n", apt_sources=apt_sources)
+    assert e.value.code == ExitCode.USAGE and "--name" in e.value.message
 
 
 def test_output_that_is_a_file_is_refused(tmp_path):

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from wdimage import build, dib, distros, log, models
+from wdimage import build, dib, distros, log, models, render
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -55,6 +55,8 @@ def add_parser(sub) -> None:
     p.add_argument("--layout", default="auto", choices=dib.LAYOUT_CHOICES,
                    help="auto: a partitioned disk where device-mapper works, else direct; direct: a partitionless "
                         "image booted with its kernel and initrd; disk: the partitioned disk (default: %(default)s)")
+    p.add_argument("--libvirt-type", choices=sorted(render.LIBVIRT_TYPES), default="kvm",
+                   help="the libvirt domain's type: kvm, or qemu (TCG) where KVM does not work (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the exact disk-image-create command line and build nothing")
     p.add_argument("--json", action="store_true", help="print the result (manifest or command) as JSON")
@@ -77,7 +79,8 @@ def _cmd_build(args) -> int:
         name=args.name, output=args.output, mirror=args.mirror, agent=args.agent,
         drill_agent=args.drill_agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
-        max_load_1=args.max_load, init=args.init, layout=args.layout)
+        max_load_1=args.max_load, init=args.init, layout=args.layout,
+        libvirt_type=args.libvirt_type)
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")

@@ -1,6 +1,10 @@
 """wdimage drill DIR: boot a built image under QEMU, check that its watchdog is armed, then run each requested
 scenario: faults the watchdog must answer (panic, kill, hang, ...) and controls that must not reset the guest
-(healthy, stop, pause, migrate). Exit 0 only when every check and every scenario passed."""
+(healthy, stop, pause, migrate). Exit 0 only when every check and every scenario passed.
+
+wdimage drill --libvirt DOMAIN [--connect URI]: the same on a libvirt domain (started if it is off), expecting
+what the domain's <watchdog> and the guest's /etc/watchdog.conf say; anything but --fault healthy needs
+--yes-crash-it."""
 
 import argparse
 import dataclasses
@@ -26,7 +30,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("drill", help="boot a built image, crash it, prove the watchdog resets it",
                        description=__doc__, epilog=_scenario_table(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("directory", metavar="DIR", type=Path, help="an output directory of 'wdimage build'")
+    p.add_argument("directory", metavar="DIR", type=Path, nargs="?",
+                   help="an output directory of 'wdimage build' (or --libvirt DOMAIN)")
+    p.add_argument("--libvirt", metavar="DOMAIN", help="drill this libvirt domain instead of a built image")
+    p.add_argument("--connect", metavar="URI", help="--libvirt: the libvirt connection URI (default: libvirt's own)")
+    p.add_argument("--yes-crash-it", action="store_true",
+                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy)")
     p.add_argument("--fault", action="append", choices=drill.FAULT_CHOICES, metavar="NAME",
                    help="a scenario to run (repeatable; see the list below; default: all)")
     p.add_argument("--action", choices=[str(a) for a in Action],
@@ -50,13 +59,11 @@ def _check_target(option: str, path: Path | None) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     _check_target("--json", args.json)
     _check_target("--junit", args.junit)
-    build = drill.load_build(args.directory)
-    built_with = build.action
-    if args.action:
-        build = dataclasses.replace(build, action=Action(args.action))
-    report = drill.run_drill(build, drill.faults_for(args.fault or ["all"]), machine=args.machine)
-    if build.action != built_with:
-        report.warnings.append(f"action {build.action} instead of the manifest's {built_with} (--action)")
+    faults = drill.faults_for(args.fault or ["all"])
+    if args.libvirt is not None:
+        report = _libvirt(args, faults)
+    else:
+        report = _built_image(args, faults)
     to_stdout = str(args.json) == "-"
     print(drill_report.render_text(report), file=sys.stderr if to_stdout else sys.stdout)  # stdout: the JSON alone
     if args.json:
@@ -64,6 +71,31 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.junit:
         write_atomically(args.junit, drill_report.report_junit(report, console_tail(report)), mode=0o644)
     return int(report.exit_code)
+
+
+def _libvirt(args: argparse.Namespace, faults: list[str]) -> drill.DrillReport:
+    for option, value in (("DIR", args.directory), ("--action", args.action), ("--machine", args.machine)):
+        if value is not None:
+            raise usage_error(f"{option} is for a built image; with --libvirt the domain's own definition applies")
+    from wdimage import libvirt_drill  # libvirt-python is an optional extra
+
+    return libvirt_drill.drill_libvirt(args.libvirt, args.connect, faults, yes_crash_it=args.yes_crash_it)
+
+
+def _built_image(args: argparse.Namespace, faults: list[str]) -> drill.DrillReport:
+    if args.directory is None:
+        raise usage_error("give DIR (an output directory of 'wdimage build') or --libvirt DOMAIN")
+    for option, value in (("--connect", args.connect), ("--yes-crash-it", args.yes_crash_it or None)):
+        if value is not None:
+            raise usage_error(f"{option} is for --libvirt DOMAIN")
+    build = drill.load_build(args.directory)
+    built_with = build.action
+    if args.action:
+        build = dataclasses.replace(build, action=Action(args.action))
+    report = drill.run_drill(build, faults, machine=args.machine)
+    if build.action != built_with:
+        report.warnings.append(f"action {build.action} instead of the manifest's {built_with} (--action)")
+    return report
 
 
 def console_tail(report: drill.DrillReport, lines: int = 40) -> str:
