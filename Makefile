@@ -29,7 +29,8 @@ deps:
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-venv: $(BIN)/.installed
+# The venv builds libvirt-python against libvirt-dev: the Debian packages come first.
+venv: deps $(BIN)/.installed
 
 # The [libvirt] extra builds libvirt-python from source: it needs `make deps` (libvirt-dev, pkg-config) first.
 $(BIN)/.installed: pyproject.toml
