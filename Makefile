@@ -29,7 +29,6 @@ deps:
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-# The venv builds libvirt-python against libvirt-dev: the Debian packages come first.
 venv: deps $(BIN)/.installed
 
 # The [libvirt] extra builds libvirt-python from source: it needs `make deps` (libvirt-dev, pkg-config) first.
