@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from wdimage import build, distros
+from wdimage import build, distros, log, models
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -78,6 +78,9 @@ def _cmd_build(args) -> int:
         health_options=dict(min_memory=args.min_memory, pidfiles=tuple(args.pidfile), test_binary=args.test_binary,
                             repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,
                             test_break=args.test_break, example=args.health_example))
+    for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
+        if note:
+            log.info(f"warning: {note}")
     result = build.build(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
