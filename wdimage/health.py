@@ -199,7 +199,7 @@ class Timing:
     interval: int
     retry_timeout: int = DEFAULT_RETRY_TIMEOUT
     sigterm_delay: int = DEFAULT_SIGTERM_DELAY
-    stages: int = 2  # the hardware timer's stages: i6300esb and iTCO reset at the second expiry, ib700 at the first
+    stages: int = 1  # countdowns of the final 1 s timeout before the reset (models.ModelInfo.stages: iTCO 2)
     shutdown_work: float = 4.0  # hwclock, swapoff, umount -a under TCG: measured, not from the sources
 
 

@@ -1,149 +1,171 @@
-"""The drill's health faults and quiet controls, written against wdimage.guest.Guest only: how each one is
-injected, what the image's manifest must have configured for it, the window it is expected in, and the
-reason the daemon logged, read back after the reboot.
+"""The drill's health-test scenarios (rows of wdimage.scenarios.SCENARIOS): how each breaks what a daemon
+health test watches, what the image's manifest must configure for it, its expected window, and the reason the
+daemon logged, read back after the reboot.
 
-The faults break what a health test watches, never the daemon itself: the daemon's own soft reboot is what
-is proven (health.py explains its timing); the hardware timer is only its last step.
+The faults break what a test watches, never the daemon: what is proven is the daemon's own soft reboot
+(wdimage.health explains its timing), whose last step is the hardware timer set to 1 s.
+Functions here take the scenario table's Context/Setup (duck-typed: guest, setup, notes; health, interval, model).
 """
 
-import dataclasses
 import re
 import time
 
 from wdimage import health
-from wdimage.errors import usage_error
-from wdimage.guest import Event, EventKind, Guest
-from wdimage.models import Model
+from wdimage.models import info
 
-# Which manifest `health` key (and build option) each fault needs.
+# Which manifest `health` key each fault needs, and the build option that sets it.
 NEEDS = {
-    "net": ("ping", "--ping"),
-    "load": ("max_load_1", "--max-load"),
-    "memory": ("min_memory", "--min-memory"),
-    "service": ("pidfiles", "--pidfile"),
-    "test": ("test_binary", "--test-binary (with --test-break, or --health-example)"),
+    "net": ("ping", "--ping 10.0.2.2"),
+    "load": ("max_load_1", "--max-load N"),
+    "memory": ("min_memory", "--min-memory PAGES"),
+    "service": ("pidfiles", "--pidfile PATH (or --health-example)"),
+    "test": ("test_binary", "--test-binary FILE --test-break COMMAND (or --health-example)"),
+    "test-repaired": ("repair_binary", "--test-binary and --repair-binary (or --health-example)"),
 }
-STAGES = {Model.I6300ESB: 2, Model.ITCO: 2, Model.IB700: 1}  # hardware timer expiries before the reset
-REBOOT_KINDS = {EventKind.WATCHDOG, EventKind.RESET, EventKind.SHUTDOWN, EventKind.EXITED}
 
+LOAD_SETTLED = 2.0  # the load window assumes the fault starts from a 1-minute load at most this
+LOAD_SETTLE_SECONDS = 90
 LOAD_SH = 'n=$1; i=0; while [ "$i" -lt "$n" ]; do (while :; do :; done) & i=$((i + 1)); done'
 LOADAVG_SH = "cut -d' ' -f1 /proc/loadavg"
 # Anonymous memory in 32 MiB pieces (tail keeps an unterminated line in memory) until free + buffers + cache
-# is half the daemon's minimum; pieces keep a single allocation small enough for the OOM killer to stay away.
+# is half the daemon's minimum; small pieces keep any one allocation from provoking the OOM killer.
 MEMORY_SH = r"""
 min_kb=$(( $1 * 4 ))
 avail=$(awk '/^(MemFree|Buffers|Cached):/ { s += $2 } END { print s }' /proc/meminfo)
 need=$(( avail - min_kb / 2 ))
 while [ "$need" -gt 0 ]; do head -c 32m /dev/zero | tail > /dev/null & need=$(( need - 32768 )); done
 """
-SERVICE_SH = 'kill -KILL "$(cat "$1")"'
+MEMORY_SECONDS = 30  # allowance for the allocation itself under TCG
+SERVICE_SH = 'pid=$(cat "$1") && kill -KILL "$pid" && echo "$pid"'
 BREAK_SH = 'sh -c "$1"'
-# What the daemon logged in the boot before this one (persistent journal).
+WATCHED_BACK_SH = "[ -e /run/wdimage-example/healthy ] && echo back || echo missing"
+# What the daemon logged in the boot before this one (the image keeps a persistent journal).
 REASON_SH = ("journalctl -b -1 -t watchdog -o cat --no-pager 2>/dev/null | grep -E "
              "'shutting down the system|Retry timed-out|repair binary|Repair count exceeded' | tail -n 6")
 SHUTDOWN_RE = re.compile(r"shutting down the system because of error (\d+) = '([^']*)'")
 RETRY_RE = re.compile(r"Retry timed-out at (\d+) seconds for (\S+)")
 
 
-def require(fault: str, record: dict | None, manifest_path: str = "manifest.json") -> None:
-    """A fault whose test the image does not configure: exit 2 naming the build option that enables it."""
+def requires(fault: str):
+    """The scenario's `requires`: None when the image configures the fault's test, else the build option."""
     key, option = NEEDS[fault]
-    if not record or not record.get(key):
-        raise usage_error(f"--fault {fault}: {manifest_path} has no {key.replace('_', '-')} health test",
-                          hint=f"build the image with {option}")
-    if fault == "test" and not (record.get("break") or {}).get("test"):
-        raise usage_error(f"--fault test: {manifest_path} records no way to make the test binary fail",
-                          hint="build with --test-break COMMAND (or --health-example)")
+
+    def missing(setup) -> str | None:
+        record = setup.health or {}
+        if not record.get(key):
+            return f"build the image with {option}"
+        breaks = record.get("break") or {}
+        if fault == "test" and not breaks.get("test"):
+            return "build with --test-break COMMAND: the manifest records no way to make the test binary fail"
+        if fault == "test-repaired" and not (breaks.get("test") and record.get("test_binary")):
+            return "build with --test-binary and --test-break: nothing for the repair binary to repair"
+        return None
+    return missing
 
 
-def timing(record: dict, interval: int, model: Model) -> health.Timing:
-    return health.Timing(interval=interval, retry_timeout=record.get("retry_timeout", health.DEFAULT_RETRY_TIMEOUT),
+def timing(setup) -> health.Timing:
+    record = setup.health or {}
+    return health.Timing(interval=setup.interval,
+                         retry_timeout=record.get("retry_timeout", health.DEFAULT_RETRY_TIMEOUT),
                          sigterm_delay=record.get("sigterm_delay", health.DEFAULT_SIGTERM_DELAY),
-                         stages=STAGES[Model(model)])
+                         stages=info(setup.model).stages)
 
 
-@dataclasses.dataclass
-class HealthOutcome:
-    fault: str
-    expected: str  # REBOOT or QUIET
-    window: health.Window
-    passed: bool = False
-    seconds: float | None = None  # fault -> the first reboot event
-    path: str = ""  # how the guest went down: the daemon's soft reboot, or the hardware timer alone
-    event: str = ""
-    reason: str = ""  # the daemon's own words, read back after the reboot
-    detail: str = ""
-
-    def to_dict(self) -> dict:
-        return {"fault": self.fault, "expected": self.expected, "passed": self.passed, "seconds": self.seconds,
-                "window": [self.window.low, self.window.high], "window_reasoning": self.window.reasoning,
-                "ratio_to_upper": round(self.seconds / self.window.high, 3) if self.seconds else None,
-                "path": self.path, "event": self.event, "reason": self.reason, "detail": self.detail}
-
-
-def inject(guest: Guest, fault: str, record: dict, t: health.Timing, *, unrepairable: bool = True
-           ) -> health.Window:
-    """Break what the fault's test watches; return the window the reset is expected in."""
-    if fault == "net":
-        guest.set_link(False)
-        return health.window("net", t)
+def window(fault: str, setup) -> health.Window:
+    t = timing(setup)
     if fault == "load":
-        start = float(guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
-        spinners = health.spinners_for(record["max_load_1"])
-        guest.spawn(LOAD_SH, str(spinners))
-        return health.load_window(t, record["max_load_1"], spinners, start)
+        max_load = setup.health["max_load_1"]
+        return health.load_window(t, max_load, health.spinners_for(max_load), LOAD_SETTLED)
     if fault == "memory":
-        guest.spawn(MEMORY_SH, str(record["min_memory"]))
-        low, high = health.soft_reboot_seconds(t)  # not retried: the first check under the limit
-        return health.Window(low, 30 + t.interval + high, f"memory: allocated within 30s, seen within one "
-                                                          f"{t.interval}s loop, not retried, then the soft reboot")
-    if fault == "service":
-        result = guest.run(SERVICE_SH, record["pidfiles"][0], timeout=30)
-        if result.exitcode != 0:
-            raise RuntimeError(f"could not kill the process of {record['pidfiles'][0]}: {result.stderr.strip()}")
-        return health.window("service", t)
-    if fault == "test":
-        breaks = record["break"]
-        command = breaks.get("test_unrepairable") if unrepairable and record.get("repair_binary") else breaks["test"]
-        if unrepairable and record.get("repair_binary") and not command:
-            raise usage_error("--fault test: the manifest records no unrepairable break for the repair binary")
-        guest.run(BREAK_SH, command, timeout=30)
-        return health.window("test", t)
-    raise ValueError(fault)
+        low, high = health.soft_reboot_seconds(t)
+        return health.Window(round(low, 1), round(MEMORY_SECONDS + t.interval + high, 1),
+                             f"memory: allocated within {MEMORY_SECONDS}s, seen within one {t.interval}s loop, "
+                             f"not retried, then the soft reboot {low:.0f}-{high:.0f}s")
+    return health.window("test" if fault == "test-repaired" else fault, t)
 
 
-def watch(guest: Guest, fault: str, window: health.Window, fault_at: float, expected: str) -> HealthOutcome:
-    """Wait for the reset (REBOOT) or make sure none comes for twice the window (QUIET)."""
-    outcome = HealthOutcome(fault, expected, window)
-    limit = 1.1 * window.high + 5 if expected == "REBOOT" else health.quiet_seconds(window)
-    deadline = time.monotonic() + fault_at + limit - time.time()
-    event = guest.wait_event(REBOOT_KINDS, deadline)
-    if expected == "QUIET":
-        outcome.passed = event is None
-        outcome.detail = (f"no reset for {limit:.0f}s (twice the window's {window.high:.0f}s)" if event is None
-                          else f"{event} {event.time - fault_at:.1f}s after the fault")
-        return outcome
-    if event is None:
-        outcome.detail = f"no reset within {limit:.0f}s; QEMU status: {guest.status()}"
-        return outcome
-    outcome.seconds = round(event.time - fault_at, 2)
-    outcome.event = str(event)
-    outcome.passed = outcome.seconds <= 1.1 * window.high
-    return outcome
+def slowest_window(setup) -> health.Window | None:
+    """The slowest configured test's window: the `healthy` control waits twice that long."""
+    windows = [window(f, setup) for f in ("net", "load", "memory", "service", "test")
+               if requires(f)(setup) is None]
+    return max(windows, key=lambda w: w.high, default=None)
 
 
-def read_reason(guest: Guest, outcome: HealthOutcome, first: Event | None = None) -> None:
-    """After the guest is back: what the daemon logged before it went down, and so the path it took."""
-    text = guest.run(REASON_SH, timeout=60).stdout
+# --- inject functions ---------------------------------------------------------------------------------------
+
+def cut_link(ctx) -> None:
+    ctx.guest.set_link(False)
+    ctx.notes.append("link cut from the host (QMP set_link off)")
+
+
+def restore_link(ctx) -> None:
+    ctx.guest.set_link(True)
+
+
+def load(ctx) -> None:
+    """Busy loops past max-load-1, once the load has settled to what the window assumes."""
+    deadline = time.monotonic() + LOAD_SETTLE_SECONDS
+    start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
+    while start > LOAD_SETTLED and time.monotonic() < deadline:
+        time.sleep(5)
+        start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
+    spinners = health.spinners_for(ctx.setup.health["max_load_1"])
+    ctx.guest.spawn(LOAD_SH, str(spinners))
+    ctx.notes.append(f"{spinners} busy loops from a 1-minute load of {start:.2f}")
+
+
+def fill_memory(ctx) -> None:
+    ctx.guest.spawn(MEMORY_SH, str(ctx.setup.health["min_memory"]))
+    ctx.notes.append(f"anonymous memory until free + buffers + cache < {ctx.setup.health['min_memory']} pages")
+
+
+def kill_service(ctx) -> None:
+    pidfile = ctx.setup.health["pidfiles"][0]
+    result = ctx.guest.run(SERVICE_SH, pidfile, timeout=30)
+    if result.exitcode != 0:
+        raise RuntimeError(f"could not kill the process in {pidfile}: {result.stderr.strip()}")
+    ctx.notes.append(f"SIGKILL to pid {result.stdout.strip()} of {pidfile}")
+
+
+def break_test(ctx) -> None:
+    """Make the test binary fail so that its repair fails too (where the build recorded how), or plainly."""
+    breaks = ctx.setup.health["break"]
+    command = breaks.get("test_unrepairable") or breaks["test"]
+    ctx.guest.run(BREAK_SH, command, timeout=30)
+    ctx.notes.append(f"broke the test: {command}")
+
+
+def break_test_repairably(ctx) -> None:
+    command = ctx.setup.health["break"]["test"]
+    ctx.guest.run(BREAK_SH, command, timeout=30)
+    ctx.notes.append(f"broke the test: {command}")
+
+
+def repaired(ctx) -> str | None:
+    """After the quiet wait: the repair binary must have put back what the example test watches (else the
+    quiet proves nothing: a test that never ran would be quiet too). Returns what went wrong, if anything."""
+    if not ctx.setup.health.get("example"):
+        return None
+    said = ctx.guest.run(WATCHED_BACK_SH, timeout=30).stdout.strip()
+    if said != "back":
+        return "the repair binary did not put /run/wdimage-example/healthy back"
+    ctx.notes.append("the repair binary put /run/wdimage-example/healthy back")
+    return None
+
+
+# --- after the reboot -----------------------------------------------------------------------------------------
+
+def parse_reason(text: str) -> str | None:
+    """The daemon's last words before its soft reboot, from its journal lines; None if it logged no shutdown."""
     shutdown = SHUTDOWN_RE.search(text)
+    if not shutdown:
+        return None
+    reason = f"error {shutdown.group(1)} = '{shutdown.group(2)}'"
     retry = RETRY_RE.search(text)
-    if shutdown:
-        outcome.reason = f"error {shutdown.group(1)} = '{shutdown.group(2)}'"
-        if retry:
-            outcome.reason += f" after retrying {retry.group(2)} for {retry.group(1)}s"
-        outcome.path = ("the daemon's soft reboot, ended by the hardware timer set to 1s"
-                        if outcome.event.startswith(("WATCHDOG", "watchdog")) else "the daemon's soft reboot")
-    else:
-        outcome.path = "the hardware timer alone (the daemon logged no shutdown)"
-        outcome.passed = False
-        outcome.detail = (outcome.detail + "; " if outcome.detail else "") + "no shutdown line in the journal"
+    if retry:
+        reason += f", after {retry.group(2)} kept failing for {retry.group(1)}s"
+    return reason
+
+
+def read_reason(guest) -> str | None:
+    return parse_reason(guest.run(REASON_SH, timeout=60).stdout)
