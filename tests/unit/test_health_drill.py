@@ -82,3 +82,12 @@ def test_reason_from_the_daemons_log_lines():
         == "error 253 = 'load average too high'"
     assert health_drill.parse_reason("Retry timed-out at 11 seconds for 10.0.2.2\n") is None
     assert health_drill.parse_reason("") is None
+
+
+def test_armed_since_the_early_keepalive():
+    from tests.unit.test_drill import sections
+    from wdimage import checks
+    # the keepalive armed the device at 5.5 s of uptime, the daemon took it over at 13.14 s
+    assert checks.daemon_age(sections(**{"armed-at": "5.50"})) == pytest.approx(14.17 - 5.50)
+    assert checks.daemon_age(sections(**{"armed-at": ""})) == pytest.approx(14.17 - 13.14)
+    assert checks.daemon_age(sections(**{"armed-at": "5.50"}, holders="")) is None  # nobody holds it now
