@@ -217,6 +217,7 @@ class Session:
         except TimeoutError:
             log.info(f"the guest's boot did not settle within {BOOT_SETTLE_TIMEOUT}s; checking anyway")
             guest.wait_agent(30)  # a timed-out command leaves the channel to resynchronise
+            retry = CHECK_RETRY_WITHOUT_SYSTEMD  # start jobs still queued (the daemon after the network): poll
         for command in prepare:
             result = guest.run(command, timeout=60)
             output = (result.stdout + result.stderr).strip()

@@ -70,16 +70,19 @@ def test_systemd_without_network_tests_adds_no_network_order(sandbox):
 @pytest.mark.parametrize("upstream", ["debian-bookworm/watchdog.service", "gentoo/watchdog.service",
                                       "fedora/watchdog-ping.service"])
 def test_keepalive_hands_over_to_every_upstream_daemon_unit(sandbox, upstream):
-    """Two openers of /dev/watchdog cannot coexist: the keepalive must stop before any unit that runs the
-    daemon starts (Conflicts= + Before=), and it must not pull the daemon's tests early."""
+    """Two openers of /dev/watchdog cannot coexist: every unit that runs the daemon stops the keepalive before
+    it starts. Not by Conflicts=: the boot transaction starts both, and systemd drops one of two conflicting
+    start jobs (measured: the daemon never started)."""
     root = sandbox[0]
     assert _run(HEALTH, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="systemd").returncode == 0
     daemon = _unit(UPSTREAM / upstream)
     assert daemon.get("Service", "ExecStart").split()[0] in ("/usr/sbin/watchdog", "/bin/sh")
     name = Path(upstream).name
+    dropin = _unit(root / f"etc/systemd/system/{name}.d/50-wdimage-health.conf")
+    assert dropin.get("Service", "ExecStartPre") == "-/bin/systemctl stop wdimage-keepalive.service"
     keepalive = _unit(root / "etc/systemd/system/wdimage-keepalive.service")
-    assert name in _words(keepalive, "Unit", "Conflicts")
-    assert name in _words(keepalive, "Unit", "Before")
+    assert name not in _words(keepalive, "Unit", "Conflicts") | _words(daemon, "Unit", "Conflicts")
+    assert "wdimage-keepalive.service" not in _words(daemon, "Unit", "Conflicts")
     assert keepalive.get("Unit", "DefaultDependencies") == "no"
     assert keepalive.get("Service", "ExecStart") == "/usr/sbin/wd_keepalive"
     assert _words(keepalive, "Install", "WantedBy") == {"sysinit.target"}
