@@ -230,7 +230,7 @@ def retried_window(t: Timing, *, check_seconds: float = 0.0, detect_intervals: i
         retry_low, retry_high = 0.0, 0.0
     else:  # (int)(now - first) > retry_timeout, in whole seconds, checked once per loop
         retry_low, retry_high = float(t.retry_timeout), t.retry_timeout + 1 + period
-    low = check_seconds + retry_low + shut_low
+    low = retry_low + shut_low  # a failing check can also fail at once (ping: no route once the link is down)
     high = detect_high + retry_high + shut_high
     why = (f"{test}: seen within {detect_high:.0f}s ({detect_intervals} x a {period:.0f}s loop), retried for "
            f"more than retry-timeout {t.retry_timeout}s, then the soft reboot {shut_low:.0f}-{shut_high:.0f}s "

@@ -161,7 +161,8 @@ def parse_reason(text: str) -> str | None:
     if not shutdown:
         return None
     reason = f"error {shutdown.group(1)} = '{shutdown.group(2)}'"
-    retry = RETRY_RE.search(text)
+    retries = list(RETRY_RE.finditer(text, 0, shutdown.start()))  # the last one before the shutdown
+    retry = retries[-1] if retries else None
     if retry:
         reason += f", after {retry.group(2)} kept failing for {retry.group(1)}s"
     return reason

@@ -71,8 +71,10 @@ def test_the_healthy_control_waits_out_the_slowest_health_test():
 
 
 JOURNAL = """\
+Retry timed-out at 11 seconds for /usr/local/lib/wdimage/health/wdimage-example-test
 Retry timed-out at 11 seconds for 10.0.2.2
 shutting down the system because of error 101 = 'Network is unreachable'
+Retry timed-out at 12 seconds for /run/other.pid
 """
 
 
