@@ -4,9 +4,10 @@ fault into a reboot.
 
 What the daemon does, read from its sources (src/watchdog.c wd_action(), src/shutdown.c) and watchdog.conf(5):
 - Every `interval` seconds it pings the device, then runs each test in turn.
-- `max-load-1`, `min-memory` (EMAXLOAD, ENOMEM) are not repairable: the first failing check shuts down.
-- Every other failure (ping: ENETUNREACH, interface, pidfile: ESRCH/ENOENT, a test binary's exit code) is
-  retried: the first failure starts a timer, and a later failing check more than `retry-timeout` seconds after
+- Every failure but an unconditional reboot/reset request or overheating (ping: ENETUNREACH, interface,
+  pidfile: ESRCH, a test binary's exit code, and in 5.16 also `max-load-1`: EMAXLOAD and `min-memory`: ENOMEM,
+  on their own timers "<load-average>" and "<free-memory>"; measured: "Retry timed-out at 15 seconds for
+  <load-average>") is retried: the first failure starts a timer, and a later failing check more than `retry-timeout` seconds after
   it (whole seconds of CLOCK_MONOTONIC) runs the repair binary, if any, with the error number and the test's
   name. The repair's exit 0 cancels the reboot (at most `repair-maximum` times in a row, default 1); anything
   else shuts down. Test-binary exit codes 245..255 and 12, 23, 24 are the daemon's own (see watchdog(8)).
@@ -258,16 +259,15 @@ def load_samples_to_reach(limit: float, runnable: int, start: float) -> int:
 
 def load_window(t: Timing, max_load: int, spinners: int, start_load: float, extra_tasks: int = 2) -> Window:
     """`spinners` busy loops from a load of `start_load`: the first kernel sample at or above max-load-1
-    (the daemon compares the integer part; `>` would need max-load + 1: both bounds are kept), seen at the
-    next check, not retried, then the soft reboot."""
+    (the daemon compares integer parts, "higher than": max-load + 1 bounds the slow side), then retried like
+    any test (5.16), then the soft reboot."""
     fast = load_samples_to_reach(max_load, spinners + extra_tasks, start_load)
     slow = load_samples_to_reach(max_load + 1, spinners, start_load)
-    shut_low, shut_high = soft_reboot_seconds(t)
-    low = (fast - 1) * LOAD_FREQ + shut_low
-    high = slow * LOAD_FREQ + t.interval + 1 + shut_high
-    why = (f"load: {spinners} busy loops from load {start_load:.2f} reach max-load-1 {max_load} after "
-           f"{fast}-{slow} kernel samples ({LOAD_FREQ}s apart), seen within one {t.interval}s loop, "
-           f"not retried, then the soft reboot {shut_low:.0f}-{shut_high:.0f}s")
+    retried = retried_window(t, test="load")
+    low = (fast - 1) * LOAD_FREQ + retried.low
+    high = slow * LOAD_FREQ + retried.high
+    why = (f"load: {spinners} busy loops from load {start_load:.2f} pass max-load-1 {max_load} after "
+           f"{fast}-{slow} kernel samples ({LOAD_FREQ}s apart), then {retried.reasoning[len('load: '):]}")
     return Window(round(low, 1), round(high, 1), why)
 
 
