@@ -25,7 +25,8 @@ NEEDS = {
 
 LOAD_SETTLED = 2.0  # the load window assumes the fault starts from a 1-minute load at most this
 LOAD_SETTLE_SECONDS = 90
-LOAD_SH = 'n=$1; i=0; while [ "$i" -lt "$n" ]; do (while :; do :; done) & i=$((i + 1)); done'
+# The spawning shell stays (`wait`): the guest agent's children die with it (measured: load never rose).
+LOAD_SH = 'n=$1; i=0; while [ "$i" -lt "$n" ]; do (while :; do :; done) & i=$((i + 1)); done; wait'
 LOADAVG_SH = "cut -d' ' -f1 /proc/loadavg"
 # Anonymous memory in 64 MiB pieces until free + buffers + cache is half the daemon's minimum: tail keeps an
 # unterminated line in memory, and holds it while `sleep` keeps its input open. One piece at a time, a second
@@ -38,6 +39,7 @@ while [ "$need" -gt 0 ]; do
     { head -c 64m /dev/zero; exec sleep 100000; } | tail > /dev/null &
     need=$(( need - 65536 )); sleep 1
 done
+wait
 """
 MEMORY_SECONDS = 30  # allowance for the allocation itself under TCG (about 12 pieces in a 1 GiB guest)
 SERVICE_SH = 'pid=$(cat "$1") && kill -KILL "$pid" && echo "$pid"'
