@@ -7,7 +7,6 @@ directory beside it (same filesystem) and renamed into place; a previous output 
 import dataclasses
 import datetime
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -16,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wdimage import __version__, dib, distro_env, distros, kmodules, log, render
+from wdimage import __version__, dib, distro_env, distros, health as health_, kmodules, log, render
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
 from wdimage.fragments import fragments_dir
@@ -26,8 +25,6 @@ from wdimage.models import Action, Model, info
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 MIRROR_RE = re.compile(r"^(https?|ftp|file)://[A-Za-z0-9._~:/@%+-]+$")
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 KERNEL_CHOICES = ("bin", "source")
 INIT_CHOICES = ("systemd", "openrc")  # --init: debian only; OpenRC through the debian-openrc element
 IMAGE_SIZE = "3GiB"  # the partitionless filesystem; sparse in the qcow2
@@ -56,6 +53,7 @@ class BuildSettings:
     init: str | None = None  # --init: None keeps the distro's own init system
     layout: str = "auto"  # --layout: auto (dib.choose_layout), direct or disk; recorded in the manifest
     libvirt_type: str = "kvm"  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
+    health: health_.HealthSettings = health_.HealthSettings()  # the daemon's health tests (wdimage.health)
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
@@ -63,7 +61,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   mirror: str | None = None, agent: bool = True, drill_agent: bool = False, kernel: str = "bin",
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
-                  layout: str = "auto", libvirt_type: str = "kvm",
+                  layout: str = "auto", libvirt_type: str = "kvm", health_options: dict | None = None,
                   apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
@@ -100,7 +98,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if libvirt_type not in render.LIBVIRT_TYPES:
         raise usage_error(f"--libvirt-type {libvirt_type!r}: expected one of {', '.join(render.LIBVIRT_TYPES)}")
     base = _base_image(distro, base_image)
-    _check_health_options(ping, interfaces, max_load_1)
+    health = health_.make_health(ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
+                                 timeout=timeout, **(health_options or {}))
     out = Path(output) if output else Path("output") / name
     if out.exists() and not out.is_dir():
         raise usage_error(f"--output {out}: exists and is not a directory")
@@ -108,7 +107,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
         kernel=kernel, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
-        init=init, layout=layout, libvirt_type=libvirt_type)
+        init=init, layout=layout, libvirt_type=libvirt_type, health=health)
 
 
 def _debian_mirrors(mirror: str | None, apt_sources: tuple[Path, ...]) -> tuple[str, str]:
@@ -154,20 +153,6 @@ def _base_image(distro: str, base_image: str | Path | None) -> Path | None:
     return path
 
 
-def _check_health_options(ping, interfaces, max_load_1) -> None:
-    for target in ping:
-        try:
-            ipaddress.ip_address(target)
-        except ValueError:
-            if not HOSTNAME_RE.match(target):
-                raise usage_error(f"--ping {target!r}: expected an IP address or host name") from None
-    for name in interfaces:
-        if not INTERFACE_RE.match(name):
-            raise usage_error(f"--interface {name!r}: expected a network interface name (at most 15 characters)")
-    if max_load_1 is not None and not 1 <= max_load_1 <= 10000:
-        raise usage_error(f"--max-load {max_load_1}: expected 1..10000")
-
-
 # --- the DIB command ------------------------------------------------------------------------------------------
 
 def kernel_cmdline(settings: BuildSettings) -> str:
@@ -177,23 +162,25 @@ def kernel_cmdline(settings: BuildSettings) -> str:
 
 def watchdog_conf(settings: BuildSettings) -> str:
     return render.render_watchdog_conf(render.WatchdogConf(
-        settings.model, settings.timeout, settings.ping, settings.interfaces, settings.max_load_1))
+        settings.model, settings.timeout, **health_.conf_values(settings.health)))
 
 
 def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None = None) -> dict[str, Path]:
     """The files DIB reads (watchdog.conf, block-device config), content-addressed under the cache so that
     a dry run's printed command works when pasted."""
-    files = {"watchdog.conf": watchdog_conf(settings)}
+    files = {"watchdog.conf": watchdog_conf(settings), **health_.input_files(settings.health)}
     if layout is dib.Layout.DIRECT:
         files["block-device.yaml"] = distro_env.block_device(settings, IMAGE_SIZE)
-    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    contents = {file: data.encode() if isinstance(data, str) else data for file, data in files.items()}
+    digest = hashlib.sha256(json.dumps({f: hashlib.sha256(d).hexdigest() for f, d in contents.items()},
+                                       sort_keys=True).encode()).hexdigest()[:16]
     directory = (root or cache_dir() / "inputs") / digest
     paths = {}
-    for file, text in files.items():
+    for file, data in contents.items():
         paths[file] = directory / file
-        if not paths[file].exists() or paths[file].read_text() != text:
-            directory.mkdir(parents=True, exist_ok=True)
-            write_atomically(paths[file], text)
+        if not paths[file].exists() or paths[file].read_bytes() != data:
+            paths[file].parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(paths[file], data, mode=0o755 if file.startswith("health/") else 0o644)
     return paths
 
 
@@ -218,6 +205,7 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path]) -> list[tu
         ("DIB_WATCHDOG_BLACKLIST", " ".join(others)),
         ("DIB_WATCHDOG_AGENT", "1" if settings.agent else "0"),
         ("DIB_WATCHDOG_DRILL_AGENT", "1" if settings.drill_agent else "0"),
+        *health_.dib_environment(settings.health, inputs),
     ]
     env += distro_env.extra_environment(settings)
     if settings.distro == "gentoo":
@@ -439,6 +427,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         "boot": str(layout), "machine": info(settings.model).machine,
         "kernel_cmdline": guest.cmdline, "kernel_release": facts.kernel_release, "agent": settings.agent,
         "drill_agent": settings.drill_agent, "init_system": init_system(settings),
+        "health": health_.manifest_record(settings.health),
         "elements": list(command.elements), "packages": packages,
         "installed_packages": facts.installed_packages, "kernel_config_check": check,
         "kernel_modules": modules,

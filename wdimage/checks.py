@@ -41,6 +41,7 @@ echo '### panic'; cat /proc/sys/kernel/panic
 echo '### timeout'; cat /sys/class/watchdog/watchdog0/timeout 2>&1
 echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.conf
 echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
+echo '### armed-at'; cat /run/wdimage/armed-at 2>/dev/null
 echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
 echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
@@ -126,11 +127,19 @@ def parse_holders(text: str) -> list[Holder]:
 
 
 def daemon_age(sections: dict[str, str]) -> float | None:
-    """Seconds the device-holding daemon had been running when the probe ran, from the guest's own clocks."""
+    """Seconds the device had been armed when the probe ran, from the guest's own clocks: since the daemon
+    holding it started, or earlier, since the image's early keepalive armed it (its uptime stamp in
+    /run/wdimage/armed-at, written by elements/watchdog/install.d/77-watchdog-health), while the daemon holds it."""
     daemons = [h for h in parse_holders(sections.get("holders", "")) if h.is_daemon]
     try:
         uptime, ticks_per_second = sections.get("clock", "").split()
-        return max(0.0, float(uptime) - daemons[0].start_ticks / int(ticks_per_second)) if daemons else None
+        if not daemons:
+            return None
+        age = float(uptime) - daemons[0].start_ticks / int(ticks_per_second)
+        stamp = sections.get("armed-at", "").strip()
+        if stamp:
+            age = max(age, float(uptime) - float(stamp))
+        return max(0.0, age)
     except ValueError:
         return None
 

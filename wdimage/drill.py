@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from wdimage import log
+from wdimage import health_drill, log
 from wdimage.checks import (  # noqa: F401  (re-exported: the drill's public names)
     GUEST_PROBE, Check, Holder, Probe, daemon_age, evaluate_checks, parse_holders, parse_sections, ping_interval,
     run_checks)
@@ -217,6 +217,7 @@ class Session:
         except TimeoutError:
             log.info(f"the guest's boot did not settle within {BOOT_SETTLE_TIMEOUT}s; checking anyway")
             guest.wait_agent(30)  # a timed-out command leaves the channel to resynchronise
+            retry = CHECK_RETRY_WITHOUT_SYSTEMD  # start jobs still queued (the daemon after the network): poll
         for command in prepare:
             result = guest.run(command, timeout=60)
             output = (result.stdout + result.stderr).strip()
@@ -256,6 +257,10 @@ def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str
         raise usage_error(f"--machine {machine!r}: expected one of {', '.join(MACHINES)}"
                           f"{' (itco lives on q35)' if build.model is Model.ITCO else ''}")
     setup = setup_from_build(build)
+    try:  # a fault this image cannot run: exit 2 naming the build option, before any boot
+        select(_choices(faults), setup, frozenset())
+    except ValueError as e:
+        raise usage_error(str(e)) from None
     report = DrillReport(target=str(build.directory), setup=setup, faults_requested=[], build=build)
     if build.distro == "centos" and build.drill_agent is False:
         report.warnings.append("this CentOS image's guest agent blocks guest-exec, which the drill needs: rebuild "
@@ -286,11 +291,16 @@ def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] 
     return drill_build(build, faults, prepare, machine)
 
 
+def _choices(faults: Sequence[str]) -> list[str]:
+    """faults_for() expands `all` to every name: that list still means "what this image can run"."""
+    return ["all"] if list(faults) == names() else list(faults)
+
+
 def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], prepare: Sequence[str] = ()) -> None:
     """Boot, check, then each scenario in turn; fills `report`. Scenarios the image cannot run are refused
     (exit 2 naming the build option) when named, left out with the reason under `all`."""
     try:
-        scenarios, report.left_out = select(list(faults), report.setup, target.capabilities)
+        scenarios, report.left_out = select(_choices(faults), report.setup, target.capabilities)
     except ValueError as e:
         raise usage_error(str(e)) from None
     report.faults_requested = [s.name for s in scenarios]
@@ -404,19 +414,41 @@ def watch_reboot(session: Session, scenario: Scenario, ctx: Context, result: Fau
         result.detail = f"no reboot within {limit:.0f}s of the fault; status: {guest.status()}{_others(guest)}"
         return
     seconds = round(event.time - fault_at, 2)
+    if scenario.restore:  # e.g. the link back up, or the rebooted guest would fail the same test again
+        scenario.restore(ctx)
     result.seconds_to_reset, result.reason = seconds, event.reason
     result.path = "watchdog" if event.kind is EventKind.WATCHDOG else "soft-reboot"
     result.action = event.action
     result.passed = seconds <= limit
-    how = (f"the hardware watchdog fired ({event.action})" if event.kind is EventKind.WATCHDOG
-           else f"the guest rebooted itself ({event})")
+    how = (f"WATCHDOG {event.action}" if event.kind is EventKind.WATCHDOG else f"{event}")
     result.detail = f"{how} {seconds:.1f}s after the fault (expected {_span(window)}: {window.why})"
     if event.kind is EventKind.SHUTDOWN or (event.kind is EventKind.WATCHDOG and event.action != "reset"):
         result.rebooted_armed = False
         result.detail += "; the guest did not reboot"
         result.passed = False
         return
-    _back_armed(session, ctx, result, event)
+    if not _back_armed(session, ctx, result, event)[0]:
+        return
+    _daemon_said(ctx, result, event)
+
+
+def _daemon_said(ctx: Context, result: FaultResult, event: Event) -> None:
+    """The reason the daemon logged before going down (its journal, kept across the reboot), and so the path:
+    its soft reboot ends with the hardware timer set to 1 s (a WATCHDOG event) or reboot(2) (a RESET)."""
+    try:
+        said = health_drill.read_reason(ctx.guest)
+    except (TimeoutError, ConnectionError) as e:
+        said, why = None, f"the journal could not be read: {e or type(e).__name__}"
+    else:
+        why = "the daemon logged no shutdown before it (journalctl -b -1 -t watchdog)"
+    if said:
+        result.reason = said
+        result.path = "soft-reboot"
+        ended = "the hardware timer set to 1s" if event.kind is EventKind.WATCHDOG else "reboot(2)"
+        result.detail += f"; the daemon's soft reboot ({said}), ended by {ended}"
+    else:
+        result.passed = False
+        result.detail += f"; not the daemon's doing: {why}"
 
 
 def watch_quiet(session: Session, scenario: Scenario, ctx: Context, result: FaultResult) -> None:
@@ -430,8 +462,10 @@ def watch_quiet(session: Session, scenario: Scenario, ctx: Context, result: Faul
         result.detail = f"{event} came, where nothing may happen ({window.why}){_others(guest)}"
         return
     result.detail = f"no WATCHDOG or RESET for {quiet:.0f}s (twice {window.high:.0f}s: {window.why})"
-    if scenario.restore:
-        scenario.restore(ctx)
+    problem = scenario.restore(ctx) if scenario.restore else None
+    if problem:
+        result.detail += f"; {problem}"
+        return
     probe = run_checks(ctx.guest, ctx.setup.model, ctx.setup.timeout)
     deadline = time.monotonic() + CHECK_RETRY_SECONDS
     while not probe.armed and time.monotonic() < deadline:

@@ -209,6 +209,9 @@ class GuestAgent:
         """
         deadline = time.monotonic() + timeout
         while True:
+            # Back off: nobody drains the channel while the guest boots, and a unix socket takes only about
+            # 200 unread writes before sendall() blocks (a boot of minutes on a loaded host).
+            attempt_timeout = min(attempt_timeout * 1.5, 10.0)
             token = random.randrange(1, 2**31)
             attempt_deadline = min(deadline, time.monotonic() + attempt_timeout)
             try:

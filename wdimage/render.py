@@ -47,6 +47,11 @@ class WatchdogConf:
     ping: tuple[str, ...] = ()
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
+    min_memory: int | None = None
+    pidfiles: tuple[str, ...] = ()
+    test_binary: str | None = None  # paths in the guest
+    repair_binary: str | None = None
+    retry_timeout: int | None = None  # None: the daemon's default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +75,9 @@ def render_watchdog_conf(conf: WatchdogConf) -> str:
     interval = max(1, min(5, conf.timeout // 3))
     return _ENV.get_template("watchdog.conf.j2").render(
         version=__version__, model=conf.model, timeout=conf.timeout, interval=interval,
-        ping=conf.ping, interfaces=conf.interfaces, max_load_1=conf.max_load_1)
+        ping=conf.ping, interfaces=conf.interfaces, max_load_1=conf.max_load_1, min_memory=conf.min_memory,
+        pidfiles=conf.pidfiles, test_binary=conf.test_binary, repair_binary=conf.repair_binary,
+        retry_timeout=conf.retry_timeout)
 
 
 def launch_spec(guest: GuestFiles, accel: str, here: str = _HERE) -> LaunchSpec:

@@ -17,6 +17,7 @@ import enum
 import time
 from collections.abc import Callable
 
+from wdimage import health_drill
 from wdimage.checks import HOLDERS_SH, Probe, parse_holders, parse_sections
 from wdimage.guest import Capability, Guest
 from wdimage.models import Action, Model, info
@@ -76,7 +77,9 @@ class Scenario:
     window: Callable[[Setup], Window]
     requires: Callable[[Setup], str | None] = lambda setup: None  # why this image cannot run it: the build option
     needs: frozenset[Capability] = frozenset()  # what the backend must be able to do
-    restore: Callable[[Context], None] | None = None  # QUIET: put the guest back as it was (resume, link up, ...)
+    # Put the guest back as it was (resume, link up, ...): after the quiet wait, or right after the reboot event.
+    # A returned text says what is wrong (a control whose fault left no trace proves nothing).
+    restore: Callable[[Context], str | None] | None = None
     expect: Callable[[Context], tuple[Outcome, str] | None] | None = None  # overrides `outcome` from the guest
 
 
@@ -218,6 +221,26 @@ def quiet_window(setup: Setup) -> Window:
     return Window(0, after, f"the watchdog would fire {after}s after the last keepalive")
 
 
+def healthy_window(setup: Setup) -> Window:
+    """Left alone, neither the watchdog nor any configured health test may act: the slowest of their windows."""
+    slowest = health_drill.slowest_window(setup)
+    if slowest is None or slowest.high <= setup.fire_after:
+        return quiet_window(setup)
+    return Window(0, slowest.high, f"the slowest health test would have rebooted within {slowest.high:.0f}s "
+                                   f"({slowest.reasoning})")
+
+
+def health_window(fault: str) -> Callable[[Setup], Window]:
+    def window(setup: Setup) -> Window:
+        w = health_drill.window(fault, setup)
+        return Window(w.low, w.high, w.reasoning)
+    return window
+
+
+def _health(name: str, summary: str, outcome: Outcome, inject, **kw) -> Scenario:
+    return Scenario(name, summary, outcome, inject, health_window(name), requires=health_drill.requires(name), **kw)
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("panic", "SysRq crash: the kernel dies and nobody pings the device", Outcome.FIRE, panic,
              keepalives_stop),
@@ -226,7 +249,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("hang", "SIGSTOP to the daemon: it holds the device and stops pinging it", Outcome.FIRE,
              hang_daemon, keepalives_stop),
     Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
-             nothing, quiet_window),
+             nothing, healthy_window),
     Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
              stop_daemon, quiet_window, restore=start_daemon, expect=nowayout),
     Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
@@ -235,10 +258,20 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              Outcome.QUIET, migrate_healthy, quiet_window, needs=frozenset({Capability.MIGRATE})),
     Scenario("migrate-panic", "panic, then live migration mid-countdown: the destination fires in time",
              Outcome.FIRE, panic_then_migrate, keepalives_stop, needs=frozenset({Capability.MIGRATE})),
+    _health("net", "the host cuts the guest's link: the daemon's ping test fails", Outcome.REBOOT,
+            health_drill.cut_link, needs=frozenset({Capability.LINK}), restore=health_drill.restore_link),
+    _health("load", "busy loops past max-load-1: the daemon's load test fails", Outcome.REBOOT, health_drill.load),
+    _health("memory", "memory filled under min-memory: the daemon's memory test fails", Outcome.REBOOT,
+            health_drill.fill_memory),
+    _health("service", "SIGKILL to the process of the watched pidfile", Outcome.REBOOT, health_drill.kill_service),
+    _health("test", "the test binary fails and its repair fails too", Outcome.REBOOT, health_drill.break_test),
+    _health("test-repaired", "control: the test binary fails and the repair binary fixes it: no reboot",
+            Outcome.QUIET, health_drill.break_test_repairably, restore=health_drill.repaired),
 ]}
 
 # `--fault all`: controls first (the guest stays up), then the faults that end in a reset.
-ALL_ORDER = ("healthy", "pause", "stop", "migrate", "panic", "kill", "hang", "migrate-panic")
+ALL_ORDER = ("healthy", "pause", "stop", "migrate", "test-repaired", "panic", "kill", "hang", "migrate-panic",
+             "net", "load", "memory", "service", "test")
 
 
 def names() -> list[str]:

@@ -27,6 +27,10 @@ DEBIAN_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--ti
 DEBIAN_IB700_BUILD_ARGS = ("debian", "--model", "ib700", "--action", "poweroff", "--timeout", "20")
 # The ICH9 TCO built into q35 (two countdowns: the reset comes about 2 x 10 s after the last keepalive).
 DEBIAN_ITCO_BUILD_ARGS = ("debian", "--model", "itco", "--action", "reset", "--timeout", "10")
+# The daemon's own health tests (wdimage drill's net, load, memory, service, test, test-repaired).
+DEBIAN_HEALTH_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--timeout", "15",
+                            "--ping", "10.0.2.2", "--max-load", "8", "--min-memory", "16384", "--health-example",
+                            "--retry-timeout", "10")
 KEY_INPUTS = ("elements", "kconfig-fragments", "wdimage")  # all of the package: a hand-kept list misses some
 
 
@@ -110,3 +114,11 @@ def libvirtd():
         yield daemon
     finally:
         daemon.cleanup()
+
+
+@pytest.fixture(scope="session")
+def debian_health_image_dir() -> Path:
+    """Like debian_image_dir, with the daemon's health tests: ping on the gateway, max-load-1 8, min-memory,
+    wdimage's example service (pidfile) and test/repair pair, retry-timeout 10 s."""
+    _require_root_or_sudo()
+    return cached_build(DEBIAN_HEALTH_BUILD_ARGS, "debian-health")

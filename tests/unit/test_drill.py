@@ -191,8 +191,8 @@ def test_cli_bad_directory_and_bad_fault_exit_2(tmp_path, capsys):
 
 
 def test_fault_choice_all_is_every_scenario_controls_first():
-    assert drill.faults_for("all") == ["healthy", "pause", "stop", "migrate", "panic", "kill", "hang",
-                                       "migrate-panic"]
+    assert drill.faults_for("all") == ["healthy", "pause", "stop", "migrate", "test-repaired", "panic", "kill",
+                                       "hang", "migrate-panic", "net", "load", "memory", "service", "test"]
     assert drill.faults_for(["hang", "panic", "hang"]) == ["hang", "panic"]
 
 

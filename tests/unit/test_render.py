@@ -22,7 +22,7 @@ def test_watchdog_conf_has_the_device_line_active():
     text = render.render_watchdog_conf(render.WatchdogConf(Model.I6300ESB, 15))
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines == ["watchdog-device = /dev/watchdog", "watchdog-timeout = 15", "interval = 5",
-                     "realtime = yes", "priority = 1"]
+                     "realtime = yes", "priority = 1", "admin ="]
 
 
 def test_watchdog_conf_health_tests():

@@ -47,16 +47,34 @@ def add_parser(sub) -> None:
     p.add_argument("--base-image", metavar="FILE",
                    help="centos: a local GenericCloud image instead of the download (DIB_LOCAL_IMAGE); dnf "
                         "still needs the CentOS repositories or --mirror: not an offline build")
-    p.add_argument("--ping", action="append", default=[], metavar="HOST",
-                   help="watchdog daemon health test: reboot when HOST stops answering (repeatable)")
-    p.add_argument("--interface", action="append", default=[], metavar="IFACE",
-                   help="watchdog daemon health test: reboot when IFACE receives nothing (repeatable)")
-    p.add_argument("--max-load", type=int, metavar="N", help="watchdog daemon health test: max 1-minute load")
     p.add_argument("--layout", default="auto", choices=dib.LAYOUT_CHOICES,
                    help="auto: a partitioned disk where device-mapper works, else direct; direct: a partitionless "
                         "image booted with its kernel and initrd; disk: the partitioned disk (default: %(default)s)")
     p.add_argument("--libvirt-type", choices=sorted(render.LIBVIRT_TYPES), default="kvm",
                    help="the libvirt domain's type: kvm, or qemu (TCG) where KVM does not work (default: %(default)s)")
+    health = p.add_argument_group("the watchdog daemon's health tests (watchdog.conf(5); wdimage drill "
+                                  "--fault net|load|memory|service|test proves them)")
+    health.add_argument("--ping", action="append", default=[], metavar="ADDR",
+                        help="reboot when the IPv4 address ADDR stops answering; the guest's user-mode network "
+                             "answers from 10.0.2.2 and 10.0.2.3 only (repeatable)")
+    health.add_argument("--interface", action="append", default=[], metavar="IFACE",
+                        help="reboot when IFACE receives nothing in an interval; needs --ping (repeatable)")
+    health.add_argument("--max-load", type=int, metavar="N", help="reboot when the 1-minute load reaches N (>= 2)")
+    health.add_argument("--min-memory", type=int, metavar="PAGES",
+                        help="reboot when free + buffers + cache falls under PAGES 4 KiB pages")
+    health.add_argument("--pidfile", action="append", default=[], metavar="PATH",
+                        help="reboot when the process whose PID is in PATH (in the guest) dies (repeatable)")
+    health.add_argument("--test-binary", metavar="FILE",
+                        help="install FILE and run it every interval; a non-zero exit is a failure")
+    health.add_argument("--repair-binary", metavar="FILE",
+                        help="install FILE; run on a lasting failure, exit 0 means repaired (no reboot)")
+    health.add_argument("--test-break", metavar="COMMAND",
+                        help="a guest command that makes --test-binary fail (the drill's `test` fault runs it)")
+    health.add_argument("--retry-timeout", type=int, metavar="SECONDS",
+                        help="how long a repairable failure may last before the repair or reboot (daemon: 60)")
+    health.add_argument("--health-example", action="store_true",
+                        help="wdimage's example service (pidfile /run/wdimage-example.pid) with an example "
+                             "test/repair pair, the targets of the drill's service and test faults")
     p.add_argument("--dry-run", action="store_true",
                    help="print the exact disk-image-create command line and build nothing")
     p.add_argument("--json", action="store_true", help="print the result (manifest or command) as JSON")
@@ -80,7 +98,10 @@ def _cmd_build(args) -> int:
         drill_agent=args.drill_agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
         max_load_1=args.max_load, init=args.init, layout=args.layout,
-        libvirt_type=args.libvirt_type)
+        libvirt_type=args.libvirt_type,
+        health_options=dict(min_memory=args.min_memory, pidfiles=tuple(args.pidfile), test_binary=args.test_binary,
+                            repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,
+                            test_break=args.test_break, example=args.health_example))
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")

@@ -1,0 +1,95 @@
+"""The health scenarios' table rows: which build option each needs (exit 2 naming it), their windows from the
+manifest's record, and the daemon's reason parsed from its real log lines (watchdog 5.16's format strings)."""
+
+import pytest
+
+from tests.unit.test_drill import write_build
+from wdimage import build, cli, health, health_drill, scenarios
+from wdimage.errors import ExitCode
+from wdimage.models import Action, Model
+from wdimage.scenarios import Outcome, Setup
+
+EXAMPLE_RECORD = health.manifest_record(build.make_settings(
+    "debian", ping=("10.0.2.2",), max_load_1=8, health_options=dict(min_memory=16384, retry_timeout=10,
+                                                                    example=True)).health)
+
+
+def _setup(record: dict | None = None, interval: int = 5) -> Setup:
+    return Setup("x", Model.I6300ESB, Action.RESET, 15, interval, dict(record if record is not None else EXAMPLE_RECORD))
+
+
+@pytest.mark.parametrize("fault, option", [
+    ("net", "--ping"), ("load", "--max-load"), ("memory", "--min-memory"), ("service", "--pidfile"),
+    ("test", "--test-binary"), ("test-repaired", "--repair-binary"),
+])
+def test_a_fault_the_image_does_not_configure_exits_2_naming_the_option(tmp_path, capsys, fault, option):
+    out = write_build(tmp_path)
+    assert cli.main(["drill", str(out), "--fault", fault]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"--fault {fault}" in err and option in err
+
+
+def test_all_leaves_out_what_the_image_cannot_run_and_says_why():
+    chosen, left_out = scenarios.select(["all"], _setup({}), frozenset(scenarios.Capability))
+    assert {name for name, _ in left_out} == {"net", "load", "memory", "service", "test", "test-repaired"}
+    assert "panic" in [s.name for s in chosen]
+    chosen, left_out = scenarios.select(["all"], _setup(), frozenset(scenarios.Capability))
+    assert left_out == []
+
+
+def test_a_user_test_without_a_break_command_cannot_be_drilled():
+    record = dict(EXAMPLE_RECORD, example=False, **{"break": {}})
+    why = health_drill.requires("test")(_setup(record))
+    assert "--test-break" in why
+
+
+def test_health_rows_reboot_and_the_repaired_test_is_quiet():
+    for name in ("net", "load", "memory", "service", "test"):
+        assert scenarios.SCENARIOS[name].outcome is Outcome.REBOOT
+    assert scenarios.SCENARIOS["test-repaired"].outcome is Outcome.QUIET
+    assert scenarios.SCENARIOS["net"].restore is health_drill.restore_link  # or the rebooted guest fails again
+    assert scenarios.Capability.LINK in scenarios.SCENARIOS["net"].needs
+
+
+def test_windows_come_from_the_manifest_record():
+    setup = _setup()
+    net = scenarios.SCENARIOS["net"].window(setup)
+    expected = health.window("net", health.Timing(interval=5, retry_timeout=10, sigterm_delay=5, stages=1))
+    assert (net.low, net.high) == (expected.low, expected.high)
+    # the ICH9 TCO counts the daemon's final 1 s timeout down twice: one second more at the end
+    itco = scenarios.SCENARIOS["service"].window(Setup("x", Model.ITCO, Action.RESET, 15, 5, dict(EXAMPLE_RECORD)))
+    assert itco.high == scenarios.SCENARIOS["service"].window(setup).high + 1
+
+
+def test_the_healthy_control_waits_out_the_slowest_health_test():
+    setup = _setup()
+    healthy = scenarios.SCENARIOS["healthy"].window(setup)
+    slowest = max(scenarios.SCENARIOS[f].window(setup).high for f in ("net", "load", "memory", "service", "test"))
+    assert healthy.high == slowest > setup.fire_after
+    plain = scenarios.SCENARIOS["healthy"].window(_setup({}))
+    assert plain.high == 15  # no health tests: the watchdog's own window
+
+
+JOURNAL = """\
+Retry timed-out at 11 seconds for /usr/local/lib/wdimage/health/wdimage-example-test
+Retry timed-out at 11 seconds for 10.0.2.2
+shutting down the system because of error 101 = 'Network is unreachable'
+Retry timed-out at 12 seconds for /run/other.pid
+"""
+
+
+def test_reason_from_the_daemons_log_lines():
+    assert health_drill.parse_reason(JOURNAL) == "error 101 = 'Network is unreachable', after 10.0.2.2 kept failing for 11s"
+    assert health_drill.parse_reason("shutting down the system because of error 253 = 'load average too high'\n") \
+        == "error 253 = 'load average too high'"
+    assert health_drill.parse_reason("Retry timed-out at 11 seconds for 10.0.2.2\n") is None
+    assert health_drill.parse_reason("") is None
+
+
+def test_armed_since_the_early_keepalive():
+    from tests.unit.test_drill import sections
+    from wdimage import checks
+    # the keepalive armed the device at 5.5 s of uptime, the daemon took it over at 13.14 s
+    assert checks.daemon_age(sections(**{"armed-at": "5.50"})) == pytest.approx(14.17 - 5.50)
+    assert checks.daemon_age(sections(**{"armed-at": ""})) == pytest.approx(14.17 - 13.14)
+    assert checks.daemon_age(sections(**{"armed-at": "5.50"}, holders="")) is None  # nobody holds it now

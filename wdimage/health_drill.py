@@ -1,0 +1,179 @@
+"""The drill's health-test scenarios (rows of wdimage.scenarios.SCENARIOS): how each breaks what a daemon
+health test watches, what the image's manifest must configure for it, its expected window, and the reason the
+daemon logged, read back after the reboot.
+
+The faults break what a test watches, never the daemon: what is proven is the daemon's own soft reboot
+(wdimage.health explains its timing), whose last step is the hardware timer set to 1 s.
+Functions here take the scenario table's Context/Setup (duck-typed: guest, setup, notes; health, interval, model).
+"""
+
+import re
+import time
+
+from wdimage import health
+from wdimage.models import info
+
+# Which manifest `health` key each fault needs, and the build option that sets it.
+NEEDS = {
+    "net": ("ping", "--ping 10.0.2.2"),
+    "load": ("max_load_1", "--max-load N"),
+    "memory": ("min_memory", "--min-memory PAGES"),
+    "service": ("pidfiles", "--pidfile PATH (or --health-example)"),
+    "test": ("test_binary", "--test-binary FILE --test-break COMMAND (or --health-example)"),
+    "test-repaired": ("repair_binary", "--test-binary and --repair-binary (or --health-example)"),
+}
+
+LOAD_SETTLED = 2.0  # the load window assumes the fault starts from a 1-minute load at most this
+LOAD_SETTLE_SECONDS = 90
+# Niced busy loops: the load average counts them all the same, and the guest agent and the daemon's shutdown
+# still get the CPU (measured: 36 loops at nice 0 starved the agent for over a minute under TCG).
+LOAD_SH = ('n=$1; i=0; while [ "$i" -lt "$n" ]; do nice -n 19 sh -c "while :; do :; done" & i=$((i + 1)); done; '
+           'wait')
+LOADAVG_SH = "cut -d' ' -f1 /proc/loadavg"
+# Anonymous memory in 64 MiB pieces until free + buffers + cache is half the daemon's minimum: tail keeps an
+# unterminated line in memory, and holds it while `sleep` keeps its input open. One piece at a time, a second
+# apart: many at once would push the load average past max-load-1 and fail the load test instead (measured).
+MEMORY_SH = r"""
+min_kb=$(( $1 * 4 ))
+avail=$(awk '/^(MemFree|Buffers|Cached):/ { s += $2 } END { print s }' /proc/meminfo)
+need=$(( avail - min_kb / 2 ))
+while [ "$need" -gt 0 ]; do
+    { head -c 64m /dev/zero; exec sleep 100000; } | tail > /dev/null &
+    need=$(( need - 65536 )); sleep 1
+done
+wait
+"""
+MEMORY_SECONDS = 30  # allowance for the allocation itself under TCG (about 12 pieces in a 1 GiB guest)
+SERVICE_SH = 'pid=$(cat "$1") && kill -KILL "$pid" && echo "$pid"'
+BREAK_SH = 'sh -c "$1"'
+WATCHED_BACK_SH = "[ -e /run/wdimage-example/healthy ] && echo back || echo missing"
+# What the daemon logged in the boot before this one (the image keeps a persistent journal).
+REASON_SH = ("journalctl -b -1 -t watchdog -o cat --no-pager 2>/dev/null | grep -E "
+             "'shutting down the system|Retry timed-out|repair binary|Repair count exceeded' | tail -n 6")
+SHUTDOWN_RE = re.compile(r"shutting down the system because of error (\d+) = '([^']*)'")
+RETRY_RE = re.compile(r"Retry timed-out at (\d+) seconds for (\S+)")
+
+
+def requires(fault: str):
+    """The scenario's `requires`: None when the image configures the fault's test, else the build option."""
+    key, option = NEEDS[fault]
+
+    def missing(setup) -> str | None:
+        record = setup.health or {}
+        if not record.get(key):
+            return f"build the image with {option}"
+        breaks = record.get("break") or {}
+        if fault == "test" and not breaks.get("test"):
+            return "build with --test-break COMMAND: the manifest records no way to make the test binary fail"
+        if fault == "test-repaired" and not (breaks.get("test") and record.get("test_binary")):
+            return "build with --test-binary and --test-break: nothing for the repair binary to repair"
+        return None
+    return missing
+
+
+def timing(setup) -> health.Timing:
+    record = setup.health or {}
+    return health.Timing(interval=setup.interval,
+                         retry_timeout=record.get("retry_timeout", health.DEFAULT_RETRY_TIMEOUT),
+                         sigterm_delay=record.get("sigterm_delay", health.DEFAULT_SIGTERM_DELAY),
+                         stages=info(setup.model).stages)
+
+
+def window(fault: str, setup) -> health.Window:
+    t = timing(setup)
+    if fault == "load":
+        max_load = setup.health["max_load_1"]
+        return health.load_window(t, max_load, health.spinners_for(max_load), LOAD_SETTLED)
+    if fault == "memory":
+        retried = health.retried_window(t, test="memory")
+        return health.Window(retried.low, round(MEMORY_SECONDS + retried.high, 1),
+                             f"memory: allocated within {MEMORY_SECONDS}s, then {retried.reasoning[8:]}")
+    return health.window("test" if fault == "test-repaired" else fault, t)
+
+
+def slowest_window(setup) -> health.Window | None:
+    """The slowest configured test's window: the `healthy` control waits twice that long."""
+    windows = [window(f, setup) for f in ("net", "load", "memory", "service", "test")
+               if requires(f)(setup) is None]
+    return max(windows, key=lambda w: w.high, default=None)
+
+
+# --- inject functions ---------------------------------------------------------------------------------------
+
+def cut_link(ctx) -> None:
+    ctx.guest.set_link(False)
+    ctx.notes.append("link cut from the host (QMP set_link off)")
+
+
+def restore_link(ctx) -> None:
+    ctx.guest.set_link(True)
+
+
+def load(ctx) -> None:
+    """Busy loops past max-load-1, once the load has settled to what the window assumes."""
+    deadline = time.monotonic() + LOAD_SETTLE_SECONDS
+    start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
+    while start > LOAD_SETTLED and time.monotonic() < deadline:
+        time.sleep(5)
+        start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
+    spinners = health.spinners_for(ctx.setup.health["max_load_1"])
+    ctx.guest.spawn(LOAD_SH, str(spinners))
+    ctx.notes.append(f"{spinners} busy loops from a 1-minute load of {start:.2f}")
+
+
+def fill_memory(ctx) -> None:
+    ctx.guest.spawn(MEMORY_SH, str(ctx.setup.health["min_memory"]))
+    ctx.notes.append(f"anonymous memory until free + buffers + cache < {ctx.setup.health['min_memory']} pages")
+
+
+def kill_service(ctx) -> None:
+    pidfile = ctx.setup.health["pidfiles"][0]
+    result = ctx.guest.run(SERVICE_SH, pidfile, timeout=30)
+    if result.exitcode != 0:
+        raise RuntimeError(f"could not kill the process in {pidfile}: {result.stderr.strip()}")
+    ctx.notes.append(f"SIGKILL to pid {result.stdout.strip()} of {pidfile}")
+
+
+def break_test(ctx) -> None:
+    """Make the test binary fail so that its repair fails too (where the build recorded how), or plainly."""
+    breaks = ctx.setup.health["break"]
+    command = breaks.get("test_unrepairable") or breaks["test"]
+    ctx.guest.run(BREAK_SH, command, timeout=30)
+    ctx.notes.append(f"broke the test: {command}")
+
+
+def break_test_repairably(ctx) -> None:
+    command = ctx.setup.health["break"]["test"]
+    ctx.guest.run(BREAK_SH, command, timeout=30)
+    ctx.notes.append(f"broke the test: {command}")
+
+
+def repaired(ctx) -> str | None:
+    """After the quiet wait: the repair binary must have put back what the example test watches (else the
+    quiet proves nothing: a test that never ran would be quiet too). Returns what went wrong, if anything."""
+    if not ctx.setup.health.get("example"):
+        return None
+    said = ctx.guest.run(WATCHED_BACK_SH, timeout=30).stdout.strip()
+    if said != "back":
+        return "the repair binary did not put /run/wdimage-example/healthy back"
+    ctx.notes.append("the repair binary put /run/wdimage-example/healthy back")
+    return None
+
+
+# --- after the reboot -----------------------------------------------------------------------------------------
+
+def parse_reason(text: str) -> str | None:
+    """The daemon's last words before its soft reboot, from its journal lines; None if it logged no shutdown."""
+    shutdown = SHUTDOWN_RE.search(text)
+    if not shutdown:
+        return None
+    reason = f"error {shutdown.group(1)} = '{shutdown.group(2)}'"
+    retries = list(RETRY_RE.finditer(text, 0, shutdown.start()))  # the last one before the shutdown
+    retry = retries[-1] if retries else None
+    if retry:
+        reason += f", after {retry.group(2)} kept failing for {retry.group(1)}s"
+    return reason
+
+
+def read_reason(guest) -> str | None:
+    return parse_reason(guest.run(REASON_SH, timeout=60).stdout)
