@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from wdimage import drill
-from wdimage.errors import usage_error
-from wdimage.fileio import write_atomically
+from wdimage.fileio import check_replaceable, write_atomically
+from wdimage.outputs import is_drill_report
 
 
 def add_parser(sub) -> None:
@@ -18,13 +18,17 @@ def add_parser(sub) -> None:
     p.add_argument("--fault", choices=drill.FAULT_CHOICES, default="all",
                    help="panic: SysRq crash; kill: SIGKILL the daemon; hang: SIGSTOP the daemon; "
                         "all (default): each in turn, each in its own boot")
-    p.add_argument("--json", metavar="FILE", type=Path, help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr)")
+    p.add_argument("--json", metavar="FILE", type=Path,
+                   help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr); "
+                        "an existing FILE is replaced only when it is a previous drill report")
+    p.add_argument("--force", action="store_true",
+                   help="replace the report file(s) even when they are not previous drill reports")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    if args.json and str(args.json) != "-" and not args.json.parent.is_dir():
-        raise usage_error(f"--json {args.json}: directory {args.json.parent} does not exist")
+    if args.json and str(args.json) != "-":
+        check_replaceable(args.json, "--json", is_drill_report, "a wdimage drill report", args.force)
     build = drill.load_build(args.directory)
     report = drill.run_drill(build, drill.faults_for(args.fault))
     to_stdout = str(args.json) == "-"
