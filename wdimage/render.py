@@ -75,7 +75,7 @@ def _launch_spec(guest: GuestFiles, accel: str) -> LaunchSpec:
     return LaunchSpec(
         model=guest.model, action=guest.action, image=here(guest.image), kernel=here(guest.kernel),
         initrd=here(guest.initrd), cmdline=guest.cmdline, memory_mb=guest.memory_mb, cpus=guest.cpus,
-        accel=accel, qmp_socket=Path(f"{_RUNDIR}/qmp.sock"),
+        accel=accel, cache="writeback", qmp_socket=Path(f"{_RUNDIR}/qmp.sock"),
         qga_socket=Path(f"{_RUNDIR}/qga.sock") if guest.agent else None)
 
 
