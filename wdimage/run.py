@@ -1,9 +1,14 @@
-"""Every subprocess goes through run(): it logs the command and raises a WdimageError on failure."""
+"""Every subprocess goes through run() (it logs the command and raises a WdimageError on failure), or, for a
+long command that must clean up after itself when wdimage is interrupted, run_group()."""
 
+import contextlib
+import os
 import shlex
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from wdimage import log
 from wdimage.errors import failure
@@ -33,3 +38,60 @@ def run(
         detail = f"\n{proc.stderr.strip()}" if capture and proc.stderr else ""
         raise failure(f"command failed with exit code {proc.returncode}: {shlex.join(argv)}{detail}")
     return proc
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """While a cleanup runs, SIGINT/SIGTERM/SIGHUP are noted (in the yielded list), not raised: a second
+    Ctrl-C must not cut short the cleanup the first one started. Main thread only."""
+    noted: list[int] = []
+    saved = {s: signal.getsignal(s) for s in _TERMINATING}
+    for s, handler in saved.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(s, lambda signum, frame: noted.append(signum))
+    try:
+        yield noted
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+_TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run_group(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None, output: IO | None = None,
+              cleanup_seconds: float = 300) -> int:
+    """Run `cmd` in a process group of its own and return its exit code. When this process is interrupted
+    (any exception while waiting, e.g. wdimage.errors.Interrupted or KeyboardInterrupt), the same signal
+    goes to the whole group (SIGTERM for other exceptions), the command gets `cleanup_seconds` to clean up
+    after itself (DIB unmounts what it mounted), whatever is left of the group is killed, and the
+    exception goes on. Never SIGKILL first: that is what left DIB's mounts behind."""
+    argv = [str(c) for c in cmd]
+    log.info(f"$ {shlex.join(argv)}")
+    try:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                start_new_session=True)
+    except FileNotFoundError:
+        raise failure(f"{argv[0]} not found.", hint="run 'make deps' to install the system packages") from None
+    try:
+        return proc.wait()
+    except BaseException as e:
+        signum = getattr(e, "signum", signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
+        with signals_deferred():
+            log.info(f"stopping {argv[0]} (sending {signal.Signals(signum).name} to its process group, "
+                     f"waiting up to {cleanup_seconds:.0f} s for its cleanup) ...")
+            _signal_group(proc.pid, signum)
+            try:
+                proc.wait(timeout=cleanup_seconds)
+            except subprocess.TimeoutExpired:
+                log.info(f"{argv[0]} did not finish its cleanup in {cleanup_seconds:.0f} s: killing it")
+            _signal_group(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
+            proc.wait()
+        raise
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
