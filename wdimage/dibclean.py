@@ -2,8 +2,8 @@
 
 DIB builds under TMP_DIR (wdimage.dib gives each run a private one): a tmpfs, the image's chroot with
 /proc, /sys, /dev and the apt cache bind-mounted into it, a loop device on the image file. DIB's own
-cleanup normally undoes all of it; when it could not finish, this does: unmount every mount point under the
-directory (deepest first), detach loop devices whose backing file is under it, then remove it. It never
+cleanup normally undoes all of it; when it could not finish, this does: detach loop devices whose backing
+file is under the directory, unmount every mount point under it (deepest first), then remove it. It never
 removes a directory that still has something mounted under it: that would delete through a bind mount.
 """
 
@@ -49,13 +49,13 @@ def clean_scratch(directory: Path) -> None:
     directory = Path(directory)
     if not directory.exists():
         return
+    for device in loops_under(directory):  # first: a loop device keeps its image's file system busy
+        log.info(f"detaching {device}, left attached by diskimage-builder")
+        subprocess.run(["losetup", "--detach", device], capture_output=True)
     for point in mounts_under(directory):
         log.info(f"unmounting what diskimage-builder left mounted: {point}")
         if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "--lazy", str(point)], capture_output=True)
-    for device in loops_under(directory):
-        log.info(f"detaching {device}, left attached by diskimage-builder")
-        subprocess.run(["losetup", "--detach", device], capture_output=True)
     left = mounts_under(directory)
     if left:
         log.info(f"left {directory} in place: still mounted there: {', '.join(map(str, left))}")
