@@ -55,9 +55,13 @@ def runnable_scripts(elements: Path) -> list[Path]:
 
 
 def elements_dir() -> Path:
-    """The elements, with every phase script executable. Where an installer dropped the executable bits,
-    a copy with the bits restored is made once under the cache (keyed on the content) and used instead."""
-    elements = find("elements", "watchdog/element-deps")
+    """The elements directory to give DIB (ELEMENTS_PATH)."""
+    return executable_elements(find("elements", "watchdog/element-deps"))
+
+
+def executable_elements(elements: Path) -> Path:
+    """`elements` if every phase script in it is executable; otherwise (an installer dropped the bits) a copy
+    with the bits restored, made once under the cache (keyed on the content)."""
     scripts = runnable_scripts(elements)
     if all(os.access(p, os.X_OK) for p in scripts):
         return elements
