@@ -10,7 +10,8 @@ APT_BASE := python3-venv make gcc git ca-certificates
 APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-source-6.1 linux-config-6.1 xz-utils
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL))
+APT_TEST := strace
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL) $(APT_TEST))
 
 .PHONY: all deps venv test test-fast demo bench lint clean
 
