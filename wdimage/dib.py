@@ -103,11 +103,12 @@ class DibCommand:
         env = self.environment()
         with exclusive_image_cache(image_cache_dir(env)):
             scratch = Path(tempfile.mkdtemp(prefix="wdimage-dib-"))
-            env["TMP_DIR"] = str(scratch)
+            env["TMP_DIR"] = env["TMPDIR"] = str(scratch)  # DIB's `mktemp -t` prefers TMPDIR to TMP_DIR
             try:
                 # With a logfile DIB says little; keep even that off stdout, which `--json` owns.
                 with tempfile.TemporaryFile("w+") as chatter:
-                    code = run.run_group(self.argv(), env=env, output=chatter if self.logfile else None)
+                    code = run.run_group(self.argv(), env=env, output=chatter if self.logfile else None,
+                                         spare=("outfilter.py",))  # DIB's log writer: it must outlive DIB
                     chatter.seek(0)
                     said = chatter.read().strip()
             finally:

@@ -43,9 +43,10 @@ class Run:
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path):
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, errors="replace")
         self.stderr: list[str] = []
+        self._out: list[str] = []
         self.stdout = ""
         self._threads = [threading.Thread(target=self._read_err, daemon=True),
                          threading.Thread(target=self._read_out, daemon=True)]
@@ -57,7 +58,12 @@ class Run:
             self.stderr.append(line)
 
     def _read_out(self) -> None:
-        self.stdout = self.proc.stdout.read()
+        for line in self.proc.stdout:
+            self._out.append(line)
+        self.stdout = "".join(self._out)
+
+    def stdout_so_far(self) -> str:
+        return "".join(self._out)
 
     def text(self) -> str:
         return "".join(self.stderr)
@@ -140,7 +146,8 @@ def test_interrupted_builds_leave_nothing_and_the_next_build_succeeds(tmp_path):
     cold = tmp_path / "cold-dib-cache"
     cold.mkdir()
     timings["debootstrap"] = _interrupt_build(
-        tmp_path, cold, lambda run, out: "I: Retrieving Packages" in run.dib_log(), "debootstrap")
+        tmp_path, cold, lambda run, out: re.search(r"root\.d/08-debootstrap[\s\S]*\| I: (Retrieving|Extracting)",
+                                                   run.dib_log()), "debootstrap")
     assert not list(cold.glob("debootstrap-*.tar.gz"))  # no half tarball taken for a finished one
     warm = _private_dib_cache()
     # 2. During the package installs (apt-get unpacking inside the chroot).
@@ -158,6 +165,28 @@ def test_interrupted_builds_leave_nothing_and_the_next_build_succeeds(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["img"] and list(tmp.iterdir()) == []
     assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out / "img").returncode == 0
     print("interrupted at (s into the build, s of cleanup):", timings)
+
+
+# --- the launch stub --------------------------------------------------------------------------------------
+
+def _launch_stub_leaves_the_image_alone(out: Path, tmp: Path, env: dict[str, str]) -> None:
+    """Boot the published image with its launch stub, as the README says, until systemd has remounted the
+    root file system read-write (an ext4 rw mount alone rewrites its superblock), then stop it: the image
+    still matches SHA256SUMS (its writes went to the -snapshot overlay), QEMU is gone, and the run
+    directory the stub created is removed."""
+    (stub,) = out.glob("run-*.sh")
+    rundir = tmp / "stub-run"
+    run = Run([str(stub)], {**env, "WDIMAGE_RUNDIR": str(rundir)}, out)
+    deadline = time.monotonic() + 600
+    while not re.search(r"login:|Reached target.*Multi-User", run.stdout_so_far()):
+        assert run.proc.poll() is None, run.text()[-2000:] + run.stdout_so_far()[-2000:]
+        assert time.monotonic() < deadline, run.stdout_so_far()[-2000:]
+        time.sleep(0.5)
+    assert rundir.is_dir() and (rundir / "qmp.sock").exists()
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish(60) == 143
+    assert not rundir.exists() and _processes_mentioning(str(out)) == []
+    assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out).returncode == 0
 
 
 # --- installed as users install it -------------------------------------------------------------------------
@@ -186,6 +215,8 @@ def test_installed_wheel_builds_and_drills_and_an_interrupted_drill_leaves_nothi
         run = Run([wdimage, "build", "debian"], env, work)  # the default --output, relative to the cwd
         assert run.finish() == 0, run.text()[-3000:]
         assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out).returncode == 0
+
+        _launch_stub_leaves_the_image_alone(out, tmp, env)
 
         # A drill interrupted during its fault: QEMU stopped, no socket, overlay or directory left.
         drill = Run([wdimage, "drill", str(out), "--fault", "panic"], env, work)

@@ -70,6 +70,34 @@ def test_a_signal_reaches_the_child_group_and_its_cleanup_is_awaited(tmp_path, s
     assert "sending SIG" in proc.stderr.read()
 
 
+# Like disk-image-create: its output goes through a log filter in the same process group, and its cleanup
+# writes to it (DIB's outfilter.py). Signalled with the rest, the filter dies and the cleanup with it (SIGPIPE).
+FILTERED = """\
+exec > >(exec -a log-filter bash -c 'while read -r line; do echo "$line" >> "$0/log"; done' "$1") 2>&1
+trap 'sleep 1; echo cleanup-logged; echo cleaned > "$1/cleaned"' EXIT
+echo started-logged
+while [ ! -s "$1/log" ]; do sleep 0.05; done
+echo started > "$1/started"
+sleep 300
+"""
+
+
+@pytest.mark.parametrize("spare, survives", [(("log-filter",), True), ((), False)])
+def test_a_spared_log_filter_outlives_the_cleanup_that_writes_to_it(tmp_path, spare, survives):
+    """Unspared (as in the first version of run_group), the filter dies and the cleanup never finishes."""
+    (tmp_path / "dib.sh").write_text(FILTERED)
+    (tmp_path / "driver.py").write_text(DRIVER.replace(
+        'run.run_group(["bash", sys.argv[1], sys.argv[2]])',
+        f'run.run_group(["bash", sys.argv[1], sys.argv[2]], spare={spare!r})'))
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "dib.sh"), str(tmp_path)],
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(tmp_path / "started")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143, proc.stderr.read()
+    assert (tmp_path / "cleaned").exists() == survives
+    assert ("cleanup-logged" in (tmp_path / "log").read_text()) == survives
+
+
 def test_wdimage_build_interrupted_while_waiting_exits_143_and_leaves_no_staging(tmp_path):
     """The real `wdimage build`, interrupted while it waits for the image cache lock (held here): exit
     128 + 15, a message, and neither its staging directory nor a DIB scratch directory left."""
