@@ -79,7 +79,8 @@ class Run:
         deadline = time.monotonic() + seconds
         while not condition():
             if self.proc.poll() is not None:
-                pytest.fail(f"wdimage exited ({self.proc.returncode}) before {what}:\n{self.text()[-3000:]}")
+                pytest.fail(f"wdimage exited ({self.proc.returncode}) before {what}:\n{self.text()[-3000:]}\n"
+                            f"{self.stdout_so_far()[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"no {what} within {seconds} s:\n{self.text()[-3000:]}")
             time.sleep(0.2)
