@@ -61,8 +61,8 @@ def scratch_scope():
         raise
     finally:
         tempfile.tempdir = saved
-    with contextlib.suppress(OSError):
-        scope.rmdir()  # empty after a passed drill; a failed one's diagnostics stay inside
+        with contextlib.suppress(OSError):
+            scope.rmdir()  # empty after a passed drill (or any error before a scratch dir); diagnostics stay
 
 
 def write_json(path: Path, data: dict) -> None:
