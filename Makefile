@@ -9,9 +9,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_BASE := python3-venv make gcc git ca-certificates
 APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-source-6.1 linux-config-6.1 xz-utils
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
-APT_DRILL := qemu-system-x86 qemu-utils
+APT_DRILL := qemu-system-x86 qemu-utils libxml2-utils
 APT_TEST := strace
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL) $(APT_TEST))
+# libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
+# what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
+APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST))
 
 .PHONY: all deps venv test test-fast demo bench lint clean
 
@@ -29,9 +32,10 @@ deps:
 
 venv: $(BIN)/.installed
 
+# The [libvirt] extra builds libvirt-python from source: it needs `make deps` (libvirt-dev, pkg-config) first.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,libvirt]'
 	touch $@
 
 # Every test: fast unit tests, then the real-input tier (kernel trees, DIB build, QEMU boots).

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wdimage import __version__, datadir, dib, distros, log, outputs, render
+from wdimage import __version__, datadir, dib, distro_env, distros, kmodules, log, outputs, render
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
 from wdimage.fragments import fragments_dir
@@ -48,20 +48,24 @@ class BuildSettings:
     mirror: str | None = None
     security_mirror: str | None = None
     agent: bool = True
+    drill_agent: bool = False  # RPM family: relax the agent's policy so that `wdimage drill` can use it
     kernel: str = "bin"  # Gentoo: the prebuilt dist-kernel (bin) or built from source with the fragments
-    base_image: Path | None = None  # CentOS: a local cloud image (offline builds), DIB_LOCAL_IMAGE
+    base_image: Path | None = None  # CentOS: a local cloud image instead of the download, DIB_LOCAL_IMAGE
     ping: tuple[str, ...] = ()
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
     init: str | None = None  # --init: None keeps the distro's own init system
     force: bool = False  # --force: replace --output even when it is not a previous wdimage output
+    layout: str = "auto"  # --layout: auto (dib.choose_layout), direct or disk; recorded in the manifest
+    libvirt_type: str = "kvm"  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
                   timeout: int = 15, name: str | None = None, output: str | Path | None = None,
-                  mirror: str | None = None, agent: bool = True, kernel: str = "bin",
+                  mirror: str | None = None, agent: bool = True, drill_agent: bool = False, kernel: str = "bin",
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
+                  layout: str = "auto", libvirt_type: str = "kvm",
                   force: bool = False, apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
@@ -77,6 +81,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if not RELEASE_RE.fullmatch(release) or ".." in release or ("/" in release and not slash_ok):
         raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-'"
                           f"{', /' if slash_ok else ''} are allowed")
+    distros.check_release(spec, release)
     name = name or f"{distro}-{model_}"
     if not NAME_RE.fullmatch(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
@@ -84,26 +89,40 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if mirror is not None and not MIRROR_RE.fullmatch(mirror):
         raise usage_error(f"--mirror {mirror!r}: expected an http(s)://, ftp:// or file:// URL without spaces or quotes")
     if distro == "debian":
-        detected, security = distros.debian_mirrors(distros.read_apt_sources(apt_sources))
-        if mirror is None:
-            mirror = detected if detected and MIRROR_RE.fullmatch(detected) else None
-        else:
-            security = mirror.rstrip("/") + "-security"
-        if security and not MIRROR_RE.fullmatch(security):
-            security = None
+        mirror, security = _debian_mirrors(mirror, apt_sources)
+    if drill_agent and not agent:
+        raise usage_error("--drill-agent relaxes the guest agent's policy: it cannot go with --no-agent")
     if kernel not in KERNEL_CHOICES:
         raise usage_error(f"--kernel {kernel!r}: expected one of {', '.join(KERNEL_CHOICES)}")
     if kernel != "bin" and distro != "gentoo":
         raise usage_error("--kernel source is for gentoo only", hint="Debian and CentOS use their distro kernel")
     _check_init(distro, init)
+    if layout not in dib.LAYOUT_CHOICES:
+        raise usage_error(f"--layout {layout!r}: expected one of {', '.join(dib.LAYOUT_CHOICES)}")
+    if libvirt_type not in render.LIBVIRT_TYPES:
+        raise usage_error(f"--libvirt-type {libvirt_type!r}: expected one of {', '.join(render.LIBVIRT_TYPES)}")
     base = _base_image(distro, base_image)
     _check_health_options(ping, interfaces, max_load_1)
     out = Path(output) if output else Path("output") / name
     outputs.check_output_dir(out, force)
     return BuildSettings(
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
-        output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, kernel=kernel,
-        base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1, init=init, force=force)
+        output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
+        kernel=kernel, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
+        init=init, layout=layout, libvirt_type=libvirt_type, force=force)
+
+
+def _debian_mirrors(mirror: str | None, apt_sources: tuple[Path, ...]) -> tuple[str, str]:
+    """(mirror, security mirror): --mirror's, or those of Debian's archive in this machine's apt sources."""
+    if mirror is not None:
+        return mirror, mirror.rstrip("/") + "-security"
+    detected, security = distros.debian_mirrors(distros.read_apt_sources(apt_sources))
+    if not detected or not MIRROR_RE.fullmatch(detected) or not security or not MIRROR_RE.fullmatch(security):
+        where = ", ".join(str(p) for p in apt_sources)
+        raise usage_error(f"--mirror is needed: this machine's apt sources ({where}) name no Debian archive "
+                          f"to take the mirror from",
+                          hint="pass --mirror URL (a Debian mirror; its security archive is taken as URL-security)")
+    return detected, security
 
 
 def _choice(option: str, value: str, kind):
@@ -167,7 +186,7 @@ def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None 
     a dry run's printed command works when pasted."""
     files = {"watchdog.conf": watchdog_conf(settings)}
     if layout is dib.Layout.DIRECT:
-        files["block-device.yaml"] = dib.PARTITIONLESS_BLOCK_DEVICE.format(size=IMAGE_SIZE)
+        files["block-device.yaml"] = distro_env.block_device(settings, IMAGE_SIZE)
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
     directory = (root or cache_dir() / "inputs") / digest
     paths = {}
@@ -184,7 +203,7 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path]) -> list[tu
     others = sorted(m.module for m in (info(x) for x in Model) if m.module != info_.module)
     spec = distros.get(settings.distro)
     env = [("ELEMENTS_PATH", str(datadir.elements_dir())), (spec.release_env, settings.release)]
-    if settings.mirror:
+    if settings.mirror and settings.distro != "gentoo":
         env.append(("DIB_DISTRIBUTION_MIRROR", settings.mirror))
     if settings.security_mirror:
         env.append(("DIB_DEBIAN_SECURITY_MIRROR", settings.security_mirror))
@@ -199,7 +218,9 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path]) -> list[tu
         ("DIB_WATCHDOG_MODULE", info_.module),
         ("DIB_WATCHDOG_BLACKLIST", " ".join(others)),
         ("DIB_WATCHDOG_AGENT", "1" if settings.agent else "0"),
+        ("DIB_WATCHDOG_DRILL_AGENT", "1" if settings.drill_agent else "0"),
     ]
+    env += distro_env.extra_environment(settings)
     if settings.distro == "gentoo":
         env.append(("DIB_WATCHDOG_GENTOO_KERNEL", settings.kernel))
         if settings.kernel == "source":
@@ -262,9 +283,10 @@ class BuildResult:
 
 
 def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout | None = None) -> BuildResult:
-    layout = layout or dib.choose_layout()
-    log.info(f"layout: {layout} ({'partitioned disk with a bootloader' if layout is dib.Layout.DISK else 'no device-mapper here: partitionless image, direct kernel boot'})")
+    layout, why = (layout, "given") if layout else dib.resolve_layout(settings.layout, dry_run=dry_run)
+    log.info(f"layout: {layout} ({why})")
     inputs = write_inputs(settings, layout)
+    distro_env.log_needs(settings)
     if dry_run:
         target = settings.output / settings.name
         return BuildResult(settings, layout, dib_command(settings, layout, inputs, target))
@@ -365,6 +387,8 @@ def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict:
              "watchdog": spec.watchdog_package}
     if settings.agent:
         roles["qemu-guest-agent"] = spec.agent_package
+    for package in spec.module_packages.get(str(settings.model), ()):
+        roles[package] = package
     missing = [name for name in roles.values() if name not in by_name]
     if missing:
         raise failure(f"the image lacks the package(s) {', '.join(missing)}", hint="see the DIB log")
@@ -382,6 +406,10 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     with log.step(f"checking the image's kernel {facts.kernel_release} for {settings.model}"):
         check = check_image_kernel(staging / files["kernel_config"], settings.model)
     check["config"] = files["kernel_config"]  # relative to the output directory, as every file name here
+    with log.step(f"checking that the image holds the {settings.model} driver's module files"):
+        modules = kmodules.check_modules(
+            kmodules.ModuleTree.from_records(dib_side / "dib-manifests", facts.kernel_release), settings.model,
+            distro_env.module_hint(settings))
     packages = package_versions(settings, facts)
     shutil.rmtree(dib_side)
     direct = layout is dib.Layout.DIRECT
@@ -392,20 +420,23 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
                               kernel=files.get("kernel"), initrd=files.get("initrd"),
                               cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent)
     write_atomically(staging / files["launch_stub"], render.render_launch_stub(guest), mode=0o755)
-    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output))
+    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output,
+                                                                                     settings.libvirt_type))
     manifest = {
         "schema": MANIFEST_SCHEMA, "name": name, "distro": settings.distro, "release": settings.release,
         "model": str(settings.model), "action": str(settings.action), "timeout": settings.timeout,
         "boot": str(layout), "machine": info(settings.model).machine,
         "kernel_cmdline": guest.cmdline, "kernel_release": facts.kernel_release, "agent": settings.agent,
-        "init_system": init_system(settings),
+        "drill_agent": settings.drill_agent, "init_system": init_system(settings),
         "elements": list(command.elements), "packages": packages,
         "installed_packages": facts.installed_packages, "kernel_config_check": check,
+        "kernel_modules": modules,
+        "libvirt": {"type": settings.libvirt_type},
         "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},
         "files": files, "checksums": {},
         "build": {"wdimage_version": __version__, "dib_version": dib.version(),
                   "started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-                  "layout": str(layout)},
+                  "layout": str(layout), "layout_option": settings.layout},
     }
     _write_checksums_and_sbom(staging, manifest)
     return manifest

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from wdimage import datadir, dibclean, log, run
-from wdimage.errors import failure
+from wdimage.errors import failure, usage_error
 
 
 # A partitionless image: one ext4 filesystem on the loop device, no kpartx/device-mapper needed.
@@ -52,6 +52,33 @@ def device_mapper_works(mapper_control: Path = Path("/dev/mapper/control")) -> b
 
 def choose_layout() -> Layout:
     return Layout.DISK if device_mapper_works() else Layout.DIRECT
+
+
+LAYOUT_CHOICES = ("auto", *(str(layout) for layout in Layout))  # `wdimage build --layout`: auto is choose_layout()
+
+
+def resolve_layout(option: str, *, dry_run: bool = False, mapper_control: Path = Path("/dev/mapper/control"),
+                   ) -> tuple[Layout, str]:
+    """The layout for `--layout OPTION` and why it was taken, as the build logs it.
+
+    `disk` needs device-mapper (kpartx maps the partitions): without it a real build fails before DIB starts
+    rather than in DIB's block-device phase; a dry run only prints the command, so it may ask for either.
+    """
+    if option not in LAYOUT_CHOICES:
+        raise usage_error(f"--layout {option!r}: expected one of {', '.join(LAYOUT_CHOICES)}")
+    works = device_mapper_works(mapper_control)
+    if option == "auto":
+        layout = Layout.DISK if works else Layout.DIRECT
+        why = "auto: device-mapper works here" if works else "auto: no device-mapper here"
+    else:
+        layout, why = Layout(option), f"--layout {option}"
+    if layout is Layout.DISK and not works and not dry_run:
+        raise failure("--layout disk needs device-mapper (/dev/mapper/control and a working dmsetup): "
+                      "kpartx cannot map the image's partitions here",
+                      hint="use --layout direct (a partitionless image booted directly by QEMU)")
+    what = ("partitioned disk with a bootloader" if layout is Layout.DISK
+            else "partitionless image, direct kernel boot")
+    return layout, f"{why}; {what}"
 
 
 def layout_elements(layout: Layout) -> tuple[str, ...]:

@@ -27,9 +27,20 @@ class LaunchSpec:
     # QEMU's drive cache mode. "unsafe" ignores the guest's flushes: acceptable only for a throwaway overlay
     # (the drill's); the launch stub, which may boot the published image itself, uses "writeback".
     cache: str = "unsafe"
+    machine: str | None = None  # QEMU machine type; default: the model's (pc, or q35 for the built-in iTCO)
+    incoming: str | None = None  # a live migration's destination: `-incoming unix:PATH`
 
 
 CACHE_MODES = ("writeback", "writethrough", "none", "directsync", "unsafe")  # what QEMU's cache= accepts
+
+
+def cpu_is_host(spec: LaunchSpec) -> bool:
+    """Under KVM the guest gets the host's CPU (`-cpu host`; libvirt's host-passthrough)."""
+    return spec.accel == "kvm"
+
+
+def machine_type(spec: LaunchSpec) -> str:
+    return spec.machine or info(spec.model).machine
 
 
 def qemu_argv(spec: LaunchSpec) -> list[str]:
@@ -38,7 +49,7 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
     model = info(spec.model)
     argv = [
         "qemu-system-x86_64",
-        "-machine", f"{model.machine},accel={spec.accel}",
+        "-machine", f"{machine_type(spec)},accel={spec.accel}",
         "-m", str(spec.memory_mb),
         "-smp", str(spec.cpus),
         "-nographic", "-nodefaults",
@@ -48,11 +59,11 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         "-device", "virtio-net-pci,netdev=net0",
         "-action", f"watchdog={spec.action}",
     ]
-    if spec.accel == "kvm":
+    if cpu_is_host(spec):
         argv += ["-cpu", "host"]
     if model.qemu_device:
         argv += ["-device", model.qemu_device]
-    else:  # q35's built-in iTCO: QEMU up to 7.2 keeps it from rebooting unless told otherwise
+    if machine_type(spec) == "q35":  # the built-in iTCO: QEMU up to 7.2 keeps it from rebooting
         argv += ["-global", "ICH9-LPC.noreboot=false"]
     if spec.kernel:
         argv += ["-kernel", str(spec.kernel)]
@@ -70,4 +81,6 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         ]
     if spec.snapshot:
         argv += ["-snapshot"]
+    if spec.incoming:
+        argv += ["-incoming", spec.incoming]
     return argv

@@ -61,10 +61,13 @@ def cells() -> list[Cell]:
 
 
 def build_matrix() -> dict:
-    """The matrix for CI: GitHub's `strategy.matrix` shape, {"include": [{distro, model, ...}, ...]}."""
+    """The matrix for CI: GitHub's `strategy.matrix` shape, {"include": [{distro, model, ...}, ...]}.
+
+    `release` is the distro's default release, what `wdimage build DISTRO` builds: part of the CI cache key.
+    """
     return {"include": [
-        {"name": cell.name, "distro": cell.distro, "model": str(cell.model), "drill": cell.drill,
-         "minutes": JOB_MINUTES[cell.distro]}
+        {"name": cell.name, "distro": cell.distro, "release": distros.get(cell.distro).default_release,
+         "model": str(cell.model), "drill": cell.drill, "minutes": JOB_MINUTES[cell.distro]}
         for cell in cells() if cell.built
     ]}
 
@@ -118,7 +121,7 @@ def render_index_markdown(index: dict) -> str:
         drill = row["drill"]
         resets = ", ".join(f"{f['fault']} {f['seconds_to_reset']} s" for f in drill["faults"]
                            if f.get("seconds_to_reset") is not None) or "-"
-        lines.append("| " + " | ".join(_cell_text(v) for v in (
+        lines.append("| " + " | ".join(cell_text(v) for v in (
             row["name"], f"{row['distro']} {row['release'] or ''}".strip(), row["model"],
             f"{row['action']} / {row['timeout']} s", row["versions"].get("kernel"),
             row["versions"].get("watchdog"), _drill_text(drill), resets)) + " |")
@@ -138,7 +141,7 @@ def _drill_text(drill: dict) -> str:
     return f"{drill['result']} ({drill['accel']})" if drill.get("accel") else drill["result"]
 
 
-def _cell_text(value) -> str:
+def cell_text(value) -> str:
     """A Markdown table cell: no pipes or newlines from the data can break the table."""
     return "-" if value in (None, "") else str(value).replace("|", "\\|").replace("\n", " ")
 

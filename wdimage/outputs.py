@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from xml.etree import ElementTree
 
 from wdimage import log
 from wdimage.errors import usage_error
@@ -22,6 +23,17 @@ DRILL_REPORT_KEYS = ("name", "checks", "faults", "passed")  # a `wdimage drill -
 
 def is_drill_report(path: Path) -> bool:
     return is_wdimage_json(path, DRILL_REPORT_KEYS)
+
+
+def is_junit_report(path: Path) -> bool:
+    """A `wdimage drill --junit` report: JUnit XML whose test suites are wdimage's."""
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return False
+    suites = [root] if root.tag == "testsuite" else list(root) if root.tag == "testsuites" else []
+    return bool(suites) and all(s.tag == "testsuite" and s.get("name", "").startswith("wdimage drill ")
+                                for s in suites)
 
 
 def foreign_entry(directory: Path) -> str | None:
@@ -41,7 +53,9 @@ def foreign_entry(directory: Path) -> str | None:
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         if entry.name in ours and entry.is_file(follow_symlinks=False):
             continue
-        if entry.is_file(follow_symlinks=False) and entry.name.endswith(".json") and is_drill_report(Path(entry.path)):
+        if entry.is_file(follow_symlinks=False) and (
+                entry.name.endswith(".json") and is_drill_report(Path(entry.path))
+                or entry.name.endswith(".xml") and is_junit_report(Path(entry.path))):
             continue
         return f"{entry.path} is not part of it"
     return None

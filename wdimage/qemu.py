@@ -51,11 +51,17 @@ class JsonStream:
         self._buffer = b""
         self.transcript = transcript
 
-    def send(self, message: dict, prefix: bytes = b"") -> None:
+    def send(self, message: dict, prefix: bytes = b"", timeout: float = 10) -> None:
+        """Send one message; TimeoutError when the peer has not taken it within `timeout` seconds (a guest agent
+        channel that nobody reads while the guest boots fills up)."""
         data = prefix + json.dumps(message).encode() + b"\n"
         if self.transcript is not None:
             self.transcript.append(("send", data))
-        self._sock.sendall(data)
+        self._sock.settimeout(timeout)  # not the short remainder a previous receive left behind
+        try:
+            self._sock.sendall(data)
+        except socket.timeout:
+            raise TimeoutError(f"the peer took nothing for {timeout:.0f}s") from None
 
     def receive(self, deadline: float) -> dict:
         """The next JSON object; TimeoutError at the deadline, ConnectionError when the peer closed."""
@@ -157,12 +163,19 @@ class QmpClient:
             for i, event in enumerate(self.events):
                 if event["event"] in names:
                     return self.events.pop(i)
-            try:
-                message = self._stream.receive(deadline)
-            except (TimeoutError, ConnectionError):
+            if not self.pump(deadline):
                 return None
-            if "event" in message:
-                self.events.append(message)
+
+    def pump(self, deadline: float) -> bool:
+        """Read one message, keeping it in `events` if it is one; False at the deadline or when QEMU closed the
+        connection (it exited)."""
+        try:
+            message = self._stream.receive(deadline)
+        except (TimeoutError, ConnectionError):
+            return False
+        if "event" in message:
+            self.events.append(message)
+        return True
 
     def close(self) -> None:
         self._stream.close()
@@ -197,9 +210,10 @@ class GuestAgent:
         deadline = time.monotonic() + timeout
         while True:
             token = random.randrange(1, 2**31)
-            self._stream.send({"execute": "guest-sync-delimited", "arguments": {"id": token}}, prefix=SENTINEL)
             attempt_deadline = min(deadline, time.monotonic() + attempt_timeout)
             try:
+                self._stream.send({"execute": "guest-sync-delimited", "arguments": {"id": token}}, prefix=SENTINEL,
+                                  timeout=max(attempt_deadline - time.monotonic(), 0.01))
                 while True:
                     self._stream.skip_past_sentinel(attempt_deadline)
                     if self._stream.receive(attempt_deadline).get("return") == token:

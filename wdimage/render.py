@@ -5,13 +5,14 @@ stub quotes every QEMU argument for the shell, and the XML template is autoescap
 """
 
 import dataclasses
+import re
 import shlex
 from pathlib import Path
 
 import jinja2
 
 from wdimage import __version__
-from wdimage.launch import LaunchSpec, qemu_argv
+from wdimage.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
 from wdimage.models import Action, Model, info
 
 _ENV = jinja2.Environment(
@@ -31,6 +32,10 @@ _RUNDIR = "@WDIMAGE_RUNDIR@"
 # OpenStack's hw_watchdog_action image property (disabled|reset|poweroff|pause|none).
 LIBVIRT_ACTIONS = {Action.RESET: "reset", Action.SHUTDOWN: "shutdown", Action.POWEROFF: "poweroff",
                    Action.PAUSE: "pause", Action.NONE: "none", Action.INJECT_NMI: "inject-nmi"}
+# `wdimage build --libvirt-type`: libvirt's domain type -> the accelerator of the same VM under plain QEMU.
+LIBVIRT_TYPES = {"kvm": "kvm", "qemu": "tcg"}
+# What libvirt takes as a domain name and wdimage writes (build's --name is narrower still).
+LIBVIRT_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 OPENSTACK_ACTIONS = {Action.RESET: "reset", Action.SHUTDOWN: "poweroff", Action.POWEROFF: "poweroff",
                      Action.PAUSE: "pause", Action.NONE: "none"}
 
@@ -68,13 +73,15 @@ def render_watchdog_conf(conf: WatchdogConf) -> str:
         ping=conf.ping, interfaces=conf.interfaces, max_load_1=conf.max_load_1)
 
 
-def _launch_spec(guest: GuestFiles, accel: str) -> LaunchSpec:
-    def here(file: str | None) -> Path | None:
-        return Path(f"{_HERE}/{file}") if file else None
+def launch_spec(guest: GuestFiles, accel: str, here: str = _HERE) -> LaunchSpec:
+    """The one description of the VM: the launch stub's QEMU command and the libvirt domain both come from it.
+    File names are resolved under `here` (the stub's placeholder, or the published directory for libvirt)."""
+    def path(file: str | None) -> Path | None:
+        return Path(f"{here}/{file}") if file else None
 
     return LaunchSpec(
-        model=guest.model, action=guest.action, image=here(guest.image), kernel=here(guest.kernel),
-        initrd=here(guest.initrd), cmdline=guest.cmdline, memory_mb=guest.memory_mb, cpus=guest.cpus,
+        model=guest.model, action=guest.action, image=path(guest.image), kernel=path(guest.kernel),
+        initrd=path(guest.initrd), cmdline=guest.cmdline, memory_mb=guest.memory_mb, cpus=guest.cpus,
         accel=accel, cache="writeback", qmp_socket=Path(f"{_RUNDIR}/qmp.sock"),
         qga_socket=Path(f"{_RUNDIR}/qga.sock") if guest.agent else None)
 
@@ -100,23 +107,29 @@ def _option_lines(argv: list[str]) -> list[str]:
 
 def render_launch_stub(guest: GuestFiles) -> str:
     def line(accel: str) -> str:
-        return " \\\n            ".join(_option_lines(qemu_argv(_launch_spec(guest, accel))))
+        return " \\\n            ".join(_option_lines(qemu_argv(launch_spec(guest, accel))))
 
     return _ENV.get_template("run.sh.j2").render(
         version=__version__, name=guest.name, model=guest.model, action=guest.action,
         tcg_argv=line("tcg"), kvm_argv=line("kvm"))
 
 
-def render_libvirt_xml(guest: GuestFiles, directory: Path) -> str:
-    """A libvirt domain for the published directory (libvirt wants absolute paths)."""
-    model = info(guest.model)
+def render_libvirt_xml(guest: GuestFiles, directory: Path, libvirt_type: str = "kvm") -> str:
+    """A libvirt domain for the published directory (libvirt wants absolute paths), from the same LaunchSpec
+    as the launch stub: `libvirt_type` kvm (the default for a libvirt host) or qemu (TCG)."""
+    return domain_xml(launch_spec(guest, LIBVIRT_TYPES[libvirt_type], here=str(directory)), guest.name)
 
-    def absolute(file: str | None) -> str | None:
-        return str(directory / file) if file else None
 
+def domain_xml(spec: LaunchSpec, name: str) -> str:
+    """The libvirt form of `spec`, for libvirt >= 9.0 (Debian 12). The emulator is left to libvirt (RHEL's is
+    /usr/libexec/qemu-kvm); no comment carries a value ('--' would end it): the description element does."""
+    if not LIBVIRT_NAME_RE.fullmatch(name):
+        raise ValueError(f"domain name {name!r} is not one libvirt accepts here")
+    model = info(spec.model)
+    for path in (spec.image, spec.kernel, spec.initrd):
+        if path is not None and not path.is_absolute():
+            raise ValueError(f"libvirt needs absolute paths: {path}")
     return _ENV.get_template("domain.xml.j2").render(
-        version=__version__, name=guest.name, domain_type="qemu", memory_mb=guest.memory_mb,
-        cpus=guest.cpus, machine=model.machine, kernel=absolute(guest.kernel),
-        initrd=absolute(guest.initrd), cmdline=guest.cmdline, image=absolute(guest.image),
-        agent=guest.agent, libvirt_model=model.libvirt_model, action=guest.action,
-        libvirt_action=LIBVIRT_ACTIONS.get(guest.action))
+        version=__version__, name=name, spec=spec, model=model, machine=machine_type(spec), cpu_host=cpu_is_host(spec),
+        domain_type="kvm" if spec.accel == "kvm" else "qemu", agent=spec.qga_socket is not None,
+        libvirt_action=LIBVIRT_ACTIONS.get(spec.action))

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from wdimage import kmodules
+from wdimage.models import Model
+
 pytestmark = pytest.mark.real
 
 
@@ -145,3 +148,22 @@ def test_ib700_build_loads_ib700wdt_and_blacklists_i6300esb(debian_ib700_image_d
     assert "watchdog-timeout = 20" in fs.read("/etc/watchdog.conf")
     stub = (out / manifest["files"]["launch_stub"]).read_text()
     assert "-device ib700" in stub and "-action watchdog=poweroff" in stub
+
+
+def test_the_drivers_module_files_are_in_the_image(manifest, image_fs):
+    """The build's module check passed on Debian's image, and the same check on the image's own file system
+    holds for every model: i6300esb, ib700wdt, and iTCO_wdt with lpc_ich (q35) and their modules.dep deps."""
+    release = manifest["kernel_release"]
+    recorded = manifest["kernel_modules"]
+    assert recorded["release"] == release
+    assert kmodules.module_name(recorded["modules"]["i6300esb"]["file"]) == "i6300esb"
+    base = f"/usr/lib/modules/{release}"
+    tree = kmodules.ModuleTree.parse(release, image_fs.read(f"{base}/modules.dep"),
+                                     image_fs.read(f"{base}/modules.builtin"),
+                                     lambda path: image_fs.exists(f"{base}/{path}"))
+    assert kmodules.check_modules(tree, Model.I6300ESB) == recorded
+    for model in Model:
+        checked = kmodules.check_modules(tree, model)["modules"]
+        assert set(checked) == set(kmodules.required_modules(model))
+        for entry in checked.values():
+            assert entry.get("builtin") or image_fs.exists(f"{base}/{entry['file']}")

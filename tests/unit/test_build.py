@@ -7,10 +7,14 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import re
+
 import pytest
 
-from wdimage import build, cli, datadir, dib, distros, outputs
+from wdimage import build, cli, datadir, dib, distro_env, distros, outputs
 from wdimage.errors import ExitCode, WdimageError
+
+REPO = Path(__file__).resolve().parents[2]
 
 DEB822 = """\
 Types: deb
@@ -73,10 +77,24 @@ def test_bad_options_exit_2_naming_the_option(capsys, tmp_path, argv, option):
 
 
 def test_argparse_rejects_unknown_choices(capsys):
-    for argv in (["fedora"], ["debian", "--model", "softdog"], ["debian", "--action", "explode"]):
+    for argv in (["fedora"], ["debian", "--model", "softdog"], ["debian", "--action", "explode"],
+                 ["debian", "--libvirt-type", "xen"]):
         with pytest.raises(SystemExit) as e:
             cli.main(["build", *argv])
         assert e.value.code == 2
+
+
+def test_libvirt_type_is_checked_and_kvm_by_default(tmp_path, apt_sources):
+    assert build.make_settings("debian", apt_sources=apt_sources).libvirt_type == "kvm"
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("debian", libvirt_type="xen", apt_sources=apt_sources)
+    assert e.value.code == ExitCode.USAGE and "--libvirt-type 'xen'" in e.value.message
+
+
+def test_a_name_with_a_trailing_newline_is_refused(apt_sources):
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("debian", name="web1\n", apt_sources=apt_sources)
+    assert e.value.code == ExitCode.USAGE and "--name" in e.value.message
 
 
 def test_output_that_is_a_file_is_refused(tmp_path):
@@ -105,9 +123,97 @@ def test_user_mirror_derives_its_security_mirror(apt_sources):
     assert (s.mirror, s.security_mirror) == ("http://local.test/debian/", "http://local.test/debian-security")
 
 
-def test_no_apt_sources_leaves_dibs_default(tmp_path):
-    s = build.make_settings("debian", apt_sources=(tmp_path / "none",))
-    assert s.mirror is None and s.security_mirror is None
+def test_no_apt_sources_requires_mirror(tmp_path):
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("debian", apt_sources=(tmp_path / "none",))
+    assert e.value.code == ExitCode.USAGE and e.value.message.startswith("--mirror is needed")
+    s = build.make_settings("debian", mirror="http://m.test/debian", apt_sources=(tmp_path / "none",))
+    assert (s.mirror, s.security_mirror) == ("http://m.test/debian", "http://m.test/debian-security")
+
+
+# An Ubuntu host's apt sources, as Ubuntu 22.04 (one-line) and 24.04 (deb822) write them; host names replaced.
+UBUNTU_ONE_LINE = """\
+deb http://ubuntu-mirror.test/ubuntu/ jammy main restricted
+deb http://ubuntu-mirror.test/ubuntu/ jammy-updates main restricted universe
+deb http://ubuntu-security.test/ubuntu/ jammy-security main restricted
+"""
+UBUNTU_DEB822 = """\
+Types: deb
+URIs: http://ubuntu-mirror.test/ubuntu/
+Suites: noble noble-updates noble-backports
+Components: main restricted universe multiverse
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+
+Types: deb
+URIs: http://ubuntu-security.test/ubuntu/
+Suites: noble-security
+Components: main restricted universe multiverse
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+"""
+# A vendor repository laid out under /debian, with a Debian codename but no `main` component.
+VENDOR = "deb [arch=amd64 signed-by=/k.gpg] https://vendor.test/linux/debian bookworm stable\n"
+
+
+@pytest.mark.parametrize("name,text", [("ubuntu.list", UBUNTU_ONE_LINE), ("ubuntu.sources", UBUNTU_DEB822),
+                                       ("vendor.list", VENDOR)])
+def test_an_ubuntu_host_or_a_vendor_repo_gives_no_debian_mirror(tmp_path, capsys, name, text):
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / name).write_text(text)
+    sources = distros.read_apt_sources((tmp_path / "sources.list", d))
+    assert sources and distros.debian_mirrors(sources) == (None, None)
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("debian", apt_sources=(tmp_path / "sources.list", d))
+    assert "--mirror is needed" in e.value.message and str(d) in e.value.message
+
+
+@pytest.mark.parametrize("ubuntu", [UBUNTU_ONE_LINE, UBUNTU_DEB822])
+def test_debian_sources_beside_ubuntus_are_the_ones_taken(tmp_path, ubuntu):
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "a-ubuntu.sources" if "Types:" in ubuntu else d / "a-ubuntu.list").write_text(ubuntu)
+    (d / "b-vendor.list").write_text(VENDOR)
+    (d / "debian.list").write_text("deb http://m.test/debian trixie main\n"
+                                   "deb http://m.test/debian-security trixie-security main\n")
+    s = build.make_settings("debian", apt_sources=(tmp_path / "sources.list", d))
+    assert (s.mirror, s.security_mirror) == ("http://m.test/debian", "http://m.test/debian-security")
+
+
+def test_debian_security_mirror_from_a_deb822_source(tmp_path):
+    (tmp_path / "debian.sources").write_text(DEB822.replace("/debian-security", "/sec"))
+    assert distros.debian_mirrors(distros.read_apt_sources((tmp_path / "debian.sources",))) == (
+        "http://mirror.test/debian", "http://mirror.test/sec")
+
+
+# --- releases ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("distro,release", [("debian", "nosuchrelease"), ("centos", "8-stream"),
+                                            ("gentoo", "default/linux/amd64/17.1")])
+def test_unknown_release_exits_2_with_the_list(capsys, tmp_path, distro, release):
+    err = _usage(capsys, distro, "--release", release, "--output", str(tmp_path / "o"), "--dry-run")
+    spec = distros.get(distro)
+    assert f"--release {release!r}: not a {distro} release wdimage knows" in err
+    assert all(r.name in err for r in spec.releases)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("distro,release", [("debian", "trixie"), ("centos", "10-stream"),
+                                            ("gentoo", "default/linux/amd64/23.0/systemd")])
+def test_known_but_unverified_release_warns(capsys, tmp_path, distro, release):
+    assert cli.main(["build", distro, "--release", release, "--mirror", "http://m.test/debian",
+                     "--output", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert f"warning: {distro} {release} is accepted but unverified" in capsys.readouterr().err
+    assert cli.main(["build", distro, "--mirror", "http://m.test/debian", "--output", str(tmp_path / "o"),
+                     "--dry-run"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the default release is verified
+
+
+def test_every_distro_has_its_default_release_verified():
+    for spec in distros.DISTROS.values():
+        entry = spec.release(spec.default_release)
+        assert entry is not None and entry.verified, spec.name
+        for path in re.findall(r"tests/fixtures/upstream/[\w/]+", entry.verified):
+            assert (REPO / path).exists(), path
 
 
 def _dry_run(capsys, *argv) -> dict:
@@ -214,6 +320,23 @@ KERNEL_CONFIG = "CONFIG_WATCHDOG=y\nCONFIG_WATCHDOG_CORE=y\nCONFIG_I6300ESB_WDT=
                 "CONFIG_ITCO_WDT=m\nCONFIG_LPC_ICH=m\nCONFIG_MAGIC_SYSRQ=y\n"
 
 
+MODULES_DEP = """\
+kernel/drivers/watchdog/i6300esb.ko:
+kernel/drivers/watchdog/ib700wdt.ko:
+kernel/drivers/watchdog/iTCO_wdt.ko: kernel/drivers/watchdog/iTCO_vendor_support.ko
+kernel/drivers/watchdog/iTCO_vendor_support.ko:
+kernel/drivers/mfd/lpc_ich.ko:
+"""
+
+
+def _fake_module_records(manifests: Path, dep: str = MODULES_DEP, files: str | None = None,
+                         builtin: str = "kernel/drivers/watchdog/watchdog.ko\n") -> None:
+    (manifests / "wdimage-modules.dep").write_text(dep)
+    (manifests / "wdimage-modules.builtin").write_text(builtin)
+    listed = [line.split(":")[0] for line in dep.splitlines()]
+    (manifests / "wdimage-modules.files").write_text("\n".join(listed) + "\n" if files is None else files)
+
+
 def _fake_dib_output(staging: Path, name: str, config: str = KERNEL_CONFIG) -> None:
     """What disk-image-create leaves (image, kernel, initrd, DIB's manifest dir): small real files."""
     staging.mkdir(parents=True)
@@ -226,14 +349,17 @@ def _fake_dib_output(staging: Path, name: str, config: str = KERNEL_CONFIG) -> N
     (manifests / "wdimage-packages.tsv").write_text(
         "linux-image-6.1.0-56-amd64\t6.1.192-2\tamd64\nwatchdog\t5.16-1+b2\tamd64\n"
         "qemu-guest-agent\t1:7.2+dfsg-7\tamd64\nlibc6\t2.36-9\tamd64\n")
+    _fake_module_records(manifests)
 
 
 def _assemble(tmp_path, config: str = KERNEL_CONFIG, layout: dib.Layout = dib.Layout.DIRECT,
-              **options) -> tuple[build.BuildSettings, Path, dict]:
+              records: dict | None = None, **options) -> tuple[build.BuildSettings, Path, dict]:
     import datetime
     settings = build.make_settings("debian", output=tmp_path / "out", **options)
     staging = tmp_path / "staging"
     _fake_dib_output(staging, settings.name, config)
+    if records is not None:
+        _fake_module_records(staging / f"{settings.name}.d/dib-manifests", **records)
     if layout is dib.Layout.DISK:  # DIB's vm path leaves no kernel or initrd beside the image
         for suffix in ("vmlinuz", "initrd"):
             (staging / f"{settings.name}.{suffix}").unlink()
@@ -256,6 +382,9 @@ def test_assemble_writes_the_manifest_contract(tmp_path):
     assert manifest["kernel_config_check"]["ok"] is True
     assert manifest["openstack"] == {"hw_watchdog_action": "reset"}
     assert manifest["init_system"] == "systemd"
+    assert manifest["drill_agent"] is False
+    assert manifest["kernel_modules"] == {"release": "6.1.0-56-amd64", "modules": {
+        "i6300esb": {"file": "kernel/drivers/watchdog/i6300esb.ko", "depends": []}}}
     assert manifest["build"]["seconds"] == 12.3 and manifest["build"]["layout"] == "direct"
     files = manifest["files"]
     assert files["launch_stub"] == "run-debian-i6300esb.sh" and files["kernel"] == "debian-i6300esb.vmlinuz"
@@ -331,3 +460,101 @@ def test_a_failed_dib_run_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     assert "nothing was published" in e.value.hint and str(tmp_path / "cache" / "logs") in e.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]  # no staging left
     assert (out / "previous").read_text() == "kept" and not (tmp_path / "out.old").exists()
+
+
+# --- the driver's module files ------------------------------------------------------------------------------------
+
+def test_itco_needs_lpc_ich_and_its_dependencies(tmp_path):
+    _, _, manifest = _assemble(tmp_path, model="itco")
+    assert manifest["kernel_modules"]["modules"] == {
+        "iTCO_wdt": {"file": "kernel/drivers/watchdog/iTCO_wdt.ko",
+                     "depends": ["kernel/drivers/watchdog/iTCO_vendor_support.ko"]},
+        "lpc_ich": {"file": "kernel/drivers/mfd/lpc_ich.ko", "depends": []}}
+
+
+@pytest.mark.parametrize("records,expected", [
+    # EL9 cloud images: kernel-modules not installed, so lpc_ich is not even in modules.dep.
+    ({"dep": MODULES_DEP.replace("kernel/drivers/mfd/lpc_ich.ko:\n", "")},
+     "lpc_ich: not in modules.dep or modules.builtin of 6.1.0-56-amd64"),
+    # Listed, but the file (or a dependency's) is gone from the image.
+    ({"files": "kernel/drivers/watchdog/iTCO_wdt.ko\nkernel/drivers/mfd/lpc_ich.ko\n"},
+     "iTCO_wdt: kernel/drivers/watchdog/iTCO_vendor_support.ko listed in modules.dep but absent"),
+])
+def test_a_missing_module_file_fails_the_build_with_the_explanation(tmp_path, records, expected):
+    with pytest.raises(WdimageError) as e:
+        _assemble(tmp_path, model="itco", records=records)
+    assert e.value.code == ExitCode.FAILED and expected in e.value.message
+    assert "on q35, lpc_ich creates the iTCO device" in e.value.message
+    assert not (tmp_path / "staging/manifest.json").exists()
+
+
+def test_a_built_in_driver_needs_no_module_file(tmp_path):
+    builtin = "kernel/drivers/watchdog/watchdog.ko\nkernel/drivers/watchdog/i6300esb.ko\n"
+    _, _, manifest = _assemble(tmp_path, records={"dep": "", "files": "", "builtin": builtin},
+                               config=KERNEL_CONFIG.replace("CONFIG_I6300ESB_WDT=m", "CONFIG_I6300ESB_WDT=y"))
+    assert manifest["kernel_modules"]["modules"] == {"i6300esb": {"builtin": True}}
+
+
+def test_centos_itco_requires_kernel_modules_in_the_image(tmp_path):
+    settings = build.make_settings("centos", model="itco", output=tmp_path / "out")
+    facts = build.ImageFacts("5.14.0-362.el9.x86_64", tmp_path / "config", [
+        {"name": n, "version": "1", "arch": "x86_64"} for n in ("kernel-core", "watchdog", "qemu-guest-agent")])
+    with pytest.raises(WdimageError) as e:
+        build.package_versions(settings, facts)
+    assert "kernel-modules" in e.value.message
+    facts.installed_packages.append({"name": "kernel-modules", "version": "1", "arch": "x86_64"})
+    assert build.package_versions(settings, facts)["kernel-modules"] == {"name": "kernel-modules", "version": "1"}
+    assert "kernel-modules" in distro_env.module_hint(settings)
+
+
+# --- drill images -------------------------------------------------------------------------------------------------
+
+def test_drill_agent_is_opt_in_and_recorded(capsys, tmp_path):
+    words = shlex.split(_dry_run(capsys, "centos", "--output", str(tmp_path / "o"))["command"])
+    assert "DIB_WATCHDOG_DRILL_AGENT=0" in words
+    words = shlex.split(_dry_run(capsys, "centos", "--drill-agent", "--output", str(tmp_path / "o"))["command"])
+    assert "DIB_WATCHDOG_DRILL_AGENT=1" in words
+    _, _, manifest = _assemble(tmp_path, drill_agent=True)
+    assert manifest["drill_agent"] is True
+    assert "--drill-agent" in _usage(capsys, "centos", "--drill-agent", "--no-agent")
+    assert "--drill-agent" in build_command_help()
+
+
+def build_command_help() -> str:
+    parser = cli.make_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["build"].format_help()
+
+
+# --- what needs the network; Gentoo's mirror and space --------------------------------------------------------------
+
+def test_base_image_is_not_called_offline_and_the_build_says_what_it_fetches(capsys, tmp_path):
+    text = build_command_help() + (REPO / "README.md").read_text()
+    assert "offline CentOS build" not in text and "offline builds" not in text
+    image = tmp_path / "CentOS-Stream-GenericCloud-9.qcow2"
+    image.write_bytes(b"QFI\xfb")
+    assert cli.main(["build", "centos", "--base-image", str(image), "--output", str(tmp_path / "o"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "network: " in err and "dnf" in err and "CentOS repositories" in err
+
+
+def test_gentoo_mirror_is_gentoo_mirrors(capsys, tmp_path):
+    result = _dry_run(capsys, "gentoo", "--mirror", "http://m.test/gentoo", "--output", str(tmp_path / "o"))
+    words = shlex.split(result["command"])
+    assert "GENTOO_MIRRORS=http://m.test/gentoo" in words
+    assert not any(w.startswith("DIB_DISTRIBUTION_MIRROR=") for w in words)  # DIB's gentoo element ignores it
+    assert "DIB_MIN_TMPFS=4" in words and "DIB_NO_TMPFS=1" not in words
+
+
+def test_gentoo_image_is_sized_by_dib_and_a_source_kernel_builds_on_disk(capsys, tmp_path):
+    result = _dry_run(capsys, "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"))
+    words = shlex.split(result["command"])
+    assert "DIB_NO_TMPFS=1" in words
+    gentoo = build.make_settings("gentoo", kernel="source")
+    assert "size:" not in build.write_inputs(gentoo, dib.Layout.DIRECT, tmp_path / "g")["block-device.yaml"].read_text()
+    debian = build.make_settings("debian")
+    assert f"size: {build.IMAGE_SIZE}" in build.write_inputs(debian, dib.Layout.DIRECT, tmp_path / "d")[
+        "block-device.yaml"].read_text()
+    assert cli.main(["build", "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "DIB_NO_TMPFS=1" in err and "image size: measured by DIB" in err

@@ -25,7 +25,7 @@ def _guest(name: str) -> render.GuestFiles:
                              kernel=None, initrd=None, cmdline=None, agent=True)
 
 
-@pytest.mark.parametrize("name", ["a--b", "x-", "a---b", "--"[:1] + "z--"])
+@pytest.mark.parametrize("name", ["a--b", "x-", "a---b", "z--"])
 def test_libvirt_xml_is_well_formed_for_any_valid_name(tmp_path, name):
     """`--` is allowed in names; an XML comment may not contain it (the old comment carried the name)."""
     root = ET.fromstring(render.render_libvirt_xml(_guest(name), tmp_path))

@@ -16,12 +16,14 @@ ELEMENTS = Path(__file__).resolve().parents[2] / "elements"
 SETUP = ELEMENTS / "watchdog/install.d/75-watchdog-setup"
 GENTOO_KERNEL = ELEMENTS / "watchdog/pre-install.d/60-watchdog-gentoo-kernel"
 MANIFEST = ELEMENTS / "watchdog/finalise.d/90-watchdog-manifest"
+MODULES = ELEMENTS / "watchdog/finalise.d/97-watchdog-modules"
+GENTOO_KEYWORDS = ELEMENTS / "watchdog/pre-install.d/55-watchdog-gentoo-keywords"
 EXTRA_DATA = ELEMENTS / "watchdog/extra-data.d/50-watchdog-conf"
 AGENT_POLICY = ELEMENTS / "watchdog/install.d/76-watchdog-agent-policy"
 SLIM = ELEMENTS / "wdimage-slim/finalise.d/95-wdimage-slim"
 SLIM_INITRD = ELEMENTS / "wdimage-slim/pre-install.d/10-wdimage-slim-initrd"
 TOOLS = ("bash", "sed", "find", "sort", "tail", "cp", "mkdir", "basename", "dirname", "install", "rm",
-         "touch", "cat", "env", "chmod", "mktemp", "cmp")
+         "touch", "cat", "env", "chmod", "mktemp", "cmp", "grep")
 STUBS = ("systemctl", "rc-update", "usermod", "install-packages", "depmod", "semodule")
 
 DEBIAN_DEFAULTS = 'run_watchdog=0\nrun_wd_keepalive=1\nwatchdog_module="none"\nwatchdog_options=""\n'
@@ -150,24 +152,33 @@ def test_debian_openrc_branch(sandbox):
     assert _calls(sandbox) == once + once  # the stubs link nothing, so the rerun asks again
 
 
-# /etc/sysconfig/qemu-ga as the RPM-family packages ship it, one policy variable per generation.
-RHEL8_SYSCONFIG = (
-    "# This is a systemd environment file, not a shell script.\n"
-    "BLACKLIST_RPC=guest-file-open,guest-file-close,guest-file-read,guest-file-write,guest-file-seek,"
-    "guest-file-flush,guest-exec,guest-exec-status\n"
-    "FSFREEZE_HOOK_PATHNAME=/etc/qemu-ga/fsfreeze-hook\n")
+UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures/upstream"  # README.md there names each file's source
+RHEL8_SYSCONFIG = (UPSTREAM / "el8/qemu-ga.sysconfig").read_text()  # BLACKLIST_RPC=
+RHEL9_SYSCONFIG = (UPSTREAM / "el9/qemu-ga.sysconfig").read_text()  # BLOCK_RPCS= (9.0-9.3)
+FILE_RPCS = "guest-file-open,guest-file-close,guest-file-read,guest-file-write,guest-file-seek,guest-file-flush"
 AGENT_POLICIES = [
-    (RHEL8_SYSCONFIG,
-     RHEL8_SYSCONFIG.replace(",guest-exec,guest-exec-status\n", "\n")),
+    (RHEL8_SYSCONFIG, RHEL8_SYSCONFIG.replace(f"BLACKLIST_RPC={FILE_RPCS},guest-exec,guest-exec-status\n",
+                                              f"BLACKLIST_RPC={FILE_RPCS}\n")),
+    (RHEL9_SYSCONFIG, RHEL9_SYSCONFIG.replace(f"BLOCK_RPCS={FILE_RPCS},guest-exec,guest-exec-status\n",
+                                              f"BLOCK_RPCS={FILE_RPCS}\n")),
     ("#BLOCK_RPCS=guest-exec\nBLOCK_RPCS=guest-exec-status,guest-file-open,guest-exec\n",
      "#BLOCK_RPCS=guest-exec\nBLOCK_RPCS=guest-file-open\n"),
+    # RHEL 9.4+ and CentOS Stream 10 ship an allow list in FILTER_RPC_ARGS; no copy of that file was reachable
+    # from here, so these lines are written in its form (see tests/fixtures/upstream/README.md).
     ('FILTER_RPC_ARGS="--allow-rpcs=guest-sync,guest-ping,guest-exec-status"\n',
      'FILTER_RPC_ARGS="--allow-rpcs=guest-sync,guest-ping,guest-exec-status,guest-sync-delimited,guest-exec"\n'),
     ('FILTER_RPC_ARGS="--block-rpcs=guest-exec,guest-exec-status"\n', 'FILTER_RPC_ARGS=""\n'),
-    ('QEMU_GA_ARGS="-b guest-file-open,guest-exec,guest-exec-status -F/etc/qemu-ga/fsfreeze-hook"\n',
-     'QEMU_GA_ARGS="-b guest-file-open -F/etc/qemu-ga/fsfreeze-hook"\n'),
-    ("QEMU_GA_ARGS='-b guest-exec -F/etc/qemu-ga/fsfreeze-hook'\n", "QEMU_GA_ARGS='-F/etc/qemu-ga/fsfreeze-hook'\n"),
 ]
+
+
+def test_upstream_units_read_the_variables_the_policy_script_rewrites():
+    unit = (UPSTREAM / "el9/qemu-guest-agent.service").read_text()
+    assert "EnvironmentFile=/etc/sysconfig/qemu-ga" in unit and "--block-rpcs=${BLOCK_RPCS}" in unit
+    assert "\nBLOCK_RPCS=" in RHEL9_SYSCONFIG and "\nBLACKLIST_RPC=" in RHEL8_SYSCONFIG
+    script = AGENT_POLICY.read_text()
+    assert "QEMU_GA_ARGS" not in script  # no RHEL or CentOS release ships it
+    for name in ("BLACKLIST_RPC", "BLOCK_RPCS", "FILTER_RPC_ARGS"):
+        assert name in script
 
 
 @pytest.mark.parametrize("shipped, expected", AGENT_POLICIES)
@@ -177,10 +188,24 @@ def test_rpm_agent_policy_lets_the_drill_exec_and_keeps_the_rest(sandbox, shippe
     sysconfig = root / "etc/sysconfig/qemu-ga"
     sysconfig.write_text(shipped)
     for _ in range(2):  # a second run changes nothing more
-        proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="centos")
+        proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="centos", DIB_WATCHDOG_DRILL_AGENT="1")
         assert proc.returncode == 0, proc.stderr
         assert sysconfig.read_text() == expected
     assert _calls(sandbox) == []  # no SELinux config in this root
+
+
+def test_without_drill_agent_the_rpm_agent_keeps_its_policy(sandbox):
+    """The default build (no --drill-agent) leaves CentOS's agent as the distribution ships it."""
+    root = sandbox[0]
+    (root / "etc/sysconfig").mkdir(parents=True)
+    (root / "etc/sysconfig/qemu-ga").write_text(RHEL9_SYSCONFIG)
+    (root / "etc/selinux").mkdir(parents=True)
+    (root / "etc/selinux/config").write_text("SELINUX=enforcing\nSELINUXTYPE=targeted\n")
+    for env in ({}, {"DIB_WATCHDOG_DRILL_AGENT": "0"}):
+        proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="centos", **env)
+        assert proc.returncode == 0, proc.stderr
+    assert (root / "etc/sysconfig/qemu-ga").read_text() == RHEL9_SYSCONFIG
+    assert _calls(sandbox) == [] and not (root / "usr/share/wdimage").exists()
 
 
 def test_rpm_agent_policy_makes_only_the_agent_domain_permissive(sandbox):
@@ -189,7 +214,7 @@ def test_rpm_agent_policy_makes_only_the_agent_domain_permissive(sandbox):
     (root / "etc/sysconfig/qemu-ga").write_text(RHEL8_SYSCONFIG)
     (root / "etc/selinux").mkdir(parents=True)
     (root / "etc/selinux/config").write_text("SELINUX=enforcing\nSELINUXTYPE=targeted\n")
-    proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="centos")
+    proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="centos", DIB_WATCHDOG_DRILL_AGENT="1")
     assert proc.returncode == 0, proc.stderr
     assert (root / "usr/share/wdimage/wdimage-qemu-ga-permissive.cil").read_text() == \
         "(typepermissive virt_qemu_ga_t)\n"
@@ -205,7 +230,7 @@ def test_agent_policy_leaves_guests_without_the_rpm_policy_alone(sandbox, agent)
     if agent == "0":  # the agent left out: its shipped policy, if any, is not touched
         (root / "etc/sysconfig").mkdir(parents=True)
         (root / "etc/sysconfig/qemu-ga").write_text(RHEL8_SYSCONFIG)
-    proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="debian", DIB_WATCHDOG_AGENT=agent)
+    proc = _run(AGENT_POLICY, sandbox, DISTRO_NAME="debian", DIB_WATCHDOG_AGENT=agent, DIB_WATCHDOG_DRILL_AGENT="1")
     assert proc.returncode == 0, proc.stderr
     assert _calls(sandbox) == [] and not (root / "usr/share/wdimage").exists()
     if agent == "0":
@@ -384,3 +409,185 @@ def test_dib_lint_passes(tmp_path):
            "PATH": f"{dib_lint.parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run([str(dib_lint)], cwd=ELEMENTS.parent, env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and "PASS" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --- kdump ---------------------------------------------------------------------------------------------------------
+
+# /etc/default/grub in the form EL9's installer writes it, with the crashkernel= value RHEL 9's kexec-tools
+# defaults to (written here, not a copy).
+EL9_GRUB = (
+    'GRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR="$(sed \'s, release .*$,,g\' /etc/system-release)"\n'
+    'GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8 no_timer_check net.ifnames=0 '
+    'crashkernel=1G-4G:192M,4G-64G:256M,64G-:512M"\nGRUB_ENABLE_BLSCFG=true\n')
+BLS_ENTRY = ("title CentOS Stream (5.14.0-362.el9.x86_64) 9\nlinux /boot/vmlinuz-5.14.0-362.el9.x86_64\n"
+             "options root=UUID=0 console=ttyS0 crashkernel=1G-4G:192M,4G-64G:256M,64G-:512M no_timer_check\n")
+
+
+def test_centos_image_disables_kdump_and_its_crash_kernel_reservation(sandbox):
+    """A loaded crash kernel takes over on a panic: the guest would dump and reboot without the watchdog."""
+    root = sandbox[0]
+    units = root / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    for unit in ("kdump.service", "watchdog.service"):
+        (units / unit).write_text((UPSTREAM / "el9" / unit).read_text())
+    (root / "etc/default").mkdir(parents=True)
+    (root / "etc/default/grub").write_text(EL9_GRUB)
+    (root / "boot/loader/entries").mkdir(parents=True)
+    entry = root / "boot/loader/entries/0-5.14.0-362.el9.x86_64.conf"
+    entry.write_text(BLS_ENTRY)
+    proc = _run(SETUP, sandbox, DISTRO_NAME="centos", DIB_INIT_SYSTEM="systemd")
+    assert proc.returncode == 0, proc.stderr
+    calls = _calls(sandbox)
+    assert "systemctl disable kdump.service" in calls and "systemctl mask kdump.service" in calls
+    grub = (root / "etc/default/grub").read_text()
+    assert "crashkernel" not in grub
+    assert 'GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8 no_timer_check net.ifnames=0"' in grub
+    assert entry.read_text() == BLS_ENTRY.replace(" crashkernel=1G-4G:192M,4G-64G:256M,64G-:512M", "")
+    assert "crashkernel= removed from /etc/default/grub" in proc.stdout
+
+
+def test_kdump_left_alone_where_there_is_none(sandbox):
+    proc = _run(SETUP, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="systemd")
+    assert proc.returncode == 0, proc.stderr
+    assert not any("kdump" in call for call in _calls(sandbox))
+
+
+# --- the driver's module file in the image ----------------------------------------------------------------------------
+
+def _module_root(root: Path, release: str, present: tuple[str, ...], dep: str) -> Path:
+    base = root / "lib/modules" / release
+    base.mkdir(parents=True)
+    (base / "modules.dep").write_text(dep)
+    (base / "modules.builtin").write_text("kernel/drivers/watchdog/watchdog.ko\n")
+    for path in present:
+        (base / path).parent.mkdir(parents=True, exist_ok=True)
+        (base / path).write_bytes(b"\x7fELF")
+    return base
+
+
+ITCO_DEP = ("kernel/drivers/watchdog/iTCO_wdt.ko: kernel/drivers/watchdog/iTCO_vendor_support.ko\n"
+            "kernel/drivers/watchdog/iTCO_vendor_support.ko:\nkernel/drivers/mfd/lpc_ich.ko:\n"
+            "kernel/drivers/watchdog/i6300esb.ko:\n")
+
+
+def test_module_records_pass_the_check_when_the_files_are_there(sandbox):
+    from wdimage import kmodules
+    from wdimage.models import Model
+    root, bindir, _ = sandbox
+    release = "6.1.0-56-amd64"
+    _boot_config(root, release)
+    _stub(bindir, "dpkg-query", "true")
+    present = ("kernel/drivers/watchdog/iTCO_wdt.ko", "kernel/drivers/watchdog/iTCO_vendor_support.ko",
+               "kernel/drivers/mfd/lpc_ich.ko", "kernel/drivers/watchdog/i6300esb.ko")
+    _module_root(root, release, present, ITCO_DEP)
+    for script in (MANIFEST, MODULES):
+        proc = _run(script, sandbox)
+        assert proc.returncode == 0, proc.stderr
+    records = root / "etc/dib-manifests"
+    assert (records / "wdimage-modules.files").read_text().splitlines() == sorted([
+        "kernel/drivers/mfd/lpc_ich.ko", "kernel/drivers/watchdog/i6300esb.ko",
+        "kernel/drivers/watchdog/iTCO_vendor_support.ko", "kernel/drivers/watchdog/iTCO_wdt.ko"])
+    for tree in (kmodules.ModuleTree.from_records(records, release), kmodules.ModuleTree.from_root(root, release)):
+        assert set(kmodules.check_modules(tree, Model.ITCO)["modules"]) == {"iTCO_wdt", "lpc_ich"}
+
+
+@pytest.mark.parametrize("absent,named", [
+    ("kernel/drivers/mfd/lpc_ich.ko", "lpc_ich: kernel/drivers/mfd/lpc_ich.ko listed in modules.dep but absent"),
+    ("kernel/drivers/watchdog/iTCO_vendor_support.ko", "iTCO_wdt: kernel/drivers/watchdog/iTCO_vendor_support.ko"),
+])
+def test_a_module_file_absent_from_the_root_fails_with_a_clear_message(sandbox, absent, named):
+    from wdimage import kmodules
+    from wdimage.errors import ExitCode, WdimageError
+    from wdimage.models import Model
+    root, bindir, _ = sandbox
+    release = "6.1.0-56-amd64"
+    _boot_config(root, release)
+    _stub(bindir, "dpkg-query", "true")
+    every = ("kernel/drivers/watchdog/iTCO_wdt.ko", "kernel/drivers/watchdog/iTCO_vendor_support.ko",
+             "kernel/drivers/mfd/lpc_ich.ko")
+    _module_root(root, release, tuple(p for p in every if p != absent), ITCO_DEP)
+    for script in (MANIFEST, MODULES):
+        assert _run(script, sandbox).returncode == 0
+    for tree in (kmodules.ModuleTree.from_records(root / "etc/dib-manifests", release),
+                 kmodules.ModuleTree.from_root(root, release)):
+        with pytest.raises(WdimageError) as e:
+            kmodules.check_modules(tree, Model.ITCO)
+        assert e.value.code == ExitCode.FAILED and named in e.value.message
+        assert f"/lib/modules/{release}" in e.value.message
+
+
+def test_module_records_of_a_kernel_without_modules(sandbox):
+    root, bindir, _ = sandbox
+    _boot_config(root, "6.6.47-gentoo-dist")
+    _stub(bindir, "dpkg-query", "true")
+    assert _run(MANIFEST, sandbox).returncode == 0
+    proc = _run(MODULES, sandbox)
+    assert proc.returncode == 0 and "has no modules" in proc.stderr
+    assert (root / "etc/dib-manifests/wdimage-modules.dep").read_text() == ""
+
+
+def test_el9_kernel_filter_puts_lpc_ich_in_kernel_modules_and_the_element_installs_it(tmp_path):
+    """Run the EL9 kernel's own filter script over our modules' paths: what lands outside kernel-core is
+    exactly what the watchdog element's pkg-map and the distro table install for CentOS."""
+    import json
+
+    import yaml
+
+    from wdimage import distros
+    for name in ("filter-modules.sh.rhel", "filter-x86_64.sh.rhel"):
+        shutil.copy(UPSTREAM / "el9" / name, tmp_path / name.replace(".rhel", ""))
+    ours = ["kernel/drivers/watchdog/i6300esb.ko", "kernel/drivers/watchdog/ib700wdt.ko",
+            "kernel/drivers/watchdog/iTCO_wdt.ko", "kernel/drivers/watchdog/iTCO_vendor_support.ko",
+            "kernel/drivers/mfd/lpc_ich.ko"]
+    (tmp_path / "modules.list").write_text("\n".join(ours) + "\n")
+    subprocess.run(["bash", "filter-modules.sh", "modules.list", "x86_64"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    core = (tmp_path / "modules.list").read_text().split()
+    modules_pkg = (tmp_path / "k-d.list").read_text().split()
+    assert modules_pkg == ["kernel/drivers/mfd/lpc_ich.ko"] and "kernel/drivers/mfd/lpc_ich.ko" not in core
+    extra = (UPSTREAM / "el9/mod-extra.list.rhel").read_text().split()
+    assert not {Path(p).name for p in ours} & set(extra)  # nothing of ours in kernel-modules-extra
+    # So: i6300esb and ib700 need nothing beyond kernel-core; itco needs kernel-modules.
+    pkg_map = json.loads((ELEMENTS / "watchdog/pkg-map").read_text())
+    assert pkg_map["family"]["redhat"]["kernel-modules-itco"] == "kernel-modules"
+    assert pkg_map["default"]["kernel-modules-itco"] == ""
+    installs = yaml.safe_load((ELEMENTS / "watchdog/package-installs.yaml").read_text())
+    assert installs["kernel-modules-itco"] == {"when": "DIB_WATCHDOG_MODULE = iTCO_wdt"}
+    assert distros.get("centos").module_packages == {"itco": ("kernel-modules",)}
+
+
+# --- Gentoo's keywords ------------------------------------------------------------------------------------------------
+
+def _keywords(ebuild: str) -> list[str]:
+    line = next(l for l in (UPSTREAM / "gentoo" / ebuild).read_text().splitlines() if l.startswith("KEYWORDS="))
+    return line.split("=", 1)[1].strip('"').split()
+
+
+def test_gentoo_accepts_the_agents_testing_keyword_for_it_alone(sandbox):
+    # Upstream: 8.2.0 is stable on amd64, 10.2.3 testing only; watchdog is stable.
+    assert "amd64" in _keywords("qemu-guest-agent-8.2.0.ebuild")
+    assert "amd64" not in _keywords("qemu-guest-agent-10.2.3.ebuild")
+    assert "~amd64" in _keywords("qemu-guest-agent-10.2.3.ebuild")
+    assert "amd64" in _keywords("watchdog-5.16-r1.ebuild")
+    root = sandbox[0]
+    proc = _run(GENTOO_KEYWORDS, sandbox, DISTRO_NAME="gentoo", ARCH="amd64")
+    assert proc.returncode == 0, proc.stderr
+    accepted = (root / "etc/portage/package.accept_keywords/wdimage-qemu-guest-agent").read_text().split()
+    assert accepted == ["app-emulation/qemu-guest-agent", "~amd64"]
+    assert accepted[1] in _keywords("qemu-guest-agent-10.2.3.ebuild")  # the testing version is now visible
+
+
+@pytest.mark.parametrize("env", [{"DISTRO_NAME": "debian"}, {"DISTRO_NAME": "gentoo", "DIB_WATCHDOG_AGENT": "0"}])
+def test_gentoo_keywords_only_for_gentoo_with_the_agent(sandbox, env):
+    proc = _run(GENTOO_KEYWORDS, sandbox, ARCH="amd64", **env)
+    assert proc.returncode == 0 and not (sandbox[0] / "etc/portage").exists()
+
+
+def test_gentoo_openrc_service_is_the_one_upstream_ships():
+    """The watchdog element adds `watchdog` to OpenRC's default runlevel: Gentoo's ebuild installs
+    watchdog-init.d-r1 under that name, and it needs only localmount."""
+    ebuild = (UPSTREAM / "gentoo/watchdog-5.16-r1.ebuild").read_text()
+    assert 'newinitd "${FILESDIR}"/${PN}-init.d-r1 ${PN}' in ebuild
+    init = (UPSTREAM / "gentoo/watchdog-init.d-r1").read_text()
+    assert init.startswith("#!/sbin/openrc-run") and "need localmount" in init
+    assert "rc_add watchdog default" in SETUP.read_text()

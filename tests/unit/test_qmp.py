@@ -118,3 +118,20 @@ def test_recorded_watchdog_reset_after_a_sysrq_crash():
     assert resets and all(e["data"]["reason"] == "guest-reset" for e in resets)
     assert event_time(resets[0]) - event_time(event) == pytest.approx(0.005, abs=0.005)
     assert replay.finish() == []
+
+
+def test_recorded_qmp_events_become_guest_events_with_qemus_timestamps():
+    from wdimage.guest import EventKind
+    from wdimage.qemu_guest import to_event
+
+    replay = QmpReplay(load("qmp-watchdog-reset-7.2.json"))
+    qmp = replay.client()
+    qmp.negotiate()
+    qmp.execute("query-status")
+    events = [to_event(m) for m in qmp.events]
+    assert [(e.kind, e.action, e.reason) for e in events] == [
+        (EventKind.WATCHDOG, "reset", None), (EventKind.RESET, None, "guest-reset"),
+        (EventKind.RESET, None, "guest-reset")]
+    assert events[0].time == pytest.approx(1795551163.339295)
+    assert str(events[0]) == "WATCHDOG reset" and str(events[1]) == "RESET guest-reset"
+    assert replay.finish() == []

@@ -165,25 +165,91 @@ def test_shell_word_round_trips(arg):
     assert expanded == arg.replace("@WDIMAGE_HERE@", "/h")
 
 
+def _validate(tmp_path: Path, text: str) -> None:
+    """libvirt's own schema (virt-xml-validate, libvirt-clients + libxml2-utils) accepts it."""
+    path = tmp_path / "domain.xml"
+    path.write_text(text)
+    proc = subprocess.run(["virt-xml-validate", str(path), "domain"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_libvirt_xml(tmp_path):
-    root = ET.fromstring(render.render_libvirt_xml(_guest(), Path("/srv/img")))
-    assert root.get("type") == "qemu"
+    text = render.render_libvirt_xml(_guest(), Path("/srv/img"))
+    _validate(tmp_path, text)
+    root = ET.fromstring(text)
+    assert root.get("type") == "kvm"  # the default on a libvirt host
+    assert root.find("cpu").get("mode") == "host-passthrough"  # as the launch stub's -cpu host under KVM
+    assert root.find("devices/emulator") is None  # libvirt picks it (RHEL: /usr/libexec/qemu-kvm)
     assert root.find("os/type").get("machine") == "pc"
     assert root.find("os/kernel").text == "/srv/img/debian-i6300esb.vmlinuz"
+    assert root.find("os/initrd").text == "/srv/img/debian-i6300esb.initrd"
     assert root.find("os/cmdline").text == "root=LABEL=cloudimg-rootfs ro console=ttyS0"
     assert root.find("devices/disk/source").get("file") == "/srv/img/debian-i6300esb.qcow2"
     watchdog = root.find("devices/watchdog")
     assert (watchdog.get("model"), watchdog.get("action")) == ("i6300esb", "reset")
     assert root.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"
+    (nic,) = root.findall("devices/interface")
+    assert nic.get("type") == "user" and nic.find("model").get("type") == "virtio"
 
 
-def test_libvirt_xml_itco_disk_boot_and_an_action_libvirt_lacks():
-    root = ET.fromstring(render.render_libvirt_xml(
+def test_libvirt_xml_tcg_on_request(tmp_path):
+    text = render.render_libvirt_xml(_guest(model=Model.IB700, action=Action.POWEROFF), Path("/srv"), "qemu")
+    _validate(tmp_path, text)
+    root = ET.fromstring(text)
+    assert root.get("type") == "qemu" and root.find("cpu") is None
+    watchdog = root.find("devices/watchdog")
+    assert (watchdog.get("model"), watchdog.get("action")) == ("ib700", "poweroff")
+
+
+def test_libvirt_xml_and_launch_stub_describe_the_same_vm(tmp_path):
+    """Both come from one LaunchSpec: memory, CPUs, machine, kernel, disk and watchdog agree."""
+    guest = _guest(memory_mb=768, cpus=1)
+    proc, out = _run_stub(tmp_path, guest, "tcg")
+    argv = proc.stdout.splitlines()
+    root = ET.fromstring(render.render_libvirt_xml(guest, out, "qemu"))
+    assert argv[argv.index("-m") + 1] == root.find("memory").text == "768"
+    assert argv[argv.index("-smp") + 1] == root.find("vcpu").text == "1"
+    assert argv[argv.index("-machine") + 1].split(",")[0] == root.find("os/type").get("machine")
+    assert argv[argv.index("-kernel") + 1] == root.find("os/kernel").text
+    assert argv[argv.index("-append") + 1] == root.find("os/cmdline").text
+    assert f"file={root.find('devices/disk/source').get('file')},format=qcow2,if=virtio,cache=writeback" in argv
+    assert argv[argv.index("-action") + 1] == f"watchdog={root.find('devices/watchdog').get('action')}"
+
+
+def test_libvirt_xml_itco_disk_boot_and_an_action_libvirt_lacks(tmp_path):
+    """libvirt 9.0 has no itco model: q35's built-in iTCO gets QEMU's own options through qemu:commandline."""
+    text = render.render_libvirt_xml(
         _guest(model=Model.ITCO, action=Action.DEBUG, kernel=None, initrd=None, cmdline=None, agent=False),
-        Path("/srv/a&b")))
+        Path("/srv/a&b"))
+    _validate(tmp_path, text)
+    root = ET.fromstring(text)
     assert root.find("os/type").get("machine") == "q35"
     assert root.find("os/boot").get("dev") == "hd" and root.find("os/kernel") is None
     assert root.find("devices/disk/source").get("file") == "/srv/a&b/debian-i6300esb.qcow2"  # escaped, parsed back
-    watchdog = root.find("devices/watchdog")
-    assert watchdog.get("model") == "itco" and watchdog.get("action") is None
+    assert root.find("devices/watchdog") is None
+    qemu_ns = "{http://libvirt.org/schemas/domain/qemu/1.0}"
+    args = [a.get("value") for a in root.iter(f"{qemu_ns}arg")]
+    assert args == ["-global", "ICH9-LPC.noreboot=false", "-action", "watchdog=debug"]
     assert root.find("devices/channel") is None
+
+
+def test_libvirt_xml_an_action_libvirt_lacks_is_said_in_the_description(tmp_path):
+    text = render.render_libvirt_xml(_guest(action=Action.DEBUG), Path("/srv"))
+    _validate(tmp_path, text)
+    root = ET.fromstring(text)
+    assert root.find("devices/watchdog").get("action") is None
+    assert "debug (no libvirt equivalent" in root.find("description").text
+
+
+def test_libvirt_xml_names_never_reach_a_comment(tmp_path):
+    """`--` ends an XML comment: a name like a--b must still give well-formed, valid XML."""
+    text = render.render_libvirt_xml(_guest(name="a--b"), Path("/srv/x--y"))
+    _validate(tmp_path, text)
+    assert ET.fromstring(text).find("name").text == "a--b"
+    assert "<!--" not in text
+
+
+@pytest.mark.parametrize("name", ["a b", "a/b", "-x", "x\n", "é"])
+def test_libvirt_xml_refuses_a_name_libvirt_would_not_take(name):
+    with pytest.raises(ValueError):
+        render.render_libvirt_xml(_guest(name=name), Path("/srv"))

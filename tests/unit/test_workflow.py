@@ -84,7 +84,7 @@ def test_actionlint_passes_on_the_workflow():
 
 def test_actionlint_reports_a_broken_workflow(tmp_path):
     """The linter really lints: an undefined job in `needs` and a bad expression are caught."""
-    broken = WORKFLOW.read_text().replace("needs: index", "needs: indexx").replace(
+    broken = WORKFLOW.read_text().replace("needs: [test-fast, index]", "needs: [test-fast, indexx]").replace(
         "${{ github.ref_name }}", "${{ github.ref_nam }}")
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     path = tmp_path / ".github" / "workflows" / "images.yml"
@@ -162,10 +162,11 @@ def test_gitlab_matrix_equals_wdimage_matrix():
 def test_gitlab_jobs_reference_existing_stages_and_jobs():
     data = load_yaml(GITLAB_CI)
     jobs = {name: job for name, job in data.items() if isinstance(job, dict) and "script" in job}
-    assert set(jobs) == {"build-image", "index", "release"}
+    assert set(jobs) == {"test-fast", "test-real", "build-image", "index", "release"}
     for name, job in jobs.items():
         assert job["stage"] in data["stages"], name
         for need in job.get("needs", []):
+            need = need["job"] if isinstance(need, dict) else need
             assert need in jobs, f"{name} needs unknown job {need}"
     assert data["variables"]["DIB_IMAGE_CACHE"] == "$CI_PROJECT_DIR/.cache/image-create"
     assert jobs["build-image"]["cache"]["paths"] == [".cache/image-create"]
@@ -199,7 +200,7 @@ def test_every_wdimage_command_line_parses():
 
 def test_triggers_cache_and_release():
     data = workflow()
-    assert set(data["on"]) == {"push", "workflow_dispatch"}
+    assert set(data["on"]) == {"push", "pull_request", "workflow_dispatch"}
     assert data["on"]["push"]["tags"] == ["v*"]
     image_steps = data["jobs"]["image"]["steps"]
     cache = next(s for s in image_steps if str(s.get("uses", "")).startswith("actions/cache@"))
@@ -208,6 +209,146 @@ def test_triggers_cache_and_release():
     drill = next(s for s in image_steps if "wdimage drill" in s.get("run", ""))
     assert drill["if"] == "matrix.drill"
     release = data["jobs"]["release"]
-    assert release["if"] == "startsWith(github.ref, 'refs/tags/')"
+    assert "startsWith(github.ref, 'refs/tags/')" in release["if"]
     assert release["permissions"] == {"contents": "write"}
     assert data["permissions"] == {"contents": "read"}
+
+
+# --- what the first run on a real runner would hit (issue 13) ------------------------------------------------
+
+def github_steps(job: str) -> list[dict]:
+    return workflow()["jobs"][job]["steps"]
+
+
+def test_github_release_has_an_explicit_status_function():
+    """Without one, `if` is success() of every upstream job: one failed image cell would skip the release."""
+    condition = workflow()["jobs"]["release"]["if"]
+    assert re.search(r"!cancelled\(\)|always\(\)", condition)
+    assert "needs.index.result == 'success'" in condition and "needs.test-fast.result == 'success'" in condition
+    assert "needs.image" not in condition  # a failed cell must not decide it
+
+
+def test_index_job_decides_what_a_release_publishes():
+    decide = next(s for s in github_steps("index") if s.get("id") == "decide")
+    assert "wdimage index --releasable" in decide["run"] and "wdimage index --release-notes" in decide["run"]
+    upload = next(s for s in github_steps("index") if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
+    assert {"releasable.txt", "release-notes.md"} <= set(upload["with"]["path"].split())
+    release = "\n".join(s.get("run", "") for s in github_steps("release"))
+    assert "index/releasable.txt" in release and "--notes-file index/release-notes.md" in release
+
+
+def test_every_upload_of_a_hidden_path_includes_hidden_files():
+    """upload-artifact skips hidden files unless include-hidden-files is true (v4.4 and later)."""
+    uploads = [s for job in workflow()["jobs"].values() for s in job.get("steps", [])
+               if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    hidden = [s for s in uploads if any(part.startswith(".") and part not in (".", "..")
+                                        for line in s["with"]["path"].split() for part in Path(line).parts)]
+    assert hidden, "the logs upload (.wdimage-cache/logs/) should be among them"
+    for step in hidden:
+        assert step["with"].get("include-hidden-files") is True, step["name"]
+
+
+def test_image_upload_keeps_the_output_directory_name_in_the_artifact():
+    upload = next(s for s in github_steps("image") if s.get("name") == "Upload the output directory")
+    assert upload["with"]["path"] == "out/"  # the artifact holds NAME/: see output-dirs.sh
+
+
+def test_dib_cache_is_keyed_by_content_not_by_run():
+    cache = next(s for s in github_steps("image") if str(s.get("uses", "")).startswith("actions/cache@"))
+    key, restore = cache["with"]["key"], cache["with"]["restore-keys"].splitlines()
+    assert not re.search(r"github\.(run_id|run_number|run_attempt|sha)", key)
+    for part in ("matrix.distro", "matrix.release", "hashFiles('elements/**'", "steps.week.outputs.week"):
+        assert part in key, part
+    assert "matrix.model" not in key  # the cells of one distro share an entry
+    assert restore and all(key.startswith(prefix) for prefix in restore)
+    assert all(restore[i].startswith(restore[i + 1]) for i in range(len(restore) - 1))  # most specific first
+
+
+def test_ci_files_build_the_direct_layout_and_say_why():
+    for path in (WORKFLOW, GITLAB_CI):
+        text = path.read_text()
+        builds = [line for line in text.splitlines() if "wdimage build " in line]
+        assert builds and all(line.rstrip().endswith("--layout direct") for line in builds), path.name
+        before = text[:text.index(builds[0])]
+        assert "# --layout direct:" in before[-700:], f"{path.name}: no comment saying why"
+
+
+def test_loop_nodes_are_made_before_building():
+    for steps in (github_steps("image"), github_steps("test-real")):
+        runs = [s.get("run", "") for s in steps]
+        loop = next(i for i, r in enumerate(runs) if "scripts/ci/loop-nodes.sh /dev" in r)
+        assert loop < next(i for i, r in enumerate(runs) if "make deps venv" in r)
+    data = load_yaml(GITLAB_CI)
+    for job in ("build-image", "test-real"):
+        lines = data[job]["before_script"]
+        assert any("scripts/ci/loop-nodes.sh /dev" in line for line in lines if isinstance(line, str)), job
+
+
+def test_github_runs_the_project_tests_on_every_push_and_pull_request():
+    jobs = workflow()["jobs"]
+    fast = jobs["test-fast"]
+    assert "if" not in fast and any(s.get("run") == "make deps test-fast" for s in fast["steps"])
+    real = jobs["test-real"]
+    assert real["container"]["options"] == "--privileged"
+    assert any(s.get("run", "").endswith("pytest -m real -v") for s in real["steps"])
+    assert "pull_request" in workflow()["on"] and "push" in workflow()["on"]
+
+
+def test_gitlab_runs_the_project_tests_on_every_push_and_merge_request():
+    data = load_yaml(GITLAB_CI)
+    assert data["test-fast"]["script"] == ["make deps test-fast"] and "rules" not in data["test-fast"]
+    assert any("pytest -m real" in line for line in data["test-real"]["script"])
+    sources = " ".join(rule["if"] for rule in data["workflow"]["rules"])
+    assert "merge_request_event" in sources and '"push"' in sources
+
+
+def test_gitlab_index_carries_the_index_not_the_images():
+    data = load_yaml(GITLAB_CI)
+    paths = data["index"]["artifacts"]["paths"]
+    assert not any(p.rstrip("/") in ("out", ".") or p.startswith("out/") for p in paths)
+    assert {"index.json", "index.md", "release-notes.md", "links.md"} <= set(paths)
+    release = data["release"]
+    needs = {n["job"] if isinstance(n, dict) else n: n for n in release["needs"]}
+    assert "build-image" not in needs  # it would download every image
+    assert needs["index"]["artifacts"] is True and needs["test-fast"]["artifacts"] is False
+    assert release["release"]["description"] == "./release-notes.md"
+
+
+def test_gitlab_release_image_is_pinned_and_maintained():
+    image = load_yaml(GITLAB_CI)["release"]["image"]
+    assert "release-cli" not in image  # deprecated since GitLab 18.0
+    assert re.fullmatch(r"registry\.gitlab\.com/gitlab-org/cli:v\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?", image)
+
+
+def test_ci_files_cite_the_platform_docs_they_rely_on():
+    github, gitlab = WORKFLOW.read_text(), GITLAB_CI.read_text()
+    assert "docs.github.com/en/actions/reference/workflows-and-actions/dependency-caching" in github
+    assert "docs.github.com/en/actions/reference/workflows-and-actions/workflow-syntax#jobsjob_idneeds" in github
+    assert "upload-artifact/blob/main/docs/MIGRATION.md#hidden-files" in github
+    assert "docs.gitlab.com/user/project/releases/release_cli" in gitlab
+    assert "docs.gitlab.com/ci/yaml/#needs" in gitlab
+
+
+def test_readme_building_in_ci_states_layout_sizes_and_release_contents():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Building in CI"):readme.index("### Artifact layout")]
+    assert "--layout direct" in section and "exercised for real only\nwhere device-mapper exists" in section
+    for distro in ("Debian bookworm", "CentOS Stream 9", "Gentoo"):
+        assert f"| {distro} |" in section, distro
+    assert "149,834,240 bytes" in section and section.count("not measured") >= 2
+    assert "Not published" in section and "a tag where no drill passed gets no release" in section
+
+
+def test_gitlab_build_artifact_stays_under_the_artifact_limit():
+    data = load_yaml(GITLAB_CI)
+    after = data["build-image"]["after_script"]
+    assert after == ['scripts/ci/gitlab-trim-artifact.sh out "$DISTRO-$MODEL" "$ARTIFACT_LIMIT_MB"']
+    assert 0 < int(data["variables"]["ARTIFACT_LIMIT_MB"]) < 1000  # GitLab.com: 1 GB per job's artifacts
+
+
+def test_both_ci_files_publish_the_drills_junit_report():
+    github = (ROOT / ".github" / "workflows" / "images.yml").read_text()
+    gitlab = (ROOT / ".gitlab-ci.yml").read_text()
+    assert '--junit "out/$NAME/drill-junit.xml"' in github and "report_paths: out/*/drill-junit.xml" in github
+    assert "checks: write" in github
+    assert '--junit "out/$NAME/drill-junit.xml"' in gitlab and "junit: out/*/drill-junit.xml" in gitlab

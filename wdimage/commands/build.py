@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from wdimage import build, distros
+from wdimage import build, dib, distros, log, models, render
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -20,8 +20,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("build", help="bake a watchdog-ready guest image with its QEMU launch stub",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("distro", choices=sorted(distros.DISTROS), help="the guest's distribution")
-    p.add_argument("--release", help="distro release (debian: bookworm; centos: 9-stream; "
-                                     "gentoo: the profile, default/linux/amd64/23.0)")
+    p.add_argument("--release", help=_releases_help())
     p.add_argument("--model", default=str(Model.I6300ESB), choices=[str(m) for m in Model],
                    help="QEMU watchdog model (default: %(default)s)")
     p.add_argument("--action", default=str(Action.RESET), choices=[str(a) for a in Action],
@@ -35,32 +34,60 @@ def add_parser(sub) -> None:
                    help="replace --output DIR even when it is not a previous wdimage output")
     p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL)")
     p.add_argument("--mirror", metavar="URL",
-                   help="package mirror (debian default: the one in this machine's apt sources)")
+                   help="package mirror. debian: default the Debian archive in this machine's apt sources "
+                        "(required when they name none); centos: replaces the CentOS repositories; gentoo: "
+                        "GENTOO_MIRRORS (Portage snapshot and distfiles; the stage3 still comes from Gentoo)")
     p.add_argument("--no-agent", dest="agent", action="store_false",
                    help="leave the QEMU guest agent out (the drill needs it)")
+    p.add_argument("--drill-agent", action="store_true",
+                   help="for drill images: on CentOS/RHEL, let `wdimage drill` use the guest agent (allow "
+                        "guest-exec, make the agent's SELinux domain permissive). Off by default: those images "
+                        "keep the distro's locked-down agent; Debian's and Gentoo's agents need nothing. "
+                        "Recorded as drill_agent in manifest.json")
     p.add_argument("--kernel", choices=build.KERNEL_CHOICES, default="bin",
                    help="gentoo: prebuilt dist-kernel (bin) or built from source with the fragments")
     p.add_argument("--init", choices=build.INIT_CHOICES,
                    help="debian: the guest's init system (default: systemd; openrc swaps in sysvinit-core + openrc)")
     p.add_argument("--base-image", metavar="FILE",
-                   help="centos: a local cloud image to start from (offline builds; DIB_LOCAL_IMAGE)")
+                   help="centos: a local GenericCloud image instead of the download (DIB_LOCAL_IMAGE); dnf "
+                        "still needs the CentOS repositories or --mirror: not an offline build")
     p.add_argument("--ping", action="append", default=[], metavar="HOST",
                    help="watchdog daemon health test: reboot when HOST stops answering (repeatable)")
     p.add_argument("--interface", action="append", default=[], metavar="IFACE",
                    help="watchdog daemon health test: reboot when IFACE receives nothing (repeatable)")
     p.add_argument("--max-load", type=int, metavar="N", help="watchdog daemon health test: max 1-minute load")
+    p.add_argument("--layout", default="auto", choices=dib.LAYOUT_CHOICES,
+                   help="auto: a partitioned disk where device-mapper works, else direct; direct: a partitionless "
+                        "image booted with its kernel and initrd; disk: the partitioned disk (default: %(default)s)")
+    p.add_argument("--libvirt-type", choices=sorted(render.LIBVIRT_TYPES), default="kvm",
+                   help="the libvirt domain's type: kvm, or qemu (TCG) where KVM does not work (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the exact disk-image-create command line and build nothing")
     p.add_argument("--json", action="store_true", help="print the result (manifest or command) as JSON")
     p.set_defaults(func=_cmd_build)
 
 
+def _releases_help() -> str:
+    parts = []
+    for name, spec in distros.DISTROS.items():
+        verified = ", ".join(r.name for r in spec.releases if r.verified)
+        others = ", ".join(r.name for r in spec.releases if not r.verified)
+        also = f"; also {others} (unverified: a warning)" if others else ""
+        parts.append(f"{name}: {verified} (default, verified){also}")
+    return "distro release; others exit 2. " + ". ".join(parts)
+
+
 def _cmd_build(args) -> int:
     settings = build.make_settings(
         args.distro, release=args.release, model=args.model, action=args.action, timeout=args.timeout,
-        name=args.name, output=args.output, mirror=args.mirror, agent=args.agent, kernel=args.kernel,
+        name=args.name, output=args.output, mirror=args.mirror, agent=args.agent,
+        drill_agent=args.drill_agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
-        max_load_1=args.max_load, init=args.init, force=args.force)
+        max_load_1=args.max_load, init=args.init, layout=args.layout,
+        libvirt_type=args.libvirt_type, force=args.force)
+    for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
+        if note:
+            log.info(f"warning: {note}")
     result = build.build(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -1,46 +1,71 @@
-"""wdimage drill DIR: boot a built image under QEMU, check that its watchdog is armed, crash the guest in each
-requested way and prove that the watchdog resets it. Exit 0 only when every check and every fault passed."""
+"""wdimage drill DIR: boot a built image under QEMU, check that its watchdog is armed, then run each requested
+scenario: faults the watchdog must answer (panic, kill, hang, ...) and controls that must not reset the guest
+(healthy, stop, pause, migrate). Exit 0 only when every check and every scenario passed.
+
+wdimage drill --libvirt DOMAIN [--connect URI]: the same on a libvirt domain (started if it is off), expecting
+what the domain's <watchdog> and the guest's /etc/watchdog.conf say; anything but --fault healthy needs
+--yes-crash-it."""
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from wdimage import drill
-from wdimage.errors import Interrupted
+from wdimage import drill, drill_report, scenarios
+from wdimage.errors import Interrupted, usage_error
 from wdimage.fileio import check_replaceable, write_atomically
-from wdimage.outputs import is_drill_report
+from wdimage.outputs import is_drill_report, is_junit_report
+from wdimage.models import Action
+
+
+def _scenario_table() -> str:
+    rows = [f"  {name:<14} {scenarios.SCENARIOS[name].outcome:<7} {scenarios.SCENARIOS[name].summary}"
+            for name in scenarios.names()]
+    return ("scenarios (--fault NAME; outcome: fire = the watchdog must fire with the image's action, reboot = the "
+            "daemon must reboot the guest,\n quiet = nothing may happen for twice the window):\n" + "\n".join(rows) +
+            "\n  all            every scenario the image supports, controls first (the default)")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("drill", help="boot a built image, crash it, prove the watchdog resets it",
-                       description=__doc__)
-    p.add_argument("directory", metavar="DIR", type=Path, help="an output directory of 'wdimage build'")
-    p.add_argument("--fault", choices=drill.FAULT_CHOICES, default="all",
-                   help="panic: SysRq crash; kill: SIGKILL the daemon; hang: SIGSTOP the daemon; "
-                        "all (default): each in turn, each in its own boot")
+                       description=__doc__, epilog=_scenario_table(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("directory", metavar="DIR", type=Path, nargs="?",
+                   help="an output directory of 'wdimage build' (or --libvirt DOMAIN)")
+    p.add_argument("--libvirt", metavar="DOMAIN", help="drill this libvirt domain instead of a built image")
+    p.add_argument("--connect", metavar="URI", help="--libvirt: the libvirt connection URI (default: libvirt's own)")
+    p.add_argument("--yes-crash-it", action="store_true",
+                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy)")
+    p.add_argument("--fault", action="append", choices=drill.FAULT_CHOICES, metavar="NAME",
+                   help="a scenario to run (repeatable; see the list below; default: all)")
+    p.add_argument("--action", choices=[str(a) for a in Action],
+                   help="drill as if the image had been built with this --action: the image does not depend on "
+                        "it, only QEMU's -action watchdog= does (default: the manifest's)")
+    p.add_argument("--machine", choices=drill.MACHINES,
+                   help="QEMU machine type (default: the model's: pc, or q35 for itco); e.g. q35 to drill "
+                        "i6300esb beside q35's built-in iTCO")
     p.add_argument("--json", metavar="FILE", type=Path,
                    help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr); "
                         "an existing FILE is replaced only when it is a previous drill report")
+    p.add_argument("--junit", metavar="FILE", type=Path,
+                   help="also write a JUnit XML report to FILE: one test case per check and per scenario; "
+                        "an existing FILE is replaced only when it is a previous wdimage JUnit report")
     p.add_argument("--force", action="store_true",
                    help="replace the report file(s) even when they are not previous drill reports")
     p.set_defaults(func=_cmd)
 
 
-def _cmd(args: argparse.Namespace) -> int:
-    if args.json and str(args.json) != "-":
-        check_replaceable(args.json, "--json", is_drill_report, "a wdimage drill report", args.force)
-    build = drill.load_build(args.directory)
-    with scratch_scope():
-        report = drill.run_drill(build, drill.faults_for(args.fault))
-    to_stdout = str(args.json) == "-"
-    print(drill.render_text(report), file=sys.stderr if to_stdout else sys.stdout)  # stdout: the JSON alone
-    if args.json:
-        write_json(args.json, drill.report_json(report))
-    return int(report.exit_code)
+def _check_target(option: str, path: Path | None, force: bool = False) -> None:
+    """Nothing of the user's is overwritten: an existing FILE must be a previous report of the same kind."""
+    if path and str(path) != "-":
+        if option == "--junit":
+            check_replaceable(path, option, is_junit_report, "a wdimage JUnit report", force)
+        else:
+            check_replaceable(path, option, is_drill_report, "a wdimage drill report", force)
 
 
 @contextlib.contextmanager
@@ -63,6 +88,59 @@ def scratch_scope():
         tempfile.tempdir = saved
         with contextlib.suppress(OSError):
             scope.rmdir()  # empty after a passed drill (or any error before a scratch dir); diagnostics stay
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    _check_target("--json", args.json, args.force)
+    _check_target("--junit", args.junit, args.force)
+    faults = drill.faults_for(args.fault or ["all"])
+    if args.libvirt is not None:
+        report = _libvirt(args, faults)
+    else:
+        report = _built_image(args, faults)
+    to_stdout = str(args.json) == "-"
+    print(drill_report.render_text(report), file=sys.stderr if to_stdout else sys.stdout)  # stdout: the JSON alone
+    if args.json:
+        write_json(args.json, drill_report.report_json(report))
+    if args.junit:
+        write_atomically(args.junit, drill_report.report_junit(report, console_tail(report)), mode=0o644)
+    return int(report.exit_code)
+
+
+def _libvirt(args: argparse.Namespace, faults: list[str]) -> drill.DrillReport:
+    for option, value in (("DIR", args.directory), ("--action", args.action), ("--machine", args.machine)):
+        if value is not None:
+            raise usage_error(f"{option} is for a built image; with --libvirt the domain's own definition applies")
+    from wdimage import libvirt_drill  # libvirt-python is an optional extra
+
+    return libvirt_drill.drill_libvirt(args.libvirt, args.connect, faults, yes_crash_it=args.yes_crash_it)
+
+
+def _built_image(args: argparse.Namespace, faults: list[str]) -> drill.DrillReport:
+    if args.directory is None:
+        raise usage_error("give DIR (an output directory of 'wdimage build') or --libvirt DOMAIN")
+    for option, value in (("--connect", args.connect), ("--yes-crash-it", args.yes_crash_it or None)):
+        if value is not None:
+            raise usage_error(f"{option} is for --libvirt DOMAIN")
+    build = drill.load_build(args.directory)
+    built_with = build.action
+    if args.action:
+        build = dataclasses.replace(build, action=Action(args.action))
+    with scratch_scope():
+        report = drill.run_drill(build, faults, machine=args.machine)
+    if build.action != built_with:
+        report.warnings.append(f"action {build.action} instead of the manifest's {built_with} (--action)")
+    return report
+
+
+def console_tail(report: drill.DrillReport, lines: int = 40) -> str:
+    """The end of the newest guest console kept for diagnosis ('' when the drill passed and kept nothing)."""
+    if report.diagnostics is None:
+        return ""
+    logs = sorted(report.diagnostics.glob("*-console.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return ""
+    return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
 
 
 def write_json(path: Path, data: dict) -> None:

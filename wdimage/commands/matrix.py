@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
         description="Print the CI build matrix: every distro x watchdog model cell, whether CI builds and drills "
                     "it, and why a cell is excluded. --json prints the matrix CI consumes "
                     "(GitHub Actions: strategy.matrix: ${{ fromJSON(...) }}).")
-    p.add_argument("--json", action="store_true", help='print {"include": [{name, distro, model, drill, minutes}]}')
+    p.add_argument("--json", action="store_true", help='print {"include": [{name, distro, release, model, drill, minutes}]}')
     p.set_defaults(func=_cmd_matrix)
 
 

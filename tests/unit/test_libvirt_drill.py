@@ -1,0 +1,71 @@
+"""wdimage drill --libvirt without a daemon: options, consent, and the no-watchdog diagnosis on libvirt's own
+in-process test driver (test:///default, whose domain "test" has no watchdog). The drill itself runs against a
+real libvirtd in tests/real/test_libvirt.py."""
+
+import pytest
+
+from wdimage import cli, libvirt_drill
+from wdimage.errors import ExitCode, WdimageError
+from wdimage.models import Action, Model
+
+TEST_URI = "test:///default"
+
+
+def test_faults_need_consent_and_nothing_is_touched_without_it(capsys):
+    code = cli.main(["drill", "--libvirt", "no-such-domain", "--connect", TEST_URI, "--fault", "panic"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE and "--yes-crash-it" in err and "no-such-domain" in err
+    assert "Domain not found" not in err  # refused before connecting
+
+
+def test_the_default_all_needs_consent_too(capsys):
+    assert cli.main(["drill", "--libvirt", "test", "--connect", TEST_URI]) == ExitCode.USAGE
+    assert "--yes-crash-it" in capsys.readouterr().err
+
+
+def test_a_domain_without_watchdog_gets_the_fix_and_exit_1(capsys):
+    code = cli.main(["drill", "--libvirt", "test", "--connect", TEST_URI, "--fault", "healthy"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.FAILED
+    assert "has no watchdog device" in err and '<watchdog model="i6300esb" action="reset"/>' in err
+    assert "virsh edit test" in err
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["drill", "out/x", "--libvirt", "test"], "DIR"),
+    (["drill", "--libvirt", "test", "--machine", "q35"], "--machine"),
+    (["drill", "out/x", "--connect", TEST_URI], "--connect"),
+    (["drill", "out/x", "--yes-crash-it"], "--yes-crash-it"),
+    (["drill"], "DIR"),
+    (["drill", "--libvirt", "a/b", "--fault", "healthy"], "--libvirt"),
+    (["drill", "--libvirt", "test", "--connect", "no uri", "--fault", "healthy"], "--connect"),
+    (["drill", "--libvirt", "nope", "--connect", TEST_URI, "--fault", "healthy"], "--libvirt nope"),
+])
+def test_bad_options_exit_2_naming_the_option(argv, option, capsys):
+    assert cli.main(argv) == ExitCode.USAGE
+    assert option in capsys.readouterr().err
+
+
+def test_expectations_from_the_domain_and_the_guests_watchdog_conf():
+    conf = "watchdog-timeout = 20\n  interval=4   # keepalive\n"
+    setup, notes = libvirt_drill.expectations("web1", {"model": "ib700", "action": "poweroff"}, conf)
+    assert (setup.model, setup.action, setup.timeout, setup.interval) == (Model.IB700, Action.POWEROFF, 20, 4)
+    assert "watchdog-timeout 20s" in notes[-1]
+
+
+def test_expectations_fall_back_to_the_daemons_defaults_and_say_so():
+    setup, notes = libvirt_drill.expectations("web1", {"model": "i6300esb", "action": "dump"}, "")
+    assert (setup.action, setup.timeout, setup.interval) == (Action.PAUSE, 60, 1)
+    assert "dump" in notes[0] and "daemon default" in notes[-1]
+
+
+def test_a_model_wdimage_does_not_drill():
+    with pytest.raises(WdimageError) as e:
+        libvirt_drill.expectations("s390", {"model": "diag288", "action": "reset"}, "")
+    assert e.value.code == ExitCode.FAILED and "diag288" in e.value.message
+
+
+def test_domain_check_is_the_checklists_first_question():
+    assert libvirt_drill.domain_check("d", {"model": "i6300esb", "action": "reset"}).passed
+    check = libvirt_drill.domain_check("d", None)
+    assert not check.passed and "virsh edit d" in check.fix
