@@ -155,3 +155,15 @@ def test_write_atomically_fsyncs_the_file_before_the_rename_and_the_directory_af
             order.append("rename")
     assert order == ["fsync file", "rename", "fsync dir"], calls
     assert target.read_text() == "data"
+
+
+def test_junit_target_only_a_previous_wdimage_junit_report_is_replaced(tmp_path, capsys):
+    ours = tmp_path / "drill.xml"
+    ours.write_text('<?xml version="1.0"?>\n<testsuites><testsuite name="wdimage drill img" tests="1"/></testsuites>\n')
+    assert outputs.is_junit_report(ours)
+    theirs = tmp_path / "ci.xml"
+    theirs.write_text('<testsuites><testsuite name="unit tests" tests="400"/></testsuites>\n')
+    assert not outputs.is_junit_report(theirs)
+    code = cli.main(["drill", str(tmp_path / "no-build"), "--junit", str(theirs)])
+    assert code == ExitCode.USAGE and f"--junit {theirs}" in capsys.readouterr().err
+    assert "400" in theirs.read_text()
