@@ -15,15 +15,20 @@ for 6.1 here, 8-10 s and 53 MB instead of 19 s and 1.5 GB for the whole tree (xz
 (APT::Sandbox::User=root: the private cache dirs belong to the user running this, not to _apt.)
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import lzma
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from wdimage.fileio import write_atomically
 
 CACHE = Path(os.environ.get("WDIMAGE_CACHE") or Path.home() / ".cache" / "wdimage")
 TREES = CACHE / "kernel-trees"
@@ -112,8 +117,16 @@ def _installed_or_fetched(version: str) -> tuple[Path, Path]:
     if not (tarball.is_file() and configs.is_dir()):
         debs = _download_debs(SUITES[version], [f"linux-source-{version}", f"linux-config-{version}"],
                               CACHE / "debs" / version)
+        # Unpacked beside `unpacked` and renamed into place: an interrupted unpack never looks complete.
+        shutil.rmtree(unpacked, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=unpacked.parent))
+        try:
+            for deb in debs:
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+            tmp.rename(unpacked)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         for deb in debs:
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
             deb.unlink()
     return tarball, configs
 
@@ -136,22 +149,41 @@ def kernel_tree(version: str) -> KernelTree:
     if version not in SUITES:
         raise ValueError(f"unknown kernel tree {version!r}; known: {', '.join(SUITES)}")
     TREES.mkdir(parents=True, exist_ok=True)
-    tarball, config_dir = _installed_or_fetched(version)
-    stamp = f"{tarball.stat().st_size}-{int(tarball.stat().st_mtime)}"
-    src = TREES / f"linux-{version}-{stamp}"
-    if not (src / "Kconfig").is_file():
-        for old in TREES.glob(f"linux-{version}-*"):
-            shutil.rmtree(old, ignore_errors=True)
-        _extract(tarball, src)
-    configs = {}
-    for flavour in FLAVOURS:
-        packed = config_dir / f"config.{flavour}.xz"
-        plain = TREES / f"config-{version}-{stamp}.{flavour}"
-        if packed.is_file():
-            if not plain.is_file():
-                plain.write_bytes(lzma.decompress(packed.read_bytes()))
-            configs[flavour] = plain
+    with _exclusive(TREES / ".lock"):
+        _remove_leftovers()
+        tarball, config_dir = _installed_or_fetched(version)
+        stamp = f"{tarball.stat().st_size}-{int(tarball.stat().st_mtime)}"
+        src = TREES / f"linux-{version}-{stamp}"
+        if not (src / "Kconfig").is_file():
+            for old in TREES.glob(f"linux-{version}-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            _extract(tarball, src)
+        configs = {}
+        for flavour in FLAVOURS:
+            packed = config_dir / f"config.{flavour}.xz"
+            plain = TREES / f"config-{version}-{stamp}.{flavour}"
+            if packed.is_file():
+                if not plain.is_file():
+                    write_atomically(plain, lzma.decompress(packed.read_bytes()))
+                configs[flavour] = plain
     return KernelTree(version, src, configs)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """One extraction at a time (concurrent test sessions share the cache)."""
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_leftovers() -> None:
+    """What a process killed outright (SIGKILL, power loss) left half done; called under the lock, so no
+    extraction of another process is under way."""
+    for leftover in [*TREES.glob(".extract-*"), *(CACHE / "debs").glob("*/.unpack-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in TREES.glob(".config-*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def without_watchdog(config_text: str) -> str:
@@ -192,7 +224,12 @@ def _demo() -> int:
     return 0 if rc == 3 else 1
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM, too, runs the `finally` cleanups (partial extraction removed)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     if argv[:1] == ["demo"]:
         return _demo()
     if argv[:1] == ["fetch"]:

@@ -1,7 +1,8 @@
 """wdimage build: validated settings -> DIB run -> checked, published output directory.
 
 The output directory appears only when the build succeeded: everything is made in a private staging
-directory beside it (same filesystem) and renamed into place; a previous output is kept as `<dir>.old`.
+directory beside it (same filesystem) and renamed into place; a previous output is kept as `<dir>.old`
+(wdimage.outputs: only a previous wdimage output is ever replaced).
 """
 
 import dataclasses
@@ -15,16 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from wdimage import __version__, dib, distro_env, distros, health as health_, kmodules, log, render
+from wdimage import __version__, datadir, dib, distro_env, distros, health as health_, kmodules, log, outputs, render
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
 from wdimage.fragments import fragments_dir
 from wdimage.kernel_config import check_config
 from wdimage.models import Action, Model, info
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
-RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
-MIRROR_RE = re.compile(r"^(https?|ftp|file)://[A-Za-z0-9._~:/@%+-]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
+MIRROR_RE = re.compile(r"(https?|ftp|file)://[A-Za-z0-9._~:/@%+-]+")
 KERNEL_CHOICES = ("bin", "source")
 INIT_CHOICES = ("systemd", "openrc")  # --init: debian only; OpenRC through the debian-openrc element
 IMAGE_SIZE = "3GiB"  # the partitionless filesystem; sparse in the qcow2
@@ -51,6 +52,7 @@ class BuildSettings:
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
     init: str | None = None  # --init: None keeps the distro's own init system
+    force: bool = False  # --force: replace --output even when it is not a previous wdimage output
     layout: str = "auto"  # --layout: auto (dib.choose_layout), direct or disk; recorded in the manifest
     libvirt_type: str = "kvm"  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
     health: health_.HealthSettings = health_.HealthSettings()  # the daemon's health tests (wdimage.health)
@@ -62,7 +64,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
                   layout: str = "auto", libvirt_type: str = "kvm", health_options: dict | None = None,
-                  apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
+                  force: bool = False, apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
@@ -74,7 +76,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         raise usage_error(f"--timeout {timeout}: {model_} accepts {low}..{high} seconds")
     release = release or spec.default_release
     slash_ok = spec.release_env == "GENTOO_PROFILE"  # a profile path; elsewhere a release names files
-    if not RELEASE_RE.match(release) or ".." in release or ("/" in release and not slash_ok):
+    if not RELEASE_RE.fullmatch(release) or ".." in release or ("/" in release and not slash_ok):
         raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-'"
                           f"{', /' if slash_ok else ''} are allowed")
     distros.check_release(spec, release)
@@ -82,7 +84,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if not NAME_RE.fullmatch(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
     security = None
-    if mirror is not None and not MIRROR_RE.match(mirror):
+    if mirror is not None and not MIRROR_RE.fullmatch(mirror):
         raise usage_error(f"--mirror {mirror!r}: expected an http(s)://, ftp:// or file:// URL without spaces or quotes")
     if distro == "debian":
         mirror, security = _debian_mirrors(mirror, apt_sources)
@@ -101,13 +103,12 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     health = health_.make_health(ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
                                  timeout=timeout, **(health_options or {}))
     out = Path(output) if output else Path("output") / name
-    if out.exists() and not out.is_dir():
-        raise usage_error(f"--output {out}: exists and is not a directory")
+    outputs.check_output_dir(out, force)
     return BuildSettings(
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
         kernel=kernel, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
-        init=init, layout=layout, libvirt_type=libvirt_type, health=health)
+        init=init, layout=layout, libvirt_type=libvirt_type, health=health, force=force)
 
 
 def _debian_mirrors(mirror: str | None, apt_sources: tuple[Path, ...]) -> tuple[str, str]:
@@ -148,7 +149,7 @@ def _base_image(distro: str, base_image: str | Path | None) -> Path | None:
     path = Path(base_image).absolute()
     if not path.is_file():
         raise usage_error(f"--base-image {base_image}: no such file")
-    if not re.match(r"^[A-Za-z0-9._/+-]+$", str(path)):
+    if not re.fullmatch(r"[A-Za-z0-9._/+-]+", str(path)):
         raise usage_error(f"--base-image {base_image}: the path may only contain letters, digits, '.', '_', '+', '-', '/'")
     return path
 
@@ -188,7 +189,7 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path]) -> list[tu
     info_ = info(settings.model)
     others = sorted(m.module for m in (info(x) for x in Model) if m.module != info_.module)
     spec = distros.get(settings.distro)
-    env = [("ELEMENTS_PATH", str(dib.ELEMENTS_DIR)), (spec.release_env, settings.release)]
+    env = [("ELEMENTS_PATH", str(datadir.elements_dir())), (spec.release_env, settings.release)]
     if settings.mirror and settings.distro != "gentoo":
         env.append(("DIB_DISTRIBUTION_MIRROR", settings.mirror))
     if settings.security_mirror:
@@ -288,7 +289,7 @@ def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout 
             _run_dib(command, logfile)
         with log.step("assembling the output: kernel check, launch stub, libvirt XML, manifest, checksums"):
             manifest = assemble(settings, layout, command, staging, started, time.monotonic() - clock)
-        publish(staging, settings.output)
+        outputs.publish(staging, settings.output, settings.force)
         log.info(f"published {settings.output}")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -314,18 +315,6 @@ def _log_path(settings: BuildSettings) -> Path:
     path = cache_dir() / "logs" / f"{settings.name}-{stamp}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def publish(staging: Path, output: Path) -> None:
-    """Rename the finished staging directory into place, keeping a previous output as `<output>.old`."""
-    os.chmod(staging, 0o755)
-    if output.exists():
-        old = output.with_name(output.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        output.rename(old)
-        log.info(f"previous output kept as {old}")
-    staging.rename(output)
 
 
 def sha256_file(path: Path) -> str:

@@ -164,7 +164,7 @@ def evaluate_checks(sections: dict[str, str], model: Model, timeout: int) -> lis
               service in ("systemd: active",) or service.startswith("openrc:") and "started" in service,
               service or "no output"),
         Check("config", "watchdog-device = /dev/watchdog active in /etc/watchdog.conf",
-              any(ACTIVE_DEVICE_LINE.match(line.split(":", 1)[-1]) for line in config.splitlines()),
+              any(ACTIVE_DEVICE_LINE.fullmatch(line.split(":", 1)[-1]) for line in config.splitlines()),
               config.replace("\n", " | ") or "no watchdog-device line in /etc/watchdog.conf"),
         Check("holder", "the daemon holds /dev/watchdog", any(h.is_daemon for h in holders),
               "; ".join(map(str, holders)) or "no process holds /dev/watchdog"),

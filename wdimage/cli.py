@@ -12,12 +12,13 @@ Run 'wdimage COMMAND --help' for each command's options.
 
 import argparse
 import os
+import signal
 import sys
 
 from wdimage import __version__, log
 from wdimage.commands import build, drill, kernel_config
 from wdimage.commands import diff, index, matrix
-from wdimage.errors import ExitCode, WdimageError
+from wdimage.errors import ExitCode, Interrupted, WdimageError
 
 COMMANDS = (kernel_config, build, drill, matrix, diff, index)
 
@@ -34,10 +35,29 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TERMINATING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGINT (Ctrl-C), SIGTERM (a cancelled CI job) and SIGHUP raise Interrupted in the main thread, so
+    that each command's cleanup runs: DIB gets the signal and cleans up its mounts (wdimage.run), the
+    drill stops its guests, partial directories are removed. A signal that arrives while a cleanup waits
+    is not raised again (wdimage.run.signals_deferred)."""
+    for signum in TERMINATING_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup'd: stay ignored
+            signal.signal(signum, _raise_interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on usage errors
     log.quiet = args.quiet
+    if argv is None:  # the `wdimage` process itself (tests calling main() keep pytest's handlers)
+        install_signal_handlers()
     try:
         return int(args.func(args))
     except WdimageError as e:
@@ -47,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)
         return int(e.code)
+    except Interrupted as e:
+        print(f"wdimage: interrupted by {signal.Signals(e.signum).name}; cleaned up", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
-        print("wdimage: interrupted", file=sys.stderr)
-        return int(ExitCode.FAILED)
+        print("wdimage: interrupted by SIGINT; cleaned up", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # The reader went away (`wdimage ... | head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

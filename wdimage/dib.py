@@ -11,12 +11,12 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-from wdimage import log, run
+from wdimage import datadir, dibclean, log, run
 from wdimage.errors import failure, usage_error
 
-ELEMENTS_DIR = Path(__file__).resolve().parent.parent / "elements"
 
 # A partitionless image: one ext4 filesystem on the loop device, no kpartx/device-mapper needed.
 # The kernel and initrd come out beside it (the `baremetal` element) for QEMU's direct kernel boot.
@@ -123,10 +123,26 @@ class DibCommand:
         return " ".join(assignments + [shlex.join(self.argv())])
 
     def run(self) -> None:
+        """Run DIB in a process group of its own, its temporary directories (TMP_DIR: the build's tmpfs,
+        chroot, bind mounts, loop image) in a private directory. Interrupted, DIB gets the signal and
+        cleans up (wdimage.run.run_group); afterwards, whatever it left mounted or attached there is
+        undone (wdimage.dibclean) and the directory removed, on success, failure or interruption alike."""
         env = self.environment()
         with exclusive_image_cache(image_cache_dir(env)):
-            # With a logfile DIB says little; keep even that off stdout, which `--json` owns.
-            run.run(self.argv(), env=env, capture=self.logfile is not None)
+            scratch = Path(tempfile.mkdtemp(prefix="wdimage-dib-"))
+            env["TMP_DIR"] = env["TMPDIR"] = str(scratch)  # DIB's `mktemp -t` prefers TMPDIR to TMP_DIR
+            try:
+                # With a logfile DIB says little; keep even that off stdout, which `--json` owns.
+                with tempfile.TemporaryFile("w+") as chatter:
+                    code = run.run_group(self.argv(), env=env, output=chatter if self.logfile else None,
+                                         spare=("outfilter.py",))  # DIB's log writer: it must outlive DIB
+                    chatter.seek(0)
+                    said = chatter.read().strip()
+            finally:
+                dibclean.clean_scratch(scratch)
+            if code != 0:
+                detail = f"\n{said[-2000:]}" if said else ""
+                raise failure(f"command failed with exit code {code}: {shlex.join(self.argv())}{detail}")
 
 
 def image_cache_dir(env: dict[str, str]) -> Path:

@@ -26,3 +26,17 @@ def usage_error(message: str, hint: str | None = None) -> WdimageError:
 
 def failure(message: str, hint: str | None = None) -> WdimageError:
     return WdimageError(message, hint, ExitCode.FAILED)
+
+
+class Interrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived (wdimage.cli turns each into this exception in the main thread):
+    a BaseException, so that no `except Exception` swallows it and every `finally` cleanup runs. The exit
+    code is 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

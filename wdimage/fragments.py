@@ -6,10 +6,10 @@ import dataclasses
 import difflib
 import gzip
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from wdimage import datadir
 from wdimage.errors import usage_error
 from wdimage.models import DEFAULT_MODELS, Model, info
 
@@ -64,16 +64,8 @@ class FragmentSet:
 
 
 def fragments_dir() -> Path:
-    """kconfig-fragments/ at the top of the source tree (or installed as shared data beside the package)."""
-    here = Path(__file__).resolve().parent
-    candidates = [here.parent / "kconfig-fragments", here / "kconfig-fragments"]
-    candidates.append(Path(sys.prefix) / "share" / "wdimage" / "kconfig-fragments")
-    for candidate in candidates:
-        if (candidate / CORE_FRAGMENT).is_file():
-            return candidate
-    raise usage_error(f"wdimage's kconfig-fragments/ directory was not found (looked in "
-                      f"{', '.join(map(str, candidates))})",
-                      hint="run wdimage from its source tree (pip install -e .), or pass --fragment FILE")
+    """kconfig-fragments/ at the top of the source tree, or installed as shared data (wdimage.datadir)."""
+    return datadir.find("kconfig-fragments", CORE_FRAGMENT)
 
 
 def fragment_paths(models: Sequence[Model | str] = DEFAULT_MODELS) -> list[Path]:

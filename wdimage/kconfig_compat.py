@@ -36,13 +36,16 @@ from pathlib import Path
 
 import kconfiglib
 
+from wdimage.errors import WdimageError
+
 PINNED_VERSION = (14, 1, 0)
 # SHA-256 of the pinned kconfiglib.py; the patches below rely on its private methods.
 PINNED_SHA256 = "d81c16ca77a451e52e93c99d39ad9451d645506450766c9a6b7193d55c439103"
 
 
-class IncompatibleKconfiglib(RuntimeError):
-    pass
+class IncompatibleKconfiglib(WdimageError):
+    """The installed kconfiglib is not the pinned one: a usage error (exit 2) of the commands that import this
+    module (only those that parse a Kconfig tree do)."""
 
 
 def installed_sha256() -> str:
@@ -56,7 +59,7 @@ def check_pinned() -> None:
         raise IncompatibleKconfiglib(
             f"wdimage's Kconfig compatibility layer supports kconfiglib {'.'.join(map(str, PINNED_VERSION))} "
             f"exactly (sha256 {PINNED_SHA256[:12]}), found {kconfiglib.__file__} version {version} "
-            f"(sha256 {installed_sha256()[:12]}); reinstall with: pip install kconfiglib==14.1.0")
+            f"(sha256 {installed_sha256()[:12]})", hint="reinstall with: pip install kconfiglib==14.1.0")
 
 
 def _property_line(line: str) -> str:

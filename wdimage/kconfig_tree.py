@@ -27,7 +27,7 @@ from pathlib import Path
 
 from wdimage import kconfig_compat, log
 from wdimage.errors import usage_error
-from wdimage.fileio import cache_dir
+from wdimage.fileio import cache_dir, private_cache_dir
 from wdimage.kconfig_compat import CompatKconfig, kconfiglib
 
 # Bump when what the cache holds changes meaning (the compatibility layer, this module's parse).
@@ -158,7 +158,8 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def _cache_dir() -> Path:
-    return cache_dir() / "kconfig-parse"
+    """The parse cache: pickles, loaded back only from a directory nobody else can write (created 0700)."""
+    return private_cache_dir(cache_dir() / "kconfig-parse")
 
 
 def _tool_identity(env: dict[str, str]) -> dict[str, str]:
@@ -234,7 +235,6 @@ def _store_cached(path: Path, src: Path, kconf) -> None:
     header = {"files": names, "digest": _files_digest(src, names)}
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as f:
             pickle.dump(header, f, protocol=pickle.HIGHEST_PROTOCOL)
             _deep(pickle.dump, kconf, f, pickle.HIGHEST_PROTOCOL)
@@ -242,6 +242,9 @@ def _store_cached(path: Path, src: Path, kconf) -> None:
     except (OSError, pickle.PicklingError, RecursionError) as e:
         tmp.unlink(missing_ok=True)
         log.info(f"(parse cache not written: {e})")
+    except BaseException:  # interrupted: no half-written pickle left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _parse(src: Path, env: dict[str, str]):
@@ -268,12 +271,12 @@ def parse_tree(src: Path, arch: str | None = None, *, use_cache: bool = True) ->
     if not (src / "arch" / srcarch(arch) / "Kconfig").is_file():
         raise usage_error(f"--arch {arch}: {src}/arch/{srcarch(arch)}/Kconfig does not exist")
     env = kconfig_environment(src, arch)
-    cache = _cache_file(src, env)
-    kconf = _load_cached(cache, src) if use_cache else None
+    cache = _cache_file(src, env) if use_cache else None
+    kconf = _load_cached(cache, src) if cache else None
     if kconf is None:
         with log.step(f"Parsing the Kconfig tree of {src} (ARCH={arch})"):
             kconf = _parse(src, env)
-        if use_cache:
+        if cache:
             _store_cached(cache, src, kconf)
     return KconfigTree(src, arch, env, kconf)
 

@@ -12,20 +12,25 @@ For the build (checking an image's own /boot/config-*):
 Bad input (unreadable config, malformed fragment, unknown symbol, wrong type) raises WdimageError (exit 2).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import platform
 import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wdimage import log
 from wdimage.errors import usage_error
 from wdimage.fileio import default_mode, write_atomically
 from wdimage.fragments import (Assignment, FragmentSet, Override, config_values, fragment_paths, merge,
                                nearest_names, read_config_text)
-from wdimage.kconfig_tree import KconfigTree, SymbolFacts, parse_tree
 from wdimage.models import DEFAULT_MODELS, Model
+
+if TYPE_CHECKING:  # kconfiglib is imported only by the commands that parse a Kconfig tree (parse_tree below)
+    from wdimage.kconfig_tree import KconfigTree, SymbolFacts
 
 __all__ = ["Report", "SymbolResult", "check_config", "merge_fragments", "fragment_paths", "running_config",
            "render_text"]
@@ -295,6 +300,17 @@ def _line_symbol(line: str) -> str | None:
 
 def _as_builtin(assignments: Sequence[Assignment]) -> list[Assignment]:
     return [dataclasses.replace(a, value="y") if a.value == "m" and not a.quoted else a for a in assignments]
+
+
+def parse_tree(src: Path, arch: str | None) -> KconfigTree:
+    """wdimage.kconfig_tree.parse_tree, imported here: a missing or mismatched kconfiglib is then a clean
+    exit-2 message from the commands that parse a tree, and no concern of any other command."""
+    try:
+        from wdimage.kconfig_tree import parse_tree as parse
+    except ImportError as e:
+        raise usage_error(f"--kernel-src needs kconfiglib 14.1.0, which cannot be imported: {e}",
+                          hint="reinstall wdimage, or: pip install kconfiglib==14.1.0") from None
+    return parse(src, arch)
 
 
 def _merge_result(tree: KconfigTree, a: Assignment, original: str) -> SymbolResult:

@@ -24,8 +24,14 @@ class LaunchSpec:
     qga_socket: Path | None = None  # guest agent channel org.qemu.guest_agent.0
     serial: str = "mon:stdio"  # a QEMU chardev spec, e.g. "file:/tmp/console.log"
     snapshot: bool = False  # throw away writes (the built image is never modified)
+    # QEMU's drive cache mode. "unsafe" ignores the guest's flushes: acceptable only for a throwaway overlay
+    # (the drill's); the launch stub, which may boot the published image itself, uses "writeback".
+    cache: str = "unsafe"
     machine: str | None = None  # QEMU machine type; default: the model's (pc, or q35 for the built-in iTCO)
     incoming: str | None = None  # a live migration's destination: `-incoming unix:PATH`
+
+
+CACHE_MODES = ("writeback", "writethrough", "none", "directsync", "unsafe")  # what QEMU's cache= accepts
 
 
 def cpu_is_host(spec: LaunchSpec) -> bool:
@@ -38,6 +44,8 @@ def machine_type(spec: LaunchSpec) -> str:
 
 
 def qemu_argv(spec: LaunchSpec) -> list[str]:
+    if spec.cache not in CACHE_MODES:
+        raise ValueError(f"cache={spec.cache!r}: QEMU accepts {', '.join(CACHE_MODES)}")
     model = info(spec.model)
     argv = [
         "qemu-system-x86_64",
@@ -46,7 +54,7 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         "-smp", str(spec.cpus),
         "-nographic", "-nodefaults",
         "-serial", spec.serial,
-        "-drive", f"file={spec.image},format=qcow2,if=virtio,cache=unsafe",
+        "-drive", f"file={spec.image},format=qcow2,if=virtio,cache={spec.cache}",
         "-netdev", "user,id=net0,restrict=on",
         "-device", "virtio-net-pci,netdev=net0",
         "-action", f"watchdog={spec.action}",

@@ -42,9 +42,15 @@ class ManifestDiff:
     ignored: list[Change] = dataclasses.field(default_factory=list)
 
     @property
+    def differs(self) -> bool:
+        """What `--exit-code` reports: the settings, packages or kernel config check differ. Checksums are
+        reported apart: the image's differs between any two builds (timestamps, file system UUIDs)."""
+        return bool(self.settings or self.packages or self.installed_added or self.installed_removed
+                    or self.installed_changed or self.kernel_config_check)
+
+    @property
     def identical(self) -> bool:
-        return not (self.settings or self.packages or self.installed_added or self.installed_removed
-                    or self.installed_changed or self.kernel_config_check or self.checksums)
+        return not (self.differs or self.checksums)
 
 
 def load_manifest(path: Path) -> tuple[dict, Path]:
@@ -122,11 +128,13 @@ def render_text(diff: ManifestDiff) -> str:
     lines = [f"--- {diff.a}", f"+++ {diff.b}"]
     if diff.identical:
         lines.append("No differences.")
+    elif not diff.differs:
+        lines.append("No differences in settings, packages or the kernel config check (checksums only).")
     _section(lines, "settings", diff.settings)
     _section(lines, "packages", diff.packages)
     _installed_section(lines, diff)
     _section(lines, "kernel config check", diff.kernel_config_check)
-    _section(lines, "checksums", diff.checksums)
+    _section(lines, "checksums (not counted by --exit-code)", diff.checksums)
     if diff.ignored:
         lines.append("ignored (expected to differ between any two builds): "
                      + ", ".join(change.key for change in diff.ignored))
@@ -165,7 +173,7 @@ def diff_json(diff: ManifestDiff) -> dict:
         return [{"key": c.key, "a": c.a, "b": c.b} for c in items]
 
     return {
-        "a": diff.a, "b": diff.b, "identical": diff.identical,
+        "a": diff.a, "b": diff.b, "identical": diff.identical, "differs": diff.differs,
         "settings": changes(diff.settings),
         "packages": changes(diff.packages),
         "installed_packages": {

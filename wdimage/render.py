@@ -89,7 +89,7 @@ def launch_spec(guest: GuestFiles, accel: str, here: str = _HERE) -> LaunchSpec:
     return LaunchSpec(
         model=guest.model, action=guest.action, image=path(guest.image), kernel=path(guest.kernel),
         initrd=path(guest.initrd), cmdline=guest.cmdline, memory_mb=guest.memory_mb, cpus=guest.cpus,
-        accel=accel, qmp_socket=Path(f"{_RUNDIR}/qmp.sock"),
+        accel=accel, cache="writeback", qmp_socket=Path(f"{_RUNDIR}/qmp.sock"),
         qga_socket=Path(f"{_RUNDIR}/qga.sock") if guest.agent else None)
 
 

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from wdimage import build, cli, dib, distro_env, distros
+from wdimage import build, cli, datadir, dib, distro_env, distros, outputs
 from wdimage.errors import ExitCode, WdimageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,7 +230,7 @@ def test_debian_dry_run_prints_the_command_and_builds_nothing(capsys, tmp_path):
     env = dict(w.split("=", 1) for w in words[:words.index("disk-image-create")])
     assert env["DIB_RELEASE"] == "bookworm" and env["DIB_WATCHDOG_MODULE"] == "ib700wdt"
     assert env["DIB_WATCHDOG_BLACKLIST"] == "i6300esb iTCO_wdt"
-    assert env["ELEMENTS_PATH"] == str(dib.ELEMENTS_DIR)
+    assert env["ELEMENTS_PATH"] == str(datadir.elements_dir())
     conf = Path(env["DIB_WATCHDOG_CONF"]).read_text()  # written, so the pasted line works
     assert "watchdog-device = /dev/watchdog\nwatchdog-timeout = 20\n" in conf
     if result["layout"] == "direct":
@@ -300,7 +300,7 @@ def test_debian_init_openrc_adds_the_debian_openrc_element(capsys, tmp_path):
     assert words[-5:] == ["debian-minimal", "debian-openrc", "baremetal", "watchdog", "wdimage-slim"]
     settings = build.make_settings("debian", init="openrc")
     assert build.init_system(settings) == "openrc"
-    assert dib.ELEMENTS_DIR.joinpath(
+    assert datadir.elements_dir().joinpath(
         "debian-openrc/environment.d/20-debian-openrc.bash").read_text().count("DIB_INIT_SYSTEM=openrc") == 1
     # The default and an explicit systemd are the same build.
     for init in (None, "systemd"):
@@ -438,7 +438,9 @@ def test_publish_keeps_the_previous_output_as_old(tmp_path):
         staging = tmp_path / f"staging-{generation}"
         staging.mkdir()
         (staging / "gen").write_text(generation)
-        build.publish(staging, out)
+        manifest = {"schema": 1, "name": "x", "files": {"gen": "gen"}, "build": {"wdimage_version": "0.1.0"}}
+        (staging / "manifest.json").write_text(json.dumps(manifest))
+        outputs.publish(staging, out)
     assert (out / "gen").read_text() == "three"
     assert (tmp_path / "out.old/gen").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.old"]
@@ -452,7 +454,7 @@ def test_a_failed_dib_run_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(build, "elements", lambda settings, layout: ("no-such-element-wdimage",))
     monkeypatch.setenv("DIB_IMAGE_CACHE", str(tmp_path / "cache" / "dib"))  # not waiting for real builds
     with pytest.raises(WdimageError) as e:
-        build.build(build.make_settings("debian", output=out), layout=dib.Layout.DIRECT)
+        build.build(build.make_settings("debian", output=out, force=True), layout=dib.Layout.DIRECT)
     assert e.value.code == ExitCode.FAILED
     assert "no-such-element-wdimage" in e.value.message  # the end of DIB's log, shown
     assert "nothing was published" in e.value.hint and str(tmp_path / "cache" / "logs") in e.value.hint

@@ -1,7 +1,9 @@
 """Rendered files compared to expectations: watchdog.conf, the launch stub (run by a real shell), libvirt XML."""
 
 import os
+import signal
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -50,7 +52,7 @@ def _run_stub(tmp_path: Path, guest: render.GuestFiles, accel: str = "tcg", *ext
 
 
 def test_launch_stub_runs_the_shared_qemu_command(tmp_path):
-    proc, out = _run_stub(tmp_path, _guest(), "tcg", "-snapshot")
+    proc, out = _run_stub(tmp_path, _guest(), "tcg", "-no-reboot")
     assert proc.returncode == 0, proc.stderr
     argv = proc.stdout.splitlines()
     assert argv[argv.index("-machine") + 1] == "pc,accel=tcg"
@@ -58,10 +60,55 @@ def test_launch_stub_runs_the_shared_qemu_command(tmp_path):
     assert "i6300esb" in argv and "-watchdog" not in argv
     assert argv[argv.index("-kernel") + 1] == f"{out}/debian-i6300esb.vmlinuz"
     assert argv[argv.index("-append") + 1] == "root=LABEL=cloudimg-rootfs ro console=ttyS0"
-    assert f"file={out}/debian-i6300esb.qcow2,format=qcow2,if=virtio,cache=unsafe" in argv
+    # A safe cache mode (guest flushes honoured), and by default writes never reach the published image.
+    assert f"file={out}/debian-i6300esb.qcow2,format=qcow2,if=virtio,cache=writeback" in argv
     assert argv[argv.index("-qmp") + 1] == f"unix:{tmp_path}/run/qmp.sock,server=on,wait=off"
-    assert argv[-1] == "-snapshot"
-    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700
+    assert argv[-2:] == ["-snapshot", "-no-reboot"]
+    assert not (tmp_path / "run").exists()  # the stub created it, the stub removed it
+
+
+def test_launch_stub_write_image_boots_the_image_itself(tmp_path):
+    proc, out = _run_stub(tmp_path, _guest(), "tcg", "--write-image", "-no-reboot")
+    assert proc.returncode == 0, proc.stderr
+    argv = proc.stdout.splitlines()
+    assert "-snapshot" not in argv and "--write-image" not in argv and argv[-1] == "-no-reboot"
+
+
+def test_launch_stub_never_chmods_a_run_directory_it_did_not_create(tmp_path):
+    shared = tmp_path / "run"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    (shared / "keep").write_text("mine")
+    proc, _ = _run_stub(tmp_path, _guest())
+    assert proc.returncode == 2 and "WDIMAGE_RUNDIR" in proc.stderr and "0700" in proc.stderr
+    assert shared.stat().st_mode & 0o777 == 0o755 and (shared / "keep").read_text() == "mine"
+    shared.chmod(0o700)  # a private directory of the user's is used, and left in place afterwards
+    proc, _ = _run_stub(tmp_path, _guest())
+    assert proc.returncode == 0, proc.stderr
+    assert shared.stat().st_mode & 0o777 == 0o700 and (shared / "keep").read_text() == "mine"
+
+
+def test_launch_stub_signal_stops_qemu_and_removes_its_run_directory(tmp_path):
+    """SIGTERM to the stub: QEMU (here a fake that sleeps) is stopped, the directory it created is gone."""
+    stub = tmp_path / "run.sh"
+    stub.write_text(render.render_launch_stub(_guest()))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "qemu-system-x86_64").write_text(f'#!/bin/sh\necho $$ > {tmp_path}/qemu.pid\nexec sleep 60\n')
+    (fake / "qemu-system-x86_64").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+    env.pop("WDIMAGE_RUNDIR", None)
+    proc = subprocess.Popen(["sh", str(stub)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "qemu.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    qemu_pid = int((tmp_path / "qemu.pid").read_text())
+    assert list(tmp_path.glob("wdimage-debian-i6300esb.*"))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 143
+    assert not list(tmp_path.glob("wdimage-debian-i6300esb.*"))
+    with pytest.raises(ProcessLookupError):
+        os.kill(qemu_pid, 0)
 
 
 def test_launch_stub_kvm_is_opt_in_and_bad_accel_is_refused(tmp_path):
@@ -76,14 +123,16 @@ def test_launch_stub_private_socket_dir_by_default(tmp_path):
     stub.write_text(render.render_launch_stub(_guest()))
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "qemu-system-x86_64").write_text('#!/bin/sh\nexit 0\n')
+    # The fake QEMU records the socket directory's mode while it runs; the stub removes the directory after.
+    (fake / "qemu-system-x86_64").write_text(f'#!/bin/sh\nstat -c %a "$TMPDIR"/wdimage-debian-i6300esb.* '
+                                             f'> {tmp_path}/mode\n')
     (fake / "qemu-system-x86_64").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
     env.pop("WDIMAGE_RUNDIR", None)
     proc = subprocess.run(["sh", str(stub)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    (rundir,) = tmp_path.glob("wdimage-debian-i6300esb.*")
-    assert rundir.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "mode").read_text().strip() == "700"
+    assert not list(tmp_path.glob("wdimage-debian-i6300esb.*"))
 
 
 def test_launch_stub_itco_and_ib700_machines(tmp_path):
@@ -163,7 +212,7 @@ def test_libvirt_xml_and_launch_stub_describe_the_same_vm(tmp_path):
     assert argv[argv.index("-machine") + 1].split(",")[0] == root.find("os/type").get("machine")
     assert argv[argv.index("-kernel") + 1] == root.find("os/kernel").text
     assert argv[argv.index("-append") + 1] == root.find("os/cmdline").text
-    assert f"file={root.find('devices/disk/source').get('file')},format=qcow2,if=virtio,cache=unsafe" in argv
+    assert f"file={root.find('devices/disk/source').get('file')},format=qcow2,if=virtio,cache=writeback" in argv
     assert argv[argv.index("-action") + 1] == f"watchdog={root.find('devices/watchdog').get('action')}"
 
 

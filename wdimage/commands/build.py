@@ -11,7 +11,7 @@ Bake a watchdog-ready guest image with diskimage-builder: the watchdog daemon co
 `watchdog-device = /dev/watchdog` active and its service enabled, only the chosen model's driver loaded
 at boot, the QEMU guest agent, and beside the image a QEMU launch stub, a libvirt domain, manifest.json
 and SHA256SUMS. The output directory appears only when the build succeeded (a previous one is kept as
-DIR.old). Where device-mapper works the image is a partitioned, bootable disk; elsewhere a partitionless
+DIR.old; only a previous wdimage output is ever replaced, see --force). Where device-mapper works the image is a partitioned, bootable disk; elsewhere a partitionless
 image whose kernel and initrd are booted directly by QEMU.
 """
 
@@ -27,7 +27,11 @@ def add_parser(sub) -> None:
                    help="what QEMU does when the watchdog fires (default: %(default)s)")
     p.add_argument("--timeout", type=int, default=15, metavar="SECONDS",
                    help="watchdog-timeout in the guest, within the model's range (default: %(default)s)")
-    p.add_argument("--output", metavar="DIR", help="output directory (default: ./output/NAME)")
+    p.add_argument("--output", metavar="DIR",
+                   help="output directory (default: ./output/NAME); an existing one is replaced only when it "
+                        "is a previous wdimage output (kept as DIR.old)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --output DIR even when it is not a previous wdimage output")
     p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL)")
     p.add_argument("--mirror", metavar="URL",
                    help="package mirror. debian: default the Debian archive in this machine's apt sources "
@@ -101,7 +105,8 @@ def _cmd_build(args) -> int:
         libvirt_type=args.libvirt_type,
         health_options=dict(min_memory=args.min_memory, pidfiles=tuple(args.pidfile), test_binary=args.test_binary,
                             repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,
-                            test_break=args.test_break, example=args.health_example))
+                            test_break=args.test_break, example=args.health_example),
+        force=args.force)
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")

@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
     p.add_argument("a", type=Path, metavar="A", help="a 'wdimage build' output directory or its manifest.json")
     p.add_argument("b", type=Path, metavar="B", help="the other build")
     p.add_argument("--json", action="store_true", help="print the differences as JSON")
-    p.add_argument("--exit-code", action="store_true", help="exit 1 when the builds differ (like git diff)")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit 1 when the builds differ in settings, packages or the kernel config check (like "
+                        "git diff); checksums, which differ between any two builds, are shown but not counted")
     p.set_defaults(func=_cmd_diff)
 
 
@@ -26,6 +28,6 @@ def _cmd_diff(args) -> int:
         print(json.dumps(manifest_diff.diff_json(diff), indent=2, ensure_ascii=False))
     else:
         print(manifest_diff.render_text(diff), end="")
-    if args.exit_code and not diff.identical:
+    if args.exit_code and diff.differs:
         return int(ExitCode.FAILED)
     return int(ExitCode.OK)

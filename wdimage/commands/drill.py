@@ -7,14 +7,18 @@ what the domain's <watchdog> and the guest's /etc/watchdog.conf say; anything bu
 --yes-crash-it."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from wdimage import drill, drill_report, scenarios
-from wdimage.errors import usage_error
-from wdimage.fileio import write_atomically
+from wdimage.errors import Interrupted, usage_error
+from wdimage.fileio import check_replaceable, write_atomically
+from wdimage.outputs import is_drill_report, is_junit_report
 from wdimage.models import Action
 
 
@@ -45,20 +49,50 @@ def add_parser(sub) -> None:
                    help="QEMU machine type (default: the model's: pc, or q35 for itco); e.g. q35 to drill "
                         "i6300esb beside q35's built-in iTCO")
     p.add_argument("--json", metavar="FILE", type=Path,
-                   help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr)")
+                   help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr); "
+                        "an existing FILE is replaced only when it is a previous drill report")
     p.add_argument("--junit", metavar="FILE", type=Path,
-                   help="also write a JUnit XML report to FILE: one test case per check and per scenario")
+                   help="also write a JUnit XML report to FILE: one test case per check and per scenario; "
+                        "an existing FILE is replaced only when it is a previous wdimage JUnit report")
+    p.add_argument("--force", action="store_true",
+                   help="replace the report file(s) even when they are not previous drill reports")
     p.set_defaults(func=_cmd)
 
 
-def _check_target(option: str, path: Path | None) -> None:
-    if path and str(path) != "-" and not path.parent.is_dir():
-        raise usage_error(f"{option} {path}: directory {path.parent} does not exist")
+def _check_target(option: str, path: Path | None, force: bool = False) -> None:
+    """Nothing of the user's is overwritten: an existing FILE must be a previous report of the same kind."""
+    if path and str(path) != "-":
+        if option == "--junit":
+            check_replaceable(path, option, is_junit_report, "a wdimage JUnit report", force)
+        else:
+            check_replaceable(path, option, is_drill_report, "a wdimage drill report", force)
+
+
+@contextlib.contextmanager
+def scratch_scope():
+    """Make the drill's scratch directory (QEMU sockets, overlays, console logs: wdimage.qemu.private_dir,
+    under tempfile.gettempdir()) inside a 0700 directory of this run, removed whole when the drill is
+    interrupted (run_drill keeps a failed drill's scratch directory as diagnostics, and cannot tell an
+    interruption from a failure) or when it is left empty. Interim: belongs in run_drill itself."""
+    parent = tempfile.gettempdir()
+    if "," in parent or len(parent) > 30:  # private_dir would fall back to /tmp: scope it there
+        parent = "/tmp"
+    scope = Path(tempfile.mkdtemp(prefix="wdimage-run-", dir=parent))
+    saved, tempfile.tempdir = tempfile.tempdir, str(scope)
+    try:
+        yield scope
+    except (Interrupted, KeyboardInterrupt):
+        shutil.rmtree(scope, ignore_errors=True)
+        raise
+    finally:
+        tempfile.tempdir = saved
+        with contextlib.suppress(OSError):
+            scope.rmdir()  # empty after a passed drill (or any error before a scratch dir); diagnostics stay
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    _check_target("--json", args.json)
-    _check_target("--junit", args.junit)
+    _check_target("--json", args.json, args.force)
+    _check_target("--junit", args.junit, args.force)
     faults = drill.faults_for(args.fault or ["all"])
     if args.libvirt is not None:
         report = _libvirt(args, faults)
@@ -92,7 +126,8 @@ def _built_image(args: argparse.Namespace, faults: list[str]) -> drill.DrillRepo
     built_with = build.action
     if args.action:
         build = dataclasses.replace(build, action=Action(args.action))
-    report = drill.run_drill(build, faults, machine=args.machine)
+    with scratch_scope():
+        report = drill.run_drill(build, faults, machine=args.machine)
     if build.action != built_with:
         report.warnings.append(f"action {build.action} instead of the manifest's {built_with} (--action)")
     return report
