@@ -20,7 +20,7 @@ class Distro:
     init_system: str  # systemd | openrc
     watchdog_package: str
     agent_package: str
-    kernel_package: Callable[[str, str], str]  # (kernel release, --kernel) -> package name
+    kernel_package: Callable[[str, str], str | None]  # (kernel release, --kernel) -> package name, if any
     release_env: str  # the DIB variable the release goes into
     # DIB's `base` element adds iSCSI and software-properties-common (with Python GObject, D-Bus): nothing
     # a watchdog guest needs. Debian leaves it out (-n); its base install already dist-upgrades.
@@ -43,8 +43,8 @@ DISTROS: dict[str, Distro] = {
     "gentoo": Distro(
         name="gentoo", default_release="default/linux/amd64/23.0", elements=("gentoo",), init_system="openrc",
         watchdog_package="sys-apps/watchdog", agent_package="app-emulation/qemu-guest-agent",
-        kernel_package=lambda release, kernel: (
-            "sys-kernel/gentoo-kernel" if kernel == "source" else "sys-kernel/gentoo-kernel-bin"),
+        # A kernel compiled on the host (--kernel source) is no Portage package: the manifest's kernel_source.
+        kernel_package=lambda release, kernel: None if kernel == "source" else "sys-kernel/gentoo-kernel-bin",
         release_env="GENTOO_PROFILE"),
 }
 

@@ -35,7 +35,15 @@ def add_parser(sub) -> None:
     p.add_argument("--no-agent", dest="agent", action="store_false",
                    help="leave the QEMU guest agent out (the drill needs it)")
     p.add_argument("--kernel", choices=build.KERNEL_CHOICES, default="bin",
-                   help="gentoo: prebuilt dist-kernel (bin) or built from source with the fragments")
+                   help="debian, gentoo: the distro's prebuilt kernel (bin), or compiled here from --kernel-src "
+                        "with the watchdog fragments merged and proved (source)")
+    p.add_argument("--kernel-src", metavar="DIR",
+                   help="--kernel source: a clean Linux source tree (built out of tree, O= under the cache)")
+    p.add_argument("--config", metavar="FILE",
+                   help="--kernel source: your kernel config (default: the tree's defconfig + kvm_guest.config "
+                        "+ kconfig-fragments/guest-kernel.config)")
+    p.add_argument("--fragment", action="append", default=[], metavar="FILE",
+                   help="--kernel source: your own config fragment, applied after wdimage's (repeatable)")
     p.add_argument("--init", choices=build.INIT_CHOICES,
                    help="debian: the guest's init system (default: systemd; openrc swaps in sysvinit-core + openrc)")
     p.add_argument("--base-image", metavar="FILE",
@@ -56,7 +64,8 @@ def _cmd_build(args) -> int:
         args.distro, release=args.release, model=args.model, action=args.action, timeout=args.timeout,
         name=args.name, output=args.output, mirror=args.mirror, agent=args.agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
-        max_load_1=args.max_load, init=args.init)
+        max_load_1=args.max_load, init=args.init, kernel_src=args.kernel_src, kernel_config=args.config,
+        kernel_fragments=tuple(args.fragment))
     result = build.build(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -67,5 +76,9 @@ def _cmd_build(args) -> int:
         print(f"built {settings.output} ({manifest['boot']} boot, {manifest['build']['seconds']} s)")
         for role, package in manifest["packages"].items():
             print(f"  {role}: {package['name']} {package['version']}")
+        if "kernel_source" in manifest:
+            source = manifest["kernel_source"]
+            print(f"  kernel from source: {source['release']} (Linux {source['version']}, config sha256 "
+                  f"{source['config_sha256'][:16]}, {source['compiler']})")
         print(f"  run it: {settings.output / manifest['files']['launch_stub']}")
     return 0
