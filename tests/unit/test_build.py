@@ -58,7 +58,13 @@ def _usage(capsys, *argv) -> str:
     (["gentoo", "--release", "default/../x"], "--release"),
     (["debian", "--mirror", "http://m/debian main$(id)"], "--mirror"),
     (["debian", "--mirror", "javascript:alert"], "--mirror"),
-    (["debian", "--kernel", "source"], "--kernel source is for gentoo only"),
+    (["centos", "--kernel", "source"], "--kernel source is for debian and gentoo"),
+    (["debian", "--kernel", "source"], "--kernel source needs --kernel-src DIR"),
+    (["gentoo", "--kernel", "source"], "--kernel source needs --kernel-src DIR"),
+    (["debian", "--kernel-src", "/usr/src"], "--kernel-src: only with --kernel source"),
+    (["debian", "--fragment", "/etc/hostname"], "--fragment: only with --kernel source"),
+    (["debian", "--kernel", "source", "--kernel-src", "/no/such/tree"], "--kernel-src /no/such/tree: no such directory"),
+    (["debian", "--kernel", "source", "--kernel-src", "/usr/share"], "--kernel-src /usr/share: not a kernel source tree"),
     (["debian", "--base-image", "/etc/hostname"], "--base-image is for centos only"),
     (["centos", "--base-image", "/no/such.qcow2"], "--base-image /no/such.qcow2: no such file"),
     (["debian", "--ping", "1.2.3.4;x"], "--ping"),
@@ -144,15 +150,6 @@ def test_centos_dry_run_with_a_local_base_image(capsys, tmp_path):
     assert "DIB_DISTRIBUTION_MIRROR=http://m.test/centos" in words
     assert "centos" in words and "DIB_DEBIAN_SECURITY_MIRROR" not in result["command"]
     assert "-n" not in words  # DIB's base element stays for the cloud-image path
-
-
-def test_gentoo_dry_run_source_kernel(capsys, tmp_path):
-    result = _dry_run(capsys, "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"))
-    words = shlex.split(result["command"])
-    assert "GENTOO_PROFILE=default/linux/amd64/23.0" in words
-    assert "DIB_WATCHDOG_GENTOO_KERNEL=source" in words
-    assert f"DIB_WATCHDOG_KCONFIG_FRAGMENTS={build.fragments_dir()}" in words
-    assert "gentoo" in words
 
 
 def test_dry_run_text_is_the_command_line(capsys, tmp_path):
