@@ -11,7 +11,7 @@ APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-sour
 # wdimage build --kernel source: the kernel's build and its bindeb-pkg packaging (ccache where installed).
 APT_KERNEL_BUILD := libelf-dev libssl-dev ccache rsync cpio kmod dpkg-dev fakeroot perl openssl
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
-APT_DRILL := qemu-system-x86 qemu-utils
+APT_DRILL := qemu-system-x86 qemu-utils libxml2-utils
 APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL))
 
 .PHONY: all deps venv test test-fast demo bench lint clean

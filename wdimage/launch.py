@@ -24,13 +24,15 @@ class LaunchSpec:
     qga_socket: Path | None = None  # guest agent channel org.qemu.guest_agent.0
     serial: str = "mon:stdio"  # a QEMU chardev spec, e.g. "file:/tmp/console.log"
     snapshot: bool = False  # throw away writes (the built image is never modified)
+    machine: str | None = None  # QEMU machine type; default: the model's (pc, or q35 for the built-in iTCO)
+    incoming: str | None = None  # a live migration's destination: `-incoming unix:PATH`
 
 
 def qemu_argv(spec: LaunchSpec) -> list[str]:
     model = info(spec.model)
     argv = [
         "qemu-system-x86_64",
-        "-machine", f"{model.machine},accel={spec.accel}",
+        "-machine", f"{spec.machine or model.machine},accel={spec.accel}",
         "-m", str(spec.memory_mb),
         "-smp", str(spec.cpus),
         "-nographic", "-nodefaults",
@@ -44,7 +46,7 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         argv += ["-cpu", "host"]
     if model.qemu_device:
         argv += ["-device", model.qemu_device]
-    else:  # q35's built-in iTCO: QEMU up to 7.2 keeps it from rebooting unless told otherwise
+    if (spec.machine or model.machine) == "q35":  # the built-in iTCO: QEMU up to 7.2 keeps it from rebooting
         argv += ["-global", "ICH9-LPC.noreboot=false"]
     if spec.kernel:
         argv += ["-kernel", str(spec.kernel)]
@@ -62,4 +64,6 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         ]
     if spec.snapshot:
         argv += ["-snapshot"]
+    if spec.incoming:
+        argv += ["-incoming", spec.incoming]
     return argv

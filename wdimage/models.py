@@ -32,16 +32,18 @@ class ModelInfo:
     timeout_range: tuple[int, int]  # seconds the driver accepts
     libvirt_model: str
     fragment: str  # file name in kconfig-fragments/
+    identity: str = ""  # what the driver reports in /sys/class/watchdog/watchdogN/identity
+    stages: int = 1  # countdowns of the programmed timeout before the reset (the ICH9 TCO counts down twice)
 
 
 MODELS: dict[Model, ModelInfo] = {
     Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
-                              (1, 2046), "i6300esb", "i6300esb.config"),
+                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer"),
     Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
-                           (1, 30), "ib700", "ib700.config"),
+                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT"),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
     Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
-                          (1, 613), "itco", "itco.config"),
+                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2),
 }
 
 # With no --model, the seed article's menu: the core plus both classic drivers.
@@ -50,3 +52,41 @@ DEFAULT_MODELS: tuple[Model, ...] = (Model.I6300ESB, Model.IB700)
 
 def info(model: Model | str) -> ModelInfo:
     return MODELS[Model(model)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionInfo:
+    action: Action
+    effect: str  # what QEMU does when the watchdog fires, and what the user then sees
+    recovers: bool  # does the guest come back on its own after a crash?
+
+
+ACTIONS: dict[Action, ActionInfo] = {a.action: a for a in [
+    ActionInfo(Action.RESET, "QEMU resets the guest, which boots again", True),
+    ActionInfo(Action.SHUTDOWN, "QEMU sends an ACPI power-button request: a crashed guest cannot obey it and "
+                                "stays down", False),
+    ActionInfo(Action.POWEROFF, "QEMU powers the guest off and exits", False),
+    ActionInfo(Action.PAUSE, "QEMU pauses the guest (run state 'watchdog') until someone resumes or resets it",
+               False),
+    ActionInfo(Action.DEBUG, "QEMU prints a debug message and does nothing else: the guest stays hung", False),
+    ActionInfo(Action.NONE, "QEMU does nothing but report the event: the guest stays hung", False),
+    ActionInfo(Action.INJECT_NMI, "QEMU injects an NMI: a live kernel logs it, a crashed one stays hung", False),
+]}
+
+
+def action_warning(action: Action | str) -> str | None:
+    """For a build: a warning when the action cannot bring a crashed guest back, naming the better choice."""
+    about = ACTIONS[Action(action)]
+    if about.recovers:
+        return None
+    return (f"--action {about.action}: {about.effect}; a crashed guest will not recover by itself "
+            f"(use --action reset for that; OpenStack: hw_watchdog_action=reset)")
+
+
+def timeout_note(model: Model | str, timeout: int) -> str | None:
+    """For a build: where the reset comes later than the timeout suggests."""
+    stages = info(model).stages
+    if stages == 1:
+        return None
+    return (f"--model {model}: the ICH9 TCO timer counts down {stages} times, so the reset comes about "
+            f"{stages * timeout}s after the last keepalive with --timeout {timeout}")

@@ -157,12 +157,19 @@ class QmpClient:
             for i, event in enumerate(self.events):
                 if event["event"] in names:
                     return self.events.pop(i)
-            try:
-                message = self._stream.receive(deadline)
-            except (TimeoutError, ConnectionError):
+            if not self.pump(deadline):
                 return None
-            if "event" in message:
-                self.events.append(message)
+
+    def pump(self, deadline: float) -> bool:
+        """Read one message, keeping it in `events` if it is one; False at the deadline or when QEMU closed the
+        connection (it exited)."""
+        try:
+            message = self._stream.receive(deadline)
+        except (TimeoutError, ConnectionError):
+            return False
+        if "event" in message:
+            self.events.append(message)
+        return True
 
     def close(self) -> None:
         self._stream.close()

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEBIAN_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--timeout", "15")
 # The other model choice (ISA ib700 on the pc machine), another action and timeout.
 DEBIAN_IB700_BUILD_ARGS = ("debian", "--model", "ib700", "--action", "poweroff", "--timeout", "20")
+# The ICH9 TCO built into q35 (two countdowns: the reset comes about 2 x 10 s after the last keepalive).
+DEBIAN_ITCO_BUILD_ARGS = ("debian", "--model", "itco", "--action", "reset", "--timeout", "10")
 KEY_INPUTS = ("elements", "kconfig-fragments", "wdimage")  # all of the package: a hand-kept list misses some
 
 
@@ -87,3 +89,10 @@ def debian_ib700_image_dir() -> Path:
     """Like debian_image_dir, for ib700 with action poweroff and a 20 s timeout."""
     _require_root_or_sudo()
     return cached_build(DEBIAN_IB700_BUILD_ARGS, "debian-ib700")
+
+
+@pytest.fixture(scope="session")
+def debian_itco_image_dir() -> Path:
+    """Like debian_image_dir, for the iTCO watchdog of q35 with a 10 s timeout."""
+    _require_root_or_sudo()
+    return cached_build(DEBIAN_ITCO_BUILD_ARGS, "debian-itco")

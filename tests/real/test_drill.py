@@ -1,18 +1,25 @@
-"""The drill on the real Debian image that the build test made (fixture debian_image_dir), under real QEMU.
+"""The drill on the real Debian images that the build tests made, under real QEMU (TCG here).
 
-Each run boots under TCG here (about 20-25 s a boot): the three faults share boots where a guest comes back
-armed, and the negative control stops at its failing checks.
+Scenarios share boots wherever the guest comes back armed: the default image runs the controls, both
+migrations and the three faults in one drill. The actions other than reset reuse the same image with
+`--action` (the image does not depend on it), each in one boot. iTCO gets its own image (q35).
 """
 
 import json
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from wdimage import cli, drill, qemu
+from wdimage import cli, drill, drill_report, qemu
 from wdimage.errors import ExitCode
+from wdimage.launch import LaunchSpec
+from wdimage.scenarios import MARGIN_SECONDS
 
 pytestmark = pytest.mark.real
+
+JUNIT_XSD = Path(__file__).resolve().parents[1] / "fixtures" / "junit" / "junit.xsd"
 
 # The seed's bug, made again in the overlay: the device line commented out, the daemon restarted on it. Not
 # `systemctl restart`: Debian's unit fails its own stop (ExecStopPost with run_wd_keepalive=1), so OnFailure=
@@ -24,59 +31,119 @@ RECOMMENT_DEVICE_LINE = [
 ]
 
 
-def test_drill_all_faults_pass(debian_image_dir, tmp_path, capsys):
+def run_cli(image_dir: Path, tmp_path: Path, *args: str) -> tuple[int, dict]:
+    report_path = tmp_path / "drill.json"
+    code = cli.main(["drill", str(image_dir), "--json", str(report_path), *args])
+    report = json.loads(report_path.read_text())
+    print(json.dumps(report, indent=1))
+    return code, report
+
+
+def by_fault(report: dict) -> dict[str, dict]:
+    return {f["fault"]: f for f in report["faults"]}
+
+
+def within_window(fault: dict) -> bool:
+    low, high = fault["expected_window"]
+    return 0 < fault["seconds_to_reset"] <= high + MARGIN_SECONDS
+
+
+def test_controls_migrations_and_faults_on_one_guest(debian_image_dir, tmp_path):
     image = drill.load_build(debian_image_dir).image
     before = image.stat().st_mtime_ns
-    report_path = tmp_path / "drill.json"
-    code = cli.main(["drill", str(debian_image_dir), "--json", str(report_path)])
-    out = capsys.readouterr().out
-    print(out)
-    report = json.loads(report_path.read_text())
-    assert code == ExitCode.OK, out
-    assert report["passed"] is True
-    assert all(c["passed"] for c in report["checks"])
-    assert [f["fault"] for f in report["faults"]] == ["panic", "kill", "hang"]
-    timeout = report["timeout"]
-    for fault in report["faults"]:
-        assert fault["passed"] and fault["action"] == "reset" and fault["rebooted_armed"] is True, fault
-        assert 0 < fault["seconds_to_reset"] <= timeout + drill.MARGIN_SECONDS, fault
-    assert report["boot_to_armed_seconds"] > 0
+    junit = tmp_path / "drill.xml"
+    code, report = run_cli(debian_image_dir, tmp_path, "--junit", str(junit),
+                           *[f"--fault={f}" for f in ("pause", "migrate", "panic", "kill", "hang", "migrate-panic")])
+    assert code == ExitCode.OK, report
+    assert report["passed"] is True and all(c["passed"] for c in report["checks"])
+    faults = by_fault(report)
+    assert list(faults) == ["pause", "migrate", "panic", "kill", "hang", "migrate-panic"]
+    for name in ("pause", "migrate"):  # controls: nothing happened, and the guest was still armed
+        assert faults[name]["outcome"] == "quiet" and "still armed afterwards" in faults[name]["detail"]
+    assert faults["migrate"]["figures"]["migration"]["seconds"] > 0
+    for name in ("panic", "kill", "hang", "migrate-panic"):
+        fault = faults[name]
+        assert fault["action"] == "reset" and fault["path"] == "watchdog" and fault["rebooted_armed"], fault
+        assert within_window(fault), fault
+    assert faults["migrate-panic"]["figures"]["migration"]["seconds"] > 0
+    assert report["boot_to_armed_seconds"] > 0 and report["kernel"]
     assert image.stat().st_mtime_ns == before  # the built image is never written
+    result = subprocess.run(["xmllint", "--noout", "--schema", str(JUNIT_XSD), str(junit)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("action, fault, expect", [
+    ("pause", "panic", "QEMU then: watchdog"),  # paused in run state 'watchdog'
+    ("none", "panic", "event only"),
+    ("shutdown", "panic", "cannot obey it and stays down"),
+    ("inject-nmi", "hang", "the guest's console:"),  # a live kernel logs the NMI
+])
+def test_actions_other_than_reset(debian_image_dir, tmp_path, action, fault, expect):
+    code, report = run_cli(debian_image_dir, tmp_path, "--action", action, "--fault", fault)
+    assert code == ExitCode.OK, report
+    [result] = report["faults"]
+    assert result["action"] == action and within_window(result), result
+    assert expect in result["detail"], result
+    assert f"action {action} instead of the manifest's reset" in report["warnings"][0]
+
+
+def test_itco_on_q35_counts_down_twice_and_resets(debian_itco_image_dir, tmp_path):
+    code, report = run_cli(debian_itco_image_dir, tmp_path, "--fault", "panic")
+    assert code == ExitCode.OK, report
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["identity"]["seen"].startswith("watchdog0: iTCO_wdt"), checks["identity"]
+    [panic] = report["faults"]
+    assert panic["expected_window"][1] == 2 * report["timeout"]
+    assert panic["action"] == "reset" and panic["rebooted_armed"] and within_window(panic), panic
+    assert panic["seconds_to_reset"] > report["timeout"]  # one countdown is not enough: the second resets
+
+
+def test_i6300esb_beside_q35s_itco_the_daemon_holds_the_i6300esb(debian_image_dir, tmp_path):
+    """Two watchdog devices in one guest: the image loads only its model's driver (iTCO_wdt is blacklisted),
+    so /dev/watchdog (watchdog0) is the i6300esb, and that is what the daemon holds and feeds."""
+    code, report = run_cli(debian_image_dir, tmp_path, "--machine", "q35", "--fault", "panic")
+    assert code == ExitCode.OK, report
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["identity"]["passed"] and checks["identity"]["seen"] == "watchdog0: i6300ESB timer", checks
+    assert checks["holder"]["passed"]
+    [panic] = report["faults"]
+    assert panic["action"] == "reset" and within_window(panic), panic
 
 
 def test_negative_control_commented_device_line_fails_the_checks(debian_image_dir):
     build = drill.load_build(debian_image_dir)
-    report = drill.run_drill(build, list(drill.Fault), prepare=RECOMMENT_DEVICE_LINE)
+    report = drill.run_drill(build, ["panic", "kill", "hang"], prepare=RECOMMENT_DEVICE_LINE)
     failed = {c.name for c in report.checks if not c.passed}
-    print(drill.render_text(report))
+    text = drill_report.render_text(report)
+    print(text)
     assert report.exit_code == ExitCode.FAILED
     assert failed == {"config", "holder"}, report.checks  # the daemon runs, without the device: the seed's trap
     assert report.faults == []  # a failed check ends the drill before any crash
     assert report.diagnostics is not None and (report.diagnostics / "boot1-console.log").is_file()
-    text = drill.render_text(report)
     assert "#watchdog-device" in text and "Not run: panic, kill, hang" in text
+    assert "fix: uncomment `watchdog-device = /dev/watchdog`" in text
     shutil.rmtree(report.diagnostics)
 
 
 def test_the_kvm_probe_recognises_a_booting_kernel_under_tcg(debian_image_dir, tmp_path):
     """KVM does not work on these machines, so the probe's success path is exercised under TCG instead."""
     build = drill.load_build(debian_image_dir)
-    spec = drill.launch_spec(build, build.image, "tcg", tmp_path, "probe")
+    spec = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
+                      initrd=build.initrd, cmdline=build.kernel_cmdline)
     booted, why = qemu.probe_boot(spec, tmp_path, seconds=90, accel="tcg")
     assert booted, why
     assert why.startswith("the kernel booted under TCG in")
 
 
 def test_ib700_poweroff_image_powers_off_on_panic(debian_ib700_image_dir, tmp_path):
-    """The other model (ISA ib700 on the pc machine) and an action other than reset: QEMU must report the
-    WATCHDOG event with action poweroff and then exit, and nothing is expected to come back."""
-    report_path = tmp_path / "drill.json"
-    code = cli.main(["drill", str(debian_ib700_image_dir), "--fault", "panic", "--json", str(report_path)])
-    report = json.loads(report_path.read_text())
+    """The other model (ISA ib700 on the pc machine) and an action other than reset, as built: QEMU must report
+    the WATCHDOG event with action poweroff and then exit, and nothing is expected to come back."""
+    code, report = run_cli(debian_ib700_image_dir, tmp_path, "--fault", "panic")
     assert code == ExitCode.OK, report
     assert report["model"] == "ib700" and report["action"] == "poweroff"
     assert {c["name"]: c["passed"] for c in report["checks"]}["driver"] is True
     [fault] = report["faults"]
     assert fault["passed"] and fault["action"] == "poweroff" and fault["rebooted_armed"] is None, fault
-    assert 0 < fault["seconds_to_reset"] <= report["timeout"] + drill.MARGIN_SECONDS, fault
+    assert within_window(fault), fault
     assert fault["detail"].endswith("QEMU then: exited"), fault

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import cli, drill
-from wdimage.drill import Check, DrillReport, Fault, FaultResult
+from wdimage import cli, drill, drill_report, scenarios
+from wdimage.drill import Check, DrillReport, FaultResult
+from wdimage.scenarios import Outcome, Setup, Window
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.models import Action, Model
 
@@ -38,6 +39,12 @@ root=LABEL=cloudimg-rootfs ro console=ttyS0
 interval = 5
 ### clock
 14.17 100
+### kexec
+0
+### kernel
+6.1.0-56-amd64
+### identity
+watchdog0: i6300ESB timer
 """
 
 
@@ -183,36 +190,49 @@ def test_cli_bad_directory_and_bad_fault_exit_2(tmp_path, capsys):
     assert "--json" in capsys.readouterr().err
 
 
-def test_fault_choice_all_is_every_fault_in_order():
-    assert drill.faults_for("all") == [Fault.PANIC, Fault.KILL, Fault.HANG]
-    assert drill.faults_for("hang") == [Fault.HANG]
+def test_fault_choice_all_is_every_scenario_controls_first():
+    assert drill.faults_for("all") == ["healthy", "pause", "stop", "migrate", "panic", "kill", "hang",
+                                       "migrate-panic"]
+    assert drill.faults_for(["hang", "panic", "hang"]) == ["hang", "panic"]
+
+
+def test_repeated_fault_option_and_bad_names(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["drill", str(tmp_path), "--fault", "panic", "--fault", "nosuch"])
+    assert e.value.code == 2 and "nosuch" in capsys.readouterr().err
 
 
 # --- the report ------------------------------------------------------------------------------------------
 
 def sample_report(tmp_path: Path, kill_passed: bool = True) -> DrillReport:
     build = drill.load_build(write_build(tmp_path))
-    report = DrillReport(build=build, faults_requested=list(Fault), accel="tcg", accel_reason="KVM probe: hung",
+    setup = drill.setup_from_build(build)
+    report = DrillReport(target=str(build.directory), setup=setup, build=build,
+                         faults_requested=["panic", "kill", "hang"], accel="tcg", accel_reason="KVM probe: hung",
                          boot_to_agent_seconds=17.04, boot_to_armed_seconds=18.46,
                          checks=drill.evaluate_checks(sections(), Model.I6300ESB, 15))
+    window = Window(10, 15, "15s after the last keepalive")
     report.faults = [
-        FaultResult(Fault.PANIC, True, "reset", 14.71, True, 21.3, "WATCHDOG reset 14.7s after the fault"),
-        FaultResult(Fault.KILL, kill_passed, None if not kill_passed else "reset",
+        FaultResult("panic", True, "reset", 14.71, True, 21.3, "WATCHDOG reset 14.7s after the fault",
+                    outcome="fire", path="watchdog", window=window),
+        FaultResult("kill", kill_passed, None if not kill_passed else "reset",
                     None if not kill_passed else 14.2, None if not kill_passed else True,
-                    detail="no WATCHDOG event within 25s of the fault"),
-        FaultResult(Fault.HANG, True, "reset", 14.9, True, 20.0, "WATCHDOG reset"),
+                    detail="no WATCHDOG event within 25s of the fault", outcome="fire", window=window),
+        FaultResult("hang", True, "reset", 14.9, True, 20.0, "WATCHDOG reset", outcome="fire", window=window),
     ]
     return report
 
 
 def test_json_report_has_the_issue_fields(tmp_path):
-    data = drill.report_json(sample_report(tmp_path))
+    data = drill_report.report_json(sample_report(tmp_path))
     assert data["timeout"] == 15 and data["boot_to_armed_seconds"] == 18.5
-    assert {"name", "title", "passed", "seen"} <= set(data["checks"][0])
+    assert {"name", "title", "passed", "seen", "fix"} <= set(data["checks"][0])
     assert [f["fault"] for f in data["faults"]] == ["panic", "kill", "hang"]
     first = data["faults"][0]
-    assert {"fault", "passed", "action", "seconds_to_reset", "rebooted_armed"} <= set(first)
+    assert {"fault", "passed", "action", "seconds_to_reset", "rebooted_armed", "path", "expected_window"} <= set(first)
     assert first["ratio_to_timeout"] == pytest.approx(0.981, abs=1e-3)
+    assert first["ratio_to_window"] == pytest.approx(0.981, abs=1e-3)
+    assert first["expected_window"] == [10, 15]
     assert data["passed"] is True
     json.dumps(data)  # serialisable as is
 
@@ -220,19 +240,19 @@ def test_json_report_has_the_issue_fields(tmp_path):
 def test_after_fault_description_names_the_keepalive_takeover():
     text = ("### holders\n812 wd_keepalive /dev/watchdog S 5120\n### units\n"
             "watchdog.service failed\nwd_keepalive.service active\n")
-    assert drill.describe_after_fault(text) == ("wd_keepalive (pid 812, state S) holds /dev/watchdog; "
+    assert scenarios.describe_after_fault(text) == ("wd_keepalive (pid 812, state S) holds /dev/watchdog; "
                                                 "watchdog.service failed, wd_keepalive.service active")
-    assert drill.describe_after_fault("### holders\n### units\n").startswith("nobody holds /dev/watchdog")
+    assert scenarios.describe_after_fault("### holders\n### units\n").startswith("nobody holds /dev/watchdog")
 
 
 def test_one_failed_fault_fails_the_drill_and_shows_in_text(tmp_path):
     report = sample_report(tmp_path, kill_passed=False)
     assert not report.passed and report.exit_code == ExitCode.FAILED
-    text = drill.render_text(report)
+    text = drill_report.render_text(report)
     assert "FAIL  kill: no WATCHDOG event" in text
     assert "PASS  panic" in text
     assert text.endswith("Result: FAILED")
-    assert drill.report_json(report)["faults"][1]["rebooted_armed"] is None
+    assert drill_report.report_json(report)["faults"][1]["rebooted_armed"] is None
 
 
 def test_failed_check_means_no_faults_and_says_what_was_not_run(tmp_path):
@@ -240,14 +260,14 @@ def test_failed_check_means_no_faults_and_says_what_was_not_run(tmp_path):
     report.checks = drill.evaluate_checks(sections(config="26:#watchdog-device = /dev/watchdog"), Model.I6300ESB, 15)
     report.faults = []
     report.boot_to_armed_seconds = None
-    text = drill.render_text(report)
+    text = drill_report.render_text(report)
     assert "FAIL  watchdog-device = /dev/watchdog active" in text
     assert "Not run: panic, kill, hang" in text
     assert report.exit_code == ExitCode.FAILED
 
 
 def test_passing_report_text(tmp_path):
-    text = drill.render_text(sample_report(tmp_path))
+    text = drill_report.render_text(sample_report(tmp_path))
     assert "boot to armed: 18.5s (guest agent after 17.0s)" in text
     assert text.endswith("Result: PASSED")
 
@@ -281,11 +301,99 @@ def test_keepalive_interval_with_the_daemons_default(text, interval):
     assert drill.ping_interval({"interval": text}) == interval
 
 
-def test_expected_reset_window_per_fault():
-    assert drill._expected_window(Fault.PANIC, 15, 5) == "expected 10-15s with a keepalive every 5s"
-    assert drill._expected_window(Fault.HANG, 15, 1) == "expected 14-15s with a keepalive every 1s"
-    assert drill._expected_window(Fault.KILL, 15, 5).startswith("expected 15s: the kernel pings")
+def test_expected_windows_per_fault_and_model():
+    setup = Setup("x", Model.I6300ESB, Action.RESET, 15, interval=5)
+    panic, kill = scenarios.SCENARIOS["panic"], scenarios.SCENARIOS["kill"]
+    assert (panic.window(setup).low, panic.window(setup).high) == (10, 15)
+    assert (kill.window(setup).low, kill.window(setup).high) == (15, 15)
+    assert "pings the device once" in kill.window(setup).why
+    itco = Setup("x", Model.ITCO, Action.RESET, 15, interval=5)  # the ICH9 TCO counts down twice
+    assert (panic.window(itco).low, panic.window(itco).high) == (25, 30)
+    assert "2 countdowns of 15s" in panic.window(itco).why
+
+
+def test_a_named_scenario_the_image_cannot_run_is_refused_and_all_leaves_it_out():
+    setup = Setup("x", Model.I6300ESB, Action.RESET, 15)
+    row = scenarios.Scenario("needs-ping", "x", Outcome.REBOOT, scenarios.nothing, scenarios.quiet_window,
+                             requires=lambda s: None if s.health.get("ping") else "build with --ping ADDR")
+    scenarios.SCENARIOS[row.name] = row
+    try:
+        with pytest.raises(ValueError, match="--fault needs-ping: .*--ping ADDR"):
+            scenarios.select(["needs-ping"], setup, frozenset())
+        chosen, left_out = scenarios.select(["all"], setup, frozenset())
+        assert "needs-ping" not in [c.name for c in chosen] and ("needs-ping", "build with --ping ADDR") in left_out
+        chosen, _ = scenarios.select(["all"], Setup("x", Model.I6300ESB, Action.RESET, 15, health={"ping": ["a"]}),
+                                     frozenset())
+        assert "needs-ping" in [c.name for c in chosen]
+    finally:
+        del scenarios.SCENARIOS[row.name]
+
+
+def test_failed_checks_carry_the_concrete_fix():
+    checks = checks_by_name(config="26:#watchdog-device = /dev/watchdog", module="")
+    assert "uncomment `watchdog-device = /dev/watchdog`" in checks["config"].fix
+    assert "modprobe i6300esb" in checks["module"].fix
+    assert checks["driver"].fix == ""  # passed: no fix
+    text = drill_report.render_text(DrillReport(target="t", setup=Setup("x", Model.I6300ESB, Action.RESET, 15),
+                                                faults_requested=[], checks=list(checks.values())))
+    assert "fix: uncomment" in text
+
+
+def test_a_loaded_crash_kernel_fails_the_kexec_check():
+    assert not checks_by_name(kexec="1")["kexec"].passed
+    assert "kdump" in checks_by_name(kexec="1")["kexec"].fix
+    assert checks_by_name(kexec="0")["kexec"].passed
+    assert checks_by_name(kexec="")["kexec"].passed  # no kexec in the kernel: nothing can take the panic
 
 
 def test_recorded_probe_interval():
     assert drill.ping_interval(sections()) == 5
+
+
+# --- JUnit ---------------------------------------------------------------------------------------------------
+
+JUNIT_XSD = Path(__file__).resolve().parents[1] / "fixtures" / "junit" / "junit.xsd"
+
+
+def validate_junit(path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run(["xmllint", "--noout", "--schema", str(JUNIT_XSD), str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_junit_has_a_case_per_check_and_fault_and_validates(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    report = sample_report(tmp_path, kill_passed=False)
+    report.faults.append(FaultResult("migrate", True, outcome="quiet", skipped="libvirt cannot migrate"))
+    report.faults_requested.append("migrate")
+    path = tmp_path / "drill.xml"
+    path.write_text(drill_report.report_junit(report, console_tail="Kernel panic - not syncing"))
+    validate_junit(path)
+    suite = ET.parse(path).getroot().find("testsuite")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert len(cases) == len(report.checks) + 4
+    assert cases["fault panic"].get("time") == "14.71" and cases["fault panic"].find("failure") is None
+    failure = cases["fault kill"].find("failure")
+    assert "no WATCHDOG event" in failure.get("message") and "Kernel panic" in failure.text
+    assert cases["fault migrate"].find("skipped").get("message") == "libvirt cannot migrate"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(len(cases)), "1", "1")
+
+
+def test_junit_of_a_drill_that_stopped_early_validates(tmp_path):
+    report = sample_report(tmp_path)
+    report.faults, report.error = [], "QEMU did not start: boom <&>"
+    path = tmp_path / "drill.xml"
+    path.write_text(drill_report.report_junit(report))
+    validate_junit(path)
+    assert "boom &lt;&amp;&gt;" in path.read_text()
+
+
+def test_on_q35_the_daemons_device_must_be_the_models_not_the_built_in_itco():
+    both = "watchdog0: i6300ESB timer\nwatchdog1: iTCO_wdt"
+    assert checks_by_name(identity=both)["identity"].passed
+    wrong = checks_by_name(identity="watchdog0: iTCO_wdt\nwatchdog1: i6300ESB timer")["identity"]
+    assert not wrong.passed and "watchdog0: iTCO_wdt" in wrong.seen and "blacklist" in wrong.fix
+    assert checks_by_name(identity="")["identity"].passed  # no sysfs identity: said unverified

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from wdimage import build, distros
+from wdimage import build, distros, log, models
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -66,6 +66,9 @@ def _cmd_build(args) -> int:
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
         max_load_1=args.max_load, init=args.init, kernel_src=args.kernel_src, kernel_config=args.config,
         kernel_fragments=tuple(args.fragment))
+    for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
+        if note:
+            log.info(f"warning: {note}")
     result = build.build(settings, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

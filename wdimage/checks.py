@@ -1,0 +1,232 @@
+"""The readiness probe: what the seed article's comment thread checks by hand, in one guest-exec.
+
+Driver in dmesg, module loaded, /dev/watchdog present, service running, the `watchdog-device` line active, who
+holds the device, a kernel that does not reboot itself on panic, no crash kernel waiting to take the panic, and
+the device's timeout. Each check says what was seen and, when it failed, the concrete fix.
+"""
+
+import dataclasses
+import re
+import time
+
+from wdimage.guest import Guest
+from wdimage.models import Model, info
+
+# Who holds /dev/watchdog*: "PID COMM TARGET STATE" lines. One `find` instead of a readlink per fd: under TCG
+# every process the guest starts costs tens of milliseconds.
+HOLDERS_SH = r"""
+holders() {
+  find /proc/[0-9]*/fd -lname '/dev/watchdog*' 2>/dev/null | while read -r fd; do
+    pid=${fd#/proc/}; pid=${pid%%/*}; stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    set -- ${stat##*) }
+    echo "$pid $(cat "/proc/$pid/comm") $(readlink "$fd") $1 ${20}"
+  done
+}
+"""
+
+# One script, one guest-exec: every check's raw material in sections. $1 is the driver's module name.
+GUEST_PROBE = HOLDERS_SH + r"""
+module=$1
+echo '### driver'; dmesg 2>&1 | grep -i -F -e "$module" | tail -n 4
+echo '### module'; grep -E "^$module " /proc/modules; [ -d "/sys/module/$module" ] && echo "present in /sys/module/$module"
+echo '### device'; ls -l /dev/watchdog 2>&1
+echo '### service'
+if [ -d /run/systemd/system ]; then echo "systemd: $(systemctl is-active watchdog.service 2>&1)"
+elif command -v rc-service >/dev/null; then echo "openrc: $(rc-service watchdog status 2>&1)"
+else echo "no systemd or OpenRC"; fi
+echo '### config'; grep -n -e 'watchdog-device' /etc/watchdog.conf 2>&1
+echo '### holders'; holders
+echo '### cmdline'; cat /proc/cmdline
+echo '### panic'; cat /proc/sys/kernel/panic
+echo '### timeout'; cat /sys/class/watchdog/watchdog0/timeout 2>&1
+echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.conf
+echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
+echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
+echo '### kernel'; uname -r
+echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
+"""
+
+ACTIVE_DEVICE_LINE = re.compile(r"^\s*watchdog-device\s*=\s*/dev/watchdog\s*$")
+DRIVER_TROUBLE = re.compile(r"cannot|fail|error|unable|not found", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    title: str
+    passed: bool
+    seen: str
+    fix: str = ""  # what to change when the check failed
+
+    def with_fix(self, module: str, model: str) -> "Check":
+        """The check, with the concrete fix filled in when it failed."""
+        if self.passed or self.name not in FIXES:
+            return self
+        return dataclasses.replace(self, fix=FIXES[self.name].replace("MODULE", module).replace("MODEL", model))
+
+
+# The concrete fix for each failed check, as the seed's comment thread would have needed it.
+FIXES = {
+    "driver": "load the driver (modprobe MODULE) and read dmesg for why it did not bind; the hypervisor needs the "
+              "watchdog device (QEMU -device MODEL, or <watchdog model=...> in the libvirt domain)",
+    "module": "modprobe MODULE, and list it in /etc/modules-load.d/ so that it loads at every boot",
+    "device": "/dev/watchdog appears when a watchdog driver binds: load the module, check the device in the VM",
+    "service": "enable and start the daemon: systemctl enable --now watchdog (OpenRC: rc-update add watchdog "
+               "default; rc-service watchdog start)",
+    "config": "uncomment `watchdog-device = /dev/watchdog` in /etc/watchdog.conf (Debian ships it commented out) "
+              "and restart the daemon",
+    "holder": "the daemon must hold /dev/watchdog: set watchdog-device in /etc/watchdog.conf, stop whatever "
+              "else holds it (wd_keepalive, systemd's RuntimeWatchdogSec), restart the daemon",
+    "panic": "remove panic=N from the kernel command line and set kernel.panic=0, or the kernel reboots itself "
+             "and the watchdog is never tested",
+    "identity": "another watchdog driver took /dev/watchdog first: blacklist it (modprobe.d) so that only "
+                "MODULE drives the device, or choose that model",
+    "kexec": "a crash kernel is loaded (kdump): a panic boots it instead of hanging; disable kdump for the drill "
+             "(systemctl disable --now kdump) or drill the kill/hang faults only",
+    "timeout": "set watchdog-timeout in /etc/watchdog.conf to the expected value and restart the daemon",
+}
+
+
+def parse_sections(text: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            current = sections.setdefault(line[4:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    """A process with /dev/watchdog* open."""
+
+    pid: str
+    comm: str
+    target: str
+    state: str  # R, S, T (stopped), ...
+    start_ticks: int  # when it started, in clock ticks since the guest booted
+
+    def __str__(self) -> str:
+        return f"{self.comm} (pid {self.pid}, state {self.state}) holds {self.target}"
+
+    @property
+    def is_daemon(self) -> bool:
+        return self.comm == "watchdog" and self.target == "/dev/watchdog"
+
+
+def parse_holders(text: str) -> list[Holder]:
+    holders = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[4].isdigit():
+            holders.append(Holder(parts[0], parts[1], parts[2], parts[3], int(parts[4])))
+    return holders
+
+
+def daemon_age(sections: dict[str, str]) -> float | None:
+    """Seconds the device-holding daemon had been running when the probe ran, from the guest's own clocks."""
+    daemons = [h for h in parse_holders(sections.get("holders", "")) if h.is_daemon]
+    try:
+        uptime, ticks_per_second = sections.get("clock", "").split()
+        return max(0.0, float(uptime) - daemons[0].start_ticks / int(ticks_per_second)) if daemons else None
+    except ValueError:
+        return None
+
+
+def evaluate_checks(sections: dict[str, str], model: Model, timeout: int) -> list[Check]:
+    """Each check passed or failed, with what was seen in the guest."""
+    get = sections.get
+    module = info(model).module
+    driver = get("driver", "")
+    modules = get("module", "")
+    holders = parse_holders(get("holders", ""))
+    config = get("config", "")
+    service = get("service", "")
+    checks = [
+        Check("driver", f"{module} driver in the kernel log", bool(driver) and not DRIVER_TROUBLE.search(driver),
+              driver.splitlines()[-1] if driver else f"no line mentioning {module} in dmesg"),
+        Check("module", f"{module} module loaded", bool(modules),
+              modules.splitlines()[0] if modules else f"{module} not in /proc/modules nor /sys/module"),
+        Check("device", "/dev/watchdog present", get("device", "").startswith("c"),
+              get("device", "") or "no output"),
+        Check("service", "watchdog service active",
+              service in ("systemd: active",) or service.startswith("openrc:") and "started" in service,
+              service or "no output"),
+        Check("config", "watchdog-device = /dev/watchdog active in /etc/watchdog.conf",
+              any(ACTIVE_DEVICE_LINE.match(line.split(":", 1)[-1]) for line in config.splitlines()),
+              config.replace("\n", " | ") or "no watchdog-device line in /etc/watchdog.conf"),
+        Check("holder", "the daemon holds /dev/watchdog", any(h.is_daemon for h in holders),
+              "; ".join(map(str, holders)) or "no process holds /dev/watchdog"),
+        _panic_check(get("cmdline", ""), get("panic", "")),
+        _identity_check(get("identity", ""), model),
+        _kexec_check(get("kexec", "")),
+        _timeout_check(get("timeout", ""), timeout),
+    ]
+    return [c.with_fix(module, str(model)) for c in checks]
+
+
+def _identity_check(seen: str, model: Model) -> Check:
+    """/dev/watchdog is watchdog0: on q35 beside the built-in iTCO, it must be the model's own device."""
+    expected = info(model).identity
+    title = f"/dev/watchdog is the {model} device ({expected})"
+    devices = dict(line.split(": ", 1) for line in seen.splitlines() if ": " in line)
+    if "watchdog0" not in devices:
+        return Check("identity", title, True, "no /sys/class/watchdog/watchdog0/identity (not verified)")
+    shown = "; ".join(f"{name}: {ident}" for name, ident in sorted(devices.items()))
+    return Check("identity", title, devices["watchdog0"] == expected, shown)
+
+
+def _kexec_check(loaded: str) -> Check:
+    title = "no crash kernel loaded (a panic must hang the guest, not boot kdump)"
+    if loaded.strip() not in ("0", "1"):
+        return Check("kexec", title, True, "no /sys/kernel/kexec_crash_loaded (kexec not built in)")
+    return Check("kexec", title, loaded.strip() == "0", f"kexec_crash_loaded={loaded.strip()}")
+
+
+def _panic_check(cmdline: str, panic: str) -> Check:
+    """A kernel that reboots itself on panic would mask the watchdog: panic= must be 0."""
+    params = [p for p in cmdline.split() if p.startswith("panic=")]
+    offending = [p for p in params if p != "panic=0"]
+    if panic.strip() != "0":
+        offending.append(f"/proc/sys/kernel/panic={panic.strip() or '?'}")
+    seen = ", ".join(offending) if offending else f"kernel.panic=0{', ' + params[-1] if params else ''}"
+    return Check("panic", "the kernel does not reboot itself on panic", not offending, seen)
+
+
+def _timeout_check(seen: str, timeout: int) -> Check:
+    title = f"device timeout is the manifest's {timeout}s"
+    if not seen.strip().isdigit():
+        return Check("timeout", title, True, "not exposed in /sys/class/watchdog/watchdog0 (not verified)")
+    return Check("timeout", title, int(seen) == timeout, f"{seen.strip()}s")
+
+
+def ping_interval(sections: dict[str, str]) -> int:
+    """The daemon's `interval` (seconds between keepalives; the watchdog daemon's default is 1)."""
+    match = re.search(r"=\s*(\d+)", sections.get("interval", ""))
+    return int(match.group(1)) if match else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    checks: list[Check]
+    daemon_started: float | None  # time.monotonic() when the daemon holding the device started
+    interval: int
+    daemon_pid: str | None  # the daemon holding /dev/watchdog, the target of the kill and hang faults
+    kernel: str = ""  # uname -r in the guest
+
+    @property
+    def armed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def run_checks(guest: Guest, model: Model, timeout: int) -> Probe:
+    result = guest.run(GUEST_PROBE, info(model).module, timeout=60)
+    sections = parse_sections(result.stdout)
+    age = daemon_age(sections)
+    daemon = next((h for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
+    return Probe(evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age,
+                 ping_interval(sections), daemon.pid if daemon else None, sections.get("kernel", ""))
+
+

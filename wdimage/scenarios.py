@@ -1,0 +1,264 @@
+"""The drill's scenarios, one row each: how to break the guest, what must follow, and within which window.
+
+A scenario is written against wdimage.guest.Guest only, so it runs on guests that wdimage boots itself and on
+libvirt domains alike. Three outcomes:
+- FIRE: the hardware watchdog fires: the hypervisor's WATCHDOG event with the configured action;
+- REBOOT: the watchdog daemon's own health test fails and the daemon reboots the guest (a RESET that the guest
+  asked for), or, as its last resort, lets the hardware watchdog fire;
+- QUIET: a control: nothing may happen (no WATCHDOG, RESET or SHUTDOWN) for twice the window in which it
+  would have fired, and the guest is still armed afterwards.
+
+Adding a fault is adding a row to SCENARIOS: an inject function, an outcome, a window function, and which
+build option (or backend capability) it needs.
+"""
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable
+
+from wdimage.checks import HOLDERS_SH, Probe, parse_holders, parse_sections
+from wdimage.guest import Capability, Guest
+from wdimage.models import Action, Model, info
+
+MARGIN_SECONDS = 10  # past the expected window: second-stage expiry, TCG clocks drift, event delivery
+
+
+class Outcome(enum.StrEnum):
+    FIRE = "fire"
+    REBOOT = "reboot"
+    QUIET = "quiet"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What the drill expects of a guest: from a build's manifest, or read off a libvirt domain and its guest."""
+
+    name: str
+    model: Model
+    action: Action
+    timeout: int  # watchdog-timeout in the guest's watchdog.conf (seconds)
+    interval: int = 1  # the daemon's keepalive interval (its default is 1)
+    health: dict = dataclasses.field(default_factory=dict)  # the daemon's health tests, as the manifest records
+
+    @property
+    def fire_after(self) -> int:
+        """Seconds from the last keepalive to the hypervisor's WATCHDOG event: the ICH9 TCO counts down twice."""
+        return info(self.model).stages * self.timeout
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Seconds from the fault to the expected event: [low, high], and how that was worked out."""
+
+    low: float
+    high: float
+    why: str
+
+
+@dataclasses.dataclass
+class Context:
+    """What an inject function works with: the guest, the setup, the last readiness probe, and its notes."""
+
+    guest: Guest
+    setup: Setup
+    probe: Probe
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the injection saw, for the report
+    figures: dict = dataclasses.field(default_factory=dict)  # e.g. the migration's seconds and downtime
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str  # for --help and the README
+    outcome: Outcome
+    inject: Callable[[Context], None]
+    window: Callable[[Setup], Window]
+    requires: Callable[[Setup], str | None] = lambda setup: None  # why this image cannot run it: the build option
+    needs: frozenset[Capability] = frozenset()  # what the backend must be able to do
+    restore: Callable[[Context], None] | None = None  # QUIET: put the guest back as it was (resume, link up, ...)
+    expect: Callable[[Context], tuple[Outcome, str] | None] | None = None  # overrides `outcome` from the guest
+
+
+# --- windows ------------------------------------------------------------------------------------------------
+
+def keepalives_stop(setup: Setup) -> Window:
+    """Nobody pings any more: the last keepalive came at most one interval before the fault."""
+    after = setup.fire_after
+    stages = f" ({info(setup.model).stages} countdowns of {setup.timeout}s)" if info(setup.model).stages > 1 else ""
+    return Window(max(after - setup.interval, 0), after,
+                  f"{after}s after the last keepalive{stages}, which came every {setup.interval}s")
+
+
+def unclean_close(setup: Setup) -> Window:
+    """watchdog_release(): the kernel answers an unclean close of /dev/watchdog with one last keepalive."""
+    after = setup.fire_after
+    return Window(after, after, f"{after}s: the kernel pings the device once when it is closed uncleanly")
+
+
+# --- inject functions ---------------------------------------------------------------------------------------
+
+# Writes to /proc/sysrq-trigger are allowed whatever kernel.sysrq says; enable it anyway if it is 0.
+PANIC_SH = ('[ "$(cat /proc/sys/kernel/sysrq)" != 0 ] || echo 1 > /proc/sys/kernel/sysrq; '
+            "echo c > /proc/sysrq-trigger")
+
+
+def _daemon_pid(ctx: Context) -> str:
+    if ctx.probe.daemon_pid is None:
+        raise RuntimeError("no watchdog daemon holds /dev/watchdog")
+    return ctx.probe.daemon_pid
+
+
+def panic(ctx: Context) -> None:
+    ctx.guest.spawn(PANIC_SH)
+
+
+# After kill/hang: who holds the device now, and what the init system made of it.
+AFTER_FAULT_PROBE = HOLDERS_SH + r"""
+echo '### holders'; holders
+echo '### units'
+if [ -d /run/systemd/system ]; then
+  for unit in watchdog.service wd_keepalive.service; do echo "$unit $(systemctl is-active "$unit")"; done
+  echo "watchdog.service has $(systemctl show -p Restart -p OnFailure watchdog.service | tr '\n' ' ')"
+fi
+"""
+LOOK_AFTER_SECONDS = 3  # after kill/hang: long enough for systemd to react, well before the watchdog fires
+
+
+def describe_after_fault(text: str) -> str:
+    sections = parse_sections(text)
+    holders = parse_holders(sections.get("holders", ""))
+    units = ", ".join(line.strip() for line in sections.get("units", "").splitlines() if line.strip())
+    said = "; ".join(map(str, holders)) or "nobody holds /dev/watchdog"
+    return f"{said}{'; ' + units if units else ''}"
+
+
+def _look_after(ctx: Context) -> None:
+    """Who holds the device a few seconds after the daemon was killed or stopped (a keepalive that took over
+    would keep the guest from ever being reset). Only where the watchdog cannot fire before we look; a guest
+    that is reset meanwhile simply goes unobserved."""
+    if ctx.setup.fire_after - ctx.setup.interval <= LOOK_AFTER_SECONDS + 2:
+        return
+    time.sleep(LOOK_AFTER_SECONDS)
+    try:
+        said = describe_after_fault(ctx.guest.run(AFTER_FAULT_PROBE, timeout=5).stdout)
+    except (TimeoutError, ConnectionError) as e:
+        said = f"no answer ({e or type(e).__name__})"
+    ctx.notes.append(f"{LOOK_AFTER_SECONDS}s after the fault: {said}")
+
+
+def kill_daemon(ctx: Context) -> None:
+    ctx.guest.spawn('kill -KILL "$1"', _daemon_pid(ctx))
+    _look_after(ctx)
+
+
+def hang_daemon(ctx: Context) -> None:
+    ctx.guest.spawn('kill -STOP "$1"', _daemon_pid(ctx))
+    _look_after(ctx)
+
+
+STOP_DAEMON_SH = ("if [ -d /run/systemd/system ]; then systemctl stop watchdog.service; "
+                  "else rc-service watchdog stop; fi")
+START_DAEMON_SH = ("if [ -d /run/systemd/system ]; then systemctl start watchdog.service; "
+                   "else rc-service watchdog start; fi")
+
+
+def stop_daemon(ctx: Context) -> None:
+    result = ctx.guest.run(STOP_DAEMON_SH, timeout=60)
+    ctx.notes.append(f"stopped the daemon (exit {result.exitcode})")
+
+
+def start_daemon(ctx: Context) -> None:
+    ctx.guest.run(START_DAEMON_SH, timeout=60)
+
+
+def nowayout(ctx: Context) -> tuple[Outcome, str] | None:
+    """A driver loaded with nowayout=1 cannot be stopped: a clean stop still ends in the watchdog firing."""
+    driver = next((c.seen for c in ctx.probe.checks if c.name == "driver"), "")
+    if "nowayout=1" in driver:
+        return Outcome.FIRE, "the driver has nowayout=1: even a clean close cannot stop it"
+    return None
+
+
+def pause_twice_the_timeout(ctx: Context) -> None:
+    ctx.guest.pause()
+    seconds = 2 * ctx.setup.fire_after
+    ctx.notes.append(f"paused for {seconds}s")
+    time.sleep(seconds)
+    ctx.guest.resume()
+
+
+def nothing(ctx: Context) -> None:
+    ctx.notes.append("left alone")
+
+
+def migrate(ctx: Context) -> None:
+    ctx.figures["migration"] = ctx.guest.migrate()
+    ctx.notes.append(f"migrated in {ctx.figures['migration']['seconds']}s "
+                     f"(downtime {ctx.figures['migration'].get('downtime_ms')} ms)")
+
+
+def migrate_healthy(ctx: Context) -> None:
+    migrate(ctx)
+    ctx.guest.wait_agent(60)  # the daemon must still be pinging on the destination: the checks run after
+
+
+MIGRATE_AFTER_PANIC_SECONDS = 2
+
+
+def panic_then_migrate(ctx: Context) -> None:
+    panic(ctx)
+    time.sleep(MIGRATE_AFTER_PANIC_SECONDS)  # mid-countdown
+    migrate(ctx)
+
+
+def quiet_window(setup: Setup) -> Window:
+    """A control: the window in which the watchdog would have fired (the runner waits twice as long)."""
+    after = setup.fire_after
+    return Window(0, after, f"the watchdog would fire {after}s after the last keepalive")
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("panic", "SysRq crash: the kernel dies and nobody pings the device", Outcome.FIRE, panic,
+             keepalives_stop),
+    Scenario("kill", "SIGKILL to the daemon: the device is never closed cleanly", Outcome.FIRE, kill_daemon,
+             unclean_close),
+    Scenario("hang", "SIGSTOP to the daemon: it holds the device and stops pinging it", Outcome.FIRE,
+             hang_daemon, keepalives_stop),
+    Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
+             nothing, quiet_window),
+    Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
+             stop_daemon, quiet_window, restore=start_daemon, expect=nowayout),
+    Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
+             Outcome.QUIET, pause_twice_the_timeout, quiet_window, needs=frozenset({Capability.PAUSE})),
+    Scenario("migrate", "control: live migration of a healthy guest: no reset on the destination",
+             Outcome.QUIET, migrate_healthy, quiet_window, needs=frozenset({Capability.MIGRATE})),
+    Scenario("migrate-panic", "panic, then live migration mid-countdown: the destination fires in time",
+             Outcome.FIRE, panic_then_migrate, keepalives_stop, needs=frozenset({Capability.MIGRATE})),
+]}
+
+# `--fault all`: controls first (the guest stays up), then the faults that end in a reset.
+ALL_ORDER = ("healthy", "pause", "stop", "migrate", "panic", "kill", "hang", "migrate-panic")
+
+
+def names() -> list[str]:
+    ordered = [n for n in ALL_ORDER if n in SCENARIOS]
+    return ordered + sorted(n for n in SCENARIOS if n not in ordered)
+
+
+def select(choices: list[str], setup: Setup, capabilities: frozenset[Capability]) -> tuple[list[Scenario], list[tuple[str, str]]]:
+    """The scenarios to run, in order, and those left out of `all` with the reason.
+
+    A scenario named explicitly that the image cannot run raises ValueError naming the build option.
+    """
+    chosen, left_out = [], []
+    for name in (names() if "all" in choices else choices):
+        scenario = SCENARIOS[name]
+        missing = scenario.requires(setup)
+        if missing:
+            if "all" not in choices:
+                raise ValueError(f"--fault {name}: this image has no such test configured; {missing}")
+            left_out.append((name, missing))
+            continue
+        chosen.append(scenario)
+    return chosen, left_out
