@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -175,36 +176,40 @@ def tree_key(src: Path) -> str:
 
 def prepare(source: KernelSource, model: Model, distro: str, *, compile: bool = True) -> KernelBuild:
     """Configure (and prove) the kernel, then compile it unless this tree and config were compiled before.
-    With compile=False (a dry run), stop after the configuration: the result names where it would be."""
+    With compile=False (a dry run), stop after the configuration: the result names where it would be.
+    The configuration happens in a scratch directory, so that it never waits for another compile."""
     check_tools(distro)
     clock = time.monotonic()
     with log.step(f"fingerprinting the kernel tree {source.src}"):
         tree = kernel_builds_dir() / tree_key(source.src)
     tree.mkdir(parents=True, exist_ok=True)
-    with _locked(tree / "lock"):
-        obj = tree / "obj"
-        logfile = _log_path(tree)
-        with log.step(f"configuring Linux {kernel_version(source.src)} (O={obj}; log: {logfile})"):
-            fragments = configure(source, obj, models_for(model), logfile)
-        config_text = (obj / ".config").read_text()
+    logfile = _log_path(tree)
+    with tempfile.TemporaryDirectory(prefix="configure-", dir=tree) as scratch:
+        with log.step(f"configuring Linux {kernel_version(source.src)} (log: {logfile})"):
+            fragments = configure(source, Path(scratch), models_for(model), logfile)
+        config_text = (Path(scratch) / ".config").read_text()
         config_sha = hashlib.sha256(config_text.encode()).hexdigest()
         localversion = f"-wdimage-{config_sha[:8]}"
-        release = _kernel_release(source.src, obj, localversion, logfile)
-        result = tree / f"{distro}-{config_sha[:16]}"
-        facts = _cached_facts(result)
+        release = _kernel_release(source.src, Path(scratch), localversion, logfile)
+    build = KernelBuild(
+        src=source.src, version=kernel_version(source.src), release=release, config_sha256=config_sha,
+        base_config=str(source.config) if source.config else " + ".join(DEFAULT_BASE), fragments=fragments,
+        compiler=config_values(config_text).get("CC_VERSION_TEXT", "").strip('"'), ccache=_ccache_dir() is not None,
+        directory=tree / f"{distro}-{config_sha[:16]}", seconds=0.0, cached=False)
+    if not compile:
+        return _cached_facts(build.directory) or build
+    with _locked(tree / "lock"):  # one compile per tree at a time: they share its object directory
+        facts = _cached_facts(build.directory)
         if facts is not None:
-            log.info(f"reusing the kernel {release} compiled before ({result})")
+            log.info(f"reusing the kernel {release} compiled before ({build.directory})")
             return dataclasses.replace(facts, cached=True)
-        build = KernelBuild(
-            src=source.src, version=kernel_version(source.src), release=release, config_sha256=config_sha,
-            base_config=str(source.config) if source.config else " + ".join(DEFAULT_BASE), fragments=fragments,
-            compiler=config_values(config_text).get("CC_VERSION_TEXT", "").strip('"'), ccache=_ccache_dir() is not None,
-            directory=result, seconds=0.0, cached=False)
-        if not compile:
-            return build
+        obj = tree / "obj"
+        obj.mkdir(exist_ok=True)
+        if not (obj / ".config").is_file() or (obj / ".config").read_text() != config_text:
+            write_atomically(obj / ".config", config_text)
         target = "bindeb-pkg" if distro == "debian" else "tar-pkg"
-        with log.step(f"compiling {release} (make {target}, {_jobs()} jobs{', ccache' if build.ccache else ''}; "
-                      f"log: {logfile})"):
+        with log.step(f"compiling {release} (make {target} in O={obj}, {_jobs()} jobs"
+                      f"{', ccache' if build.ccache else ''}; log: {logfile})"):
             _compile(source.src, obj, localversion, release, target, logfile)
         build = dataclasses.replace(build, seconds=time.monotonic() - clock)
         _collect(build, tree, obj, target, logfile)
@@ -214,7 +219,6 @@ def prepare(source: KernelSource, model: Model, distro: str, *, compile: bool = 
 def configure(source: KernelSource, obj: Path, models: Sequence[Model], logfile: Path) -> tuple[str, ...]:
     """Write obj/.config: the base config, the fragments merged and proved (exit 3 if a value does not
     stick), then the kernel's own olddefconfig, checked again. Returns the fragments applied, in order."""
-    obj.mkdir(parents=True, exist_ok=True)
     config = obj / ".config"
     extra = list(source.fragments)
     if source.config is None:
