@@ -288,7 +288,8 @@ def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout 
     inputs = write_inputs(settings, layout)
     kernel = None
     if settings.kernel_source:
-        with log.step("the kernel, from source" + (" (dry run: configured and proved, not compiled)" if dry_run else "")):
+        title = "the kernel, from source" + (" (dry run: configured and proved, not compiled)" if dry_run else "")
+        with log.step(title):
             kernel = kernel_build.prepare(settings.kernel_source, settings.model, settings.distro,
                                           compile=not dry_run)
     if dry_run:

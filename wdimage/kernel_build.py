@@ -4,7 +4,8 @@ wdimage and proved before a single file is compiled.
   configure  the tree's `make defconfig kvm_guest.config` plus kconfig-fragments/guest-kernel.config (or the
              user's --config), the watchdog fragments and the user's --fragment files merged and proved with
              kernel_config.merge_fragments (a value that does not stick: exit 3, explained), then the kernel's
-             own `make olddefconfig` and the values checked again
+             own `make olddefconfig` and the values checked again; all in a scratch directory (O=), so that a
+             config that does not stick, or a dry run, never waits for another build's compile
   compile    `make O=... -jN bindeb-pkg` (Debian: the kernel's own .deb packages) or `tar-pkg` (Gentoo), through
              ccache where it is installed; the compiler's output goes to a log, a progress line each minute
   cache      ${WDIMAGE_CACHE}/kernel-builds/TREE/CONFIG/: a second build of the same tree and config compiles
@@ -228,9 +229,10 @@ def configure(source: KernelSource, obj: Path, models: Sequence[Model], logfile:
         write_atomically(config, read_config_text(source.config))
     report = merge_fragments(config, models, kernel_src=source.src, output=config, extra_fragments=extra)
     if not report.ok:
-        raise WdimageError(f"the kernel config does not take wdimage's values; nothing was compiled:\n"
-                           f"{report.explain()}", hint="fix the config or the fragment named above",
-                           code=ExitCode.NOT_EFFECTIVE)
+        base = f"--config {source.config}" if source.config else "the tree's " + " + ".join(DEFAULT_BASE)
+        text = report.explain().replace(f"{config} left as it was", f"{base} left as it was")
+        raise WdimageError(f"the kernel config does not take wdimage's values; nothing was compiled:\n{text}",
+                           hint="fix the config or the fragment named above", code=ExitCode.NOT_EFFECTIVE)
     _make(source.src, obj, ["olddefconfig"], logfile)
     after = check_config(config, models, extra_fragments=extra)
     if not after.ok:

@@ -60,6 +60,7 @@ def test_a_config_without_pci_stops_before_compiling(tree, tmp_path, capsys):
     assert "nothing was compiled" in err and "FAIL CONFIG_I6300ESB_WDT" in err and "PCI (=n)" in err
     assert "make -C" not in err and "compiling" not in err  # configured, never compiled
     assert not output.exists() and set(kernel_build.kernel_builds_dir().rglob("*.deb")) == before
+    assert f"--config {config} left as it was" in err
     assert "# CONFIG_PCI is not set" in config.read_text()  # the user's file is left as it was
 
 
