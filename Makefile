@@ -8,13 +8,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages, one line per concern.
 APT_BASE := python3-venv make gcc git ca-certificates
 APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-source-6.1 linux-config-6.1 xz-utils
+# wdimage build --kernel source: the kernel's build and its bindeb-pkg packaging (ccache where installed).
+APT_KERNEL_BUILD := libelf-dev libssl-dev ccache rsync cpio kmod dpkg-dev fakeroot perl openssl
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils libxml2-utils
 APT_TEST := strace
 # libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST))
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST))
 
 .PHONY: all deps venv test test-fast demo bench lint clean
 

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from wdimage import __version__, datadir, dib, distro_env, distros, health as health_, kmodules, log, outputs, render
+from wdimage import (__version__, datadir, dib, distro_env, distros, health as health_, kernel_build, kmodules,
+                     log, outputs, render)
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
 from wdimage.fragments import fragments_dir
@@ -46,7 +47,8 @@ class BuildSettings:
     security_mirror: str | None = None
     agent: bool = True
     drill_agent: bool = False  # RPM family: relax the agent's policy so that `wdimage drill` can use it
-    kernel: str = "bin"  # Gentoo: the prebuilt dist-kernel (bin) or built from source with the fragments
+    kernel: str = "bin"  # the distro's prebuilt kernel (bin) or compiled on the host (source; kernel_build.py)
+    kernel_source: kernel_build.KernelSource | None = None  # with kernel == "source"
     base_image: Path | None = None  # CentOS: a local cloud image instead of the download, DIB_LOCAL_IMAGE
     ping: tuple[str, ...] = ()
     interfaces: tuple[str, ...] = ()
@@ -64,7 +66,9 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
                   layout: str = "auto", libvirt_type: str = "kvm", health_options: dict | None = None,
-                  force: bool = False, apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
+                  force: bool = False, kernel_src: str | Path | None = None,
+                  kernel_config: str | Path | None = None, kernel_fragments: tuple[str | Path, ...] = (),
+                  apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
@@ -92,8 +96,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         raise usage_error("--drill-agent relaxes the guest agent's policy: it cannot go with --no-agent")
     if kernel not in KERNEL_CHOICES:
         raise usage_error(f"--kernel {kernel!r}: expected one of {', '.join(KERNEL_CHOICES)}")
-    if kernel != "bin" and distro != "gentoo":
-        raise usage_error("--kernel source is for gentoo only", hint="Debian and CentOS use their distro kernel")
+    source = _kernel_source(distro, kernel, kernel_src, kernel_config, kernel_fragments)
     _check_init(distro, init)
     if layout not in dib.LAYOUT_CHOICES:
         raise usage_error(f"--layout {layout!r}: expected one of {', '.join(dib.LAYOUT_CHOICES)}")
@@ -108,7 +111,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
         kernel=kernel, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
-        init=init, layout=layout, libvirt_type=libvirt_type, health=health, force=force)
+        init=init, layout=layout, libvirt_type=libvirt_type, health=health, force=force,
+        kernel_source=source)
 
 
 def _debian_mirrors(mirror: str | None, apt_sources: tuple[Path, ...]) -> tuple[str, str]:
@@ -129,6 +133,19 @@ def _choice(option: str, value: str, kind):
         return kind(value)
     except ValueError:
         raise usage_error(f"{option} {value!r}: expected one of {', '.join(kind)}") from None
+
+
+def _kernel_source(distro: str, kernel: str, src, config, fragments) -> kernel_build.KernelSource | None:
+    if kernel == "bin":
+        given = [o for o, v in (("--kernel-src", src), ("--config", config), ("--fragment", fragments)) if v]
+        if given:
+            raise usage_error(f"{', '.join(given)}: only with --kernel source")
+        return None
+    if distro not in ("debian", "gentoo"):
+        raise usage_error("--kernel source is for debian and gentoo", hint="CentOS uses its distro kernel")
+    if src is None:
+        raise usage_error("--kernel source needs --kernel-src DIR (a clean Linux source tree)")
+    return kernel_build.validate_source(src, config, fragments)
 
 
 def _check_init(distro: str, init: str | None) -> None:
@@ -185,7 +202,8 @@ def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None 
     return paths
 
 
-def dib_environment(settings: BuildSettings, inputs: dict[str, Path]) -> list[tuple[str, str]]:
+def dib_environment(settings: BuildSettings, inputs: dict[str, Path],
+                    kernel: kernel_build.KernelBuild | None = None) -> list[tuple[str, str]]:
     info_ = info(settings.model)
     others = sorted(m.module for m in (info(x) for x in Model) if m.module != info_.module)
     spec = distros.get(settings.distro)
@@ -211,8 +229,12 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path]) -> list[tu
     env += distro_env.extra_environment(settings)
     if settings.distro == "gentoo":
         env.append(("DIB_WATCHDOG_GENTOO_KERNEL", settings.kernel))
-        if settings.kernel == "source":
-            env.append(("DIB_WATCHDOG_KCONFIG_FRAGMENTS", str(fragments_dir())))
+    if kernel is not None:
+        initrd = "initrd.img" if settings.distro == "debian" else "initramfs"
+        env += [("DIB_WDIMAGE_KERNEL_DIR", str(kernel.packages)), ("DIB_WDIMAGE_KERNEL_RELEASE", kernel.release),
+                ("DIB_BAREMETAL_KERNEL_PATTERN", f"vmlinuz-{kernel.release}"),
+                ("DIB_BAREMETAL_INITRD_PATTERN", f"{initrd}-{kernel.release}"
+                                                 f"{'.img' if settings.distro == 'gentoo' else ''}")]
     return env
 
 
@@ -245,13 +267,14 @@ def init_system(settings: BuildSettings) -> str:
 
 def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
     init = ("debian-openrc",) if settings.distro == "debian" and settings.init == "openrc" else ()
-    return (*distros.get(settings.distro).elements, *init, *dib.layout_elements(layout), "watchdog",
+    source = ("wdimage-kernel",) if settings.kernel_source else ()
+    return (*distros.get(settings.distro).elements, *init, *dib.layout_elements(layout), "watchdog", *source,
             "wdimage-slim")
 
 
 def dib_command(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path], image_base: Path,
-                logfile: Path | None = None) -> dib.DibCommand:
-    return dib.DibCommand(env=tuple(dib_environment(settings, inputs)),
+                logfile: Path | None = None, kernel: kernel_build.KernelBuild | None = None) -> dib.DibCommand:
+    return dib.DibCommand(env=tuple(dib_environment(settings, inputs, kernel)),
                           elements=elements(settings, layout), output=image_base, logfile=logfile,
                           skip_base=distros.get(settings.distro).skip_base)
 
@@ -275,20 +298,26 @@ def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout 
     log.info(f"layout: {layout} ({why})")
     inputs = write_inputs(settings, layout)
     distro_env.log_needs(settings)
+    kernel = None
+    if settings.kernel_source:
+        title = "the kernel, from source" + (" (dry run: configured and proved, not compiled)" if dry_run else "")
+        with log.step(title):
+            kernel = kernel_build.prepare(settings.kernel_source, settings.model, settings.distro,
+                                          compile=not dry_run)
     if dry_run:
         target = settings.output / settings.name
-        return BuildResult(settings, layout, dib_command(settings, layout, inputs, target))
+        return BuildResult(settings, layout, dib_command(settings, layout, inputs, target, kernel=kernel))
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{settings.output.name}.partial-", dir=settings.output.parent))
     try:
         logfile = _log_path(settings)
-        command = dib_command(settings, layout, inputs, staging / settings.name, logfile)
+        command = dib_command(settings, layout, inputs, staging / settings.name, logfile, kernel)
         with log.step(f"diskimage-builder: {' '.join(command.elements)} (log: {logfile})"):
             _run_dib(command, logfile)
         with log.step("assembling the output: kernel check, launch stub, libvirt XML, manifest, checksums"):
-            manifest = assemble(settings, layout, command, staging, started, time.monotonic() - clock)
+            manifest = assemble(settings, layout, command, staging, started, time.monotonic() - clock, kernel)
         outputs.publish(staging, settings.output, settings.force)
         log.info(f"published {settings.output}")
     except BaseException:
@@ -371,8 +400,8 @@ def check_image_kernel(config: Path, model: Model) -> dict:
 def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict:
     spec = distros.get(settings.distro)
     by_name = {p["name"]: p["version"] for p in facts.installed_packages}
-    roles = {"kernel": spec.kernel_package(facts.kernel_release, settings.kernel),
-             "watchdog": spec.watchdog_package}
+    kernel = spec.kernel_package(facts.kernel_release, settings.kernel)
+    roles = {**({"kernel": kernel} if kernel else {}), "watchdog": spec.watchdog_package}
     if settings.agent:
         roles["qemu-guest-agent"] = spec.agent_package
     for package in spec.module_packages.get(str(settings.model), ()):
@@ -384,7 +413,7 @@ def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict:
 
 
 def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibCommand, staging: Path,
-             started: datetime.datetime, seconds: float) -> dict:
+             started: datetime.datetime, seconds: float, kernel: kernel_build.KernelBuild | None = None) -> dict:
     """Turn DIB's output in `staging` into the published layout: image, launch stub, XML, manifest, sums."""
     name = settings.name
     dib_side = staging / f"{name}.d"
@@ -394,6 +423,9 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     with log.step(f"checking the image's kernel {facts.kernel_release} for {settings.model}"):
         check = check_image_kernel(staging / files["kernel_config"], settings.model)
     check["config"] = files["kernel_config"]  # relative to the output directory, as every file name here
+    if kernel is not None and facts.kernel_release != kernel.release:
+        raise failure(f"the image boots kernel {facts.kernel_release}, not {kernel.release} that wdimage compiled",
+                      hint="see the DIB log (the wdimage-kernel element)")
     with log.step(f"checking that the image holds the {settings.model} driver's module files"):
         modules = kmodules.check_modules(
             kmodules.ModuleTree.from_records(dib_side / "dib-manifests", facts.kernel_release), settings.model,
@@ -423,6 +455,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         "libvirt": {"type": settings.libvirt_type},
         "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},
         "files": files, "checksums": {},
+        **({"kernel_source": kernel.to_manifest()} if kernel else {}),
         "build": {"wdimage_version": __version__, "dib_version": dib.version(),
                   "started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 1),
                   "layout": str(layout), "layout_option": settings.layout},

@@ -18,11 +18,8 @@ def extra_environment(settings) -> list[tuple[str, str]]:
             # Portage reads GENTOO_MIRRORS from the environment (emerge-webrsync's snapshot, every distfile);
             # DIB's gentoo element never reads DIB_DISTRIBUTION_MIRROR.
             env.append(("GENTOO_MIRRORS", settings.mirror))
-        if settings.kernel == "source":
-            # The kernel's build tree (several GB in /var/tmp/portage) does not fit DIB's tmpfs (half the RAM).
-            env.append(("DIB_NO_TMPFS", "1"))
-        else:
-            env.append(("DIB_MIN_TMPFS", str(GENTOO_MIN_TMPFS_GB)))
+        # Also with --kernel source: the kernel is compiled on the host (wdimage.kernel_build), not in the chroot.
+        env.append(("DIB_MIN_TMPFS", str(GENTOO_MIN_TMPFS_GB)))
     return env
 
 
@@ -53,11 +50,7 @@ def log_needs(settings) -> None:
         if settings.mirror:
             log.info(f"--mirror {settings.mirror}: GENTOO_MIRRORS for the Portage snapshot and distfiles; "
                      f"{stage}")
-        if settings.kernel == "source":
-            log.info("build space: --kernel source builds the kernel in the chroot, which does not fit DIB's "
-                     "tmpfs (half the RAM): DIB builds on disk (DIB_NO_TMPFS=1); its TMP_DIR needs room for the "
-                     "kernel's build tree")
-        else:
-            log.info(f"build space: DIB's tmpfs when the machine has at least {2 * GENTOO_MIN_TMPFS_GB} GB of "
-                     f"RAM, its disk build directory otherwise (DIB_MIN_TMPFS={GENTOO_MIN_TMPFS_GB})")
+        log.info(f"build space: DIB's tmpfs when the machine has at least {2 * GENTOO_MIN_TMPFS_GB} GB of "
+                 f"RAM, its disk build directory otherwise (DIB_MIN_TMPFS={GENTOO_MIN_TMPFS_GB}); a --kernel source "
+                 f"kernel is compiled on the host")
         log.info("image size: measured by DIB from the finished tree (no fixed size)")

@@ -30,7 +30,7 @@ class Distro:
     init_system: str  # systemd | openrc
     watchdog_package: str
     agent_package: str
-    kernel_package: Callable[[str, str], str]  # (kernel release, --kernel) -> package name
+    kernel_package: Callable[[str, str], str | None]  # (kernel release, --kernel) -> package name, if any
     release_env: str  # the DIB variable the release goes into
     releases: tuple[Release, ...] = ()
     network: str = ""  # what a build fetches from the network (the README and the build's log say it)
@@ -78,8 +78,8 @@ DISTROS: dict[str, Distro] = {
     "gentoo": Distro(
         name="gentoo", default_release=_GENTOO_PROFILE, elements=("gentoo",), init_system="openrc",
         watchdog_package="sys-apps/watchdog", agent_package="app-emulation/qemu-guest-agent",
-        kernel_package=lambda release, kernel: (
-            "sys-kernel/gentoo-kernel" if kernel == "source" else "sys-kernel/gentoo-kernel-bin"),
+        # A kernel compiled on the host (--kernel source) is no Portage package: the manifest's kernel_source.
+        kernel_package=lambda release, kernel: None if kernel == "source" else "sys-kernel/gentoo-kernel-bin",
         release_env="GENTOO_PROFILE",
         releases=(
             Release(_GENTOO_PROFILE, f"{_GENTOO}: sys-apps/watchdog and app-emulation/qemu-guest-agent "

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from wdimage import log
 from wdimage.errors import usage_error
 from wdimage.fileio import default_mode, write_atomically
-from wdimage.fragments import (Assignment, FragmentSet, Override, config_values, fragment_paths, merge,
-                               nearest_names, read_config_text)
+from wdimage.fragments import (SYSRQ_FRAGMENT, Assignment, FragmentSet, Override, config_values, fragment_paths,
+                               fragments_dir, merge, nearest_names, read_config_text)
 from wdimage.models import DEFAULT_MODELS, Model
 
 if TYPE_CHECKING:  # kconfiglib is imported only by the commands that parse a Kconfig tree (parse_tree below)
@@ -93,10 +93,12 @@ class SymbolResult:
     ok: bool
     note: str | None = None
     explanation: Explanation | None = None
+    drill_only: bool = False  # needed by `wdimage drill` (SysRq for the panic fault), not by the watchdog
 
     def to_dict(self) -> dict:
         return {"symbol": f"CONFIG_{self.name}", "requested": self.requested, "result": self.result,
                 "ok": self.ok, "source": self.source, "note": self.note,
+                "needed_for": "drill" if self.drill_only else "watchdog",
                 "explanation": self.explanation.to_dict() if self.explanation else None}
 
 
@@ -116,7 +118,14 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.symbols)
+        """--check: watchdog-ready (the core and the driver); the drill's needs are reported apart (drillable).
+        --merge: every requested value took effect, the drill's included."""
+        return all(s.ok for s in self.symbols if self.command == "merge" or not s.drill_only)
+
+    @property
+    def drillable(self) -> bool:
+        """What `wdimage drill` needs beyond the watchdog (Magic SysRq for the panic fault) is there."""
+        return all(s.ok for s in self.symbols if s.drill_only)
 
     @property
     def failed(self) -> list[SymbolResult]:
@@ -124,7 +133,7 @@ class Report:
 
     def to_dict(self) -> dict:
         return {
-            "command": self.command, "ok": self.ok, "config": str(self.config),
+            "command": self.command, "ok": self.ok, "drillable": self.drillable, "config": str(self.config),
             "kernel_src": str(self.kernel_src) if self.kernel_src else None,
             "kernel_version": self.kernel_version, "strict": self.strict,
             "output": str(self.output) if self.output else None, "written": self.written,
@@ -146,8 +155,9 @@ def render_text(report: Report) -> str:
         out.append(f"override: {o.describe()}")
     for s in report.symbols:
         got = "(absent)" if s.result is None else s.result
-        mark = "ok  " if s.ok else "FAIL"
-        out.append(f"{mark} CONFIG_{s.name}: requested {s.requested}, got {got}  [{s.source}]")
+        mark = "ok  " if s.ok else ("MISS" if s.drill_only and report.command == "check" else "FAIL")
+        need = "  (the drill needs it, not the watchdog)" if s.drill_only and not s.ok else ""
+        out.append(f"{mark} CONFIG_{s.name}: requested {s.requested}, got {got}  [{s.source}]{need}")
         if s.note:
             out.append(f"       {s.note}")
         if s.explanation:
@@ -166,9 +176,18 @@ def _verdict(report: Report) -> str:
         return (f"not merged: {n_bad} of {len(report.symbols)} requested values did not take effect; "
                 f"{report.output} left as it was")
     what = "exact values" if report.strict else "y or m for each requested y/m"
+    watchdog = [s for s in report.symbols if not s.drill_only]
     if report.ok:
-        return f"watchdog-ready: {report.config} has all {len(report.symbols)} requested values ({what})"
-    return f"not watchdog-ready: {n_bad} of {len(report.symbols)} requested values missing in {report.config}"
+        verdict = f"watchdog-ready: {report.config} has all {len(watchdog)} watchdog values ({what})"
+    else:
+        bad = sum(1 for s in watchdog if not s.ok)
+        verdict = f"not watchdog-ready: {bad} of {len(watchdog)} watchdog values missing in {report.config}"
+    drill = [s for s in report.symbols if s.drill_only]
+    if drill and not report.drillable:
+        names = ", ".join(f"CONFIG_{s.name}" for s in drill if not s.ok)
+        verdict += (f"\nnot drillable: {names} missing; `wdimage drill` cannot crash this kernel with the panic "
+                    "fault (the watchdog itself does not need it)")
+    return verdict
 
 
 # --- requests ------------------------------------------------------------------------------------------
@@ -193,6 +212,11 @@ def _check_type(a: Assignment, kind: str) -> None:
         shown = f'"{a.value}"' if a.quoted else a.value
         raise usage_error(f"{a.where}: CONFIG_{a.name} is a {kind} symbol; {shown} is not a {kind} value",
                           hint=f"a {kind} takes {expected}")
+
+
+def _drill_only(a: Assignment) -> bool:
+    """Asked for by wdimage's sysrq.config: the drill's panic fault needs it, the watchdog does not."""
+    return Path(a.file).name == SYSRQ_FRAGMENT and Path(a.file).parent == fragments_dir()
 
 
 def _is_hex(value: str) -> bool:
@@ -270,7 +294,8 @@ def check_config(config: Path, models: Sequence[Model | str] = DEFAULT_MODELS, *
         explanation = None
         if not ok and tree is not None:
             explanation = _explanation(tree.facts(a.name), a.value, tree.modules_enabled())
-        results.append(SymbolResult(a.name, a.value, result, a.where, ok, explanation=explanation))
+        results.append(SymbolResult(a.name, a.value, result, a.where, ok, explanation=explanation,
+                                    drill_only=_drill_only(a)))
     report = Report("check", config, Path(kernel_src) if kernel_src else None, strict, fragments.files,
                     fragments.overrides, results, kernel_version=tree.kernel_version if tree else None)
     if not report.ok and tree is None:
@@ -347,7 +372,8 @@ def merge_fragments(config: Path, models: Sequence[Model | str] = DEFAULT_MODELS
         requests = _as_builtin(requests)
         tree.load_config_text(_merged_text(base, requests), str(config))
     originals = {a.name: a.value for a in fragments.assignments}
-    results = [_merge_result(tree, a, originals[a.name]) for a in requests]
+    results = [dataclasses.replace(_merge_result(tree, a, originals[a.name]), drill_only=_drill_only(a))
+               for a in requests]
     report = Report("merge", config, tree.src, True, fragments.files, fragments.overrides, results,
                     output=output, kernel_version=tree.kernel_version)
     if report.ok:

@@ -1,9 +1,10 @@
 """What really differs between two builds: their manifest.json files compared field by field.
 
-Compared: settings (every top-level field and the build's tool versions and layout), the watchdog-relevant
+Compared: settings (every top-level field, the build's tool versions and layout, and for a kernel compiled from
+source its tree version, release, config hash, fragments and compiler), the watchdog-relevant
 package versions, the full installed package list (added, removed, changed), the kernel-config check result and
 the file checksums. Ignored, and reported as ignored: what differs between any two builds by nature (the start
-time and the duration of the build).
+time and the duration of the build and of a kernel compile, and whether the compile was reused).
 """
 
 import dataclasses
@@ -14,8 +15,9 @@ from wdimage.errors import usage_error
 from wdimage.jsonfile import read_json_object
 
 SUPPORTED_SCHEMA = 1
-# Dotted keys that differ between any two builds of the same inputs.
-EXPECTED_TO_DIFFER = ("build.started", "build.seconds")
+# Dotted keys that differ between any two builds of the same inputs (a kernel compiled from source: how long
+# it took, and whether this build reused an earlier compile).
+EXPECTED_TO_DIFFER = ("build.started", "build.seconds", "kernel_source.seconds", "kernel_source.cached")
 # Top-level keys compared in their own sections; every other key is a setting.
 _SECTIONED = ("packages", "installed_packages", "kernel_config_check", "checksums", "build")
 
@@ -69,7 +71,8 @@ def diff_manifests(a: dict, b: dict, a_label: str = "A", b_label: str = "B") -> 
     result = ManifestDiff(a_label, b_label)
     settings_a = {k: v for k, v in a.items() if k not in _SECTIONED}
     settings_b = {k: v for k, v in b.items() if k not in _SECTIONED}
-    result.settings = _flat_changes(settings_a, settings_b)
+    for change in _flat_changes(settings_a, settings_b):
+        (result.ignored if change.key in EXPECTED_TO_DIFFER else result.settings).append(change)
     for change in _flat_changes(a.get("build") or {}, b.get("build") or {}, prefix="build."):
         (result.ignored if change.key in EXPECTED_TO_DIFFER else result.settings).append(change)
     result.packages = _flat_changes(a.get("packages") or {}, b.get("packages") or {}, prefix="packages.")

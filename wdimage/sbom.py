@@ -2,7 +2,10 @@
 
 Every installed package becomes a component with a package URL for its distro (pkg:deb/debian/...,
 pkg:rpm/centos/..., pkg:ebuild/gentoo/...). The packages the watchdog setup depends on (the kernel, the watchdog
-daemon, the QEMU guest agent) carry the property `wdimage:role`. The metadata component is the image itself.
+daemon, the QEMU guest agent) carry the property `wdimage:role`. A kernel that wdimage compiled from source
+(manifest["kernel_source"]) carries `wdimage:kernel-source:*` properties (tree version, release, config hash,
+fragments, compiler) on its package, or is a component of its own where no package holds it (Gentoo). The
+metadata component is the image itself.
 Identical inputs give byte-identical output: the serial number is derived from the content and the timestamp
 is the build's start time recorded in the manifest.
 """
@@ -70,6 +73,7 @@ def build_bom(manifest: dict, installed_packages: list[dict]) -> Bom:
     distro, release = manifest.get("distro", ""), str(manifest.get("release") or "")
     roles = package_roles(manifest)
     components = _package_components(distro, release, _with_role_packages(manifest, installed_packages), roles)
+    _add_kernel_source(components, manifest.get("kernel_source"))
     image = _image_component(manifest)
     bom = Bom(
         serial_number=_content_serial(manifest, installed_packages),
@@ -116,6 +120,32 @@ def _package_components(distro: str, release: str, packages: Iterable[dict],
             type=ComponentType.LIBRARY, name=package["name"], version=package.get("version") or None,
             purl=purl, bom_ref=ref, properties=properties)
     return list(components.values())
+
+
+KERNEL_SOURCE_PREFIX = "wdimage:kernel-source:"
+_KERNEL_SOURCE_FIELDS = ("version", "release", "config_sha256", "base_config", "compiler")
+
+
+def _kernel_source_properties(source: dict) -> list[Property]:
+    properties = [Property(name=f"{KERNEL_SOURCE_PREFIX}{key}", value=str(source[key]))
+                  for key in _KERNEL_SOURCE_FIELDS if source.get(key) is not None]
+    properties += [Property(name=f"{KERNEL_SOURCE_PREFIX}fragment", value=str(f)) for f in source.get("fragments", [])]
+    return properties
+
+
+def _add_kernel_source(components: list[Component], source: dict | None) -> None:
+    """Mark the kernel's package as compiled from source, or add the kernel itself where no package holds it."""
+    if not source:
+        return
+    for component in components:
+        if any(p.name == ROLE_PROPERTY and p.value == "kernel" for p in component.properties):
+            component.properties.update(_kernel_source_properties(source))
+            return
+    release = str(source.get("release") or "unknown")
+    components.append(Component(
+        type=ComponentType.OPERATING_SYSTEM, name="linux", version=release, bom_ref=f"kernel-source:{release}",
+        description="Linux kernel compiled from source by wdimage",
+        properties=[Property(name=ROLE_PROPERTY, value="kernel"), *_kernel_source_properties(source)]))
 
 
 def _image_component(manifest: dict) -> Component:

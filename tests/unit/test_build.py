@@ -62,7 +62,13 @@ def _usage(capsys, *argv) -> str:
     (["gentoo", "--release", "default/../x"], "--release"),
     (["debian", "--mirror", "http://m/debian main$(id)"], "--mirror"),
     (["debian", "--mirror", "javascript:alert"], "--mirror"),
-    (["debian", "--kernel", "source"], "--kernel source is for gentoo only"),
+    (["centos", "--kernel", "source"], "--kernel source is for debian and gentoo"),
+    (["debian", "--kernel", "source"], "--kernel source needs --kernel-src DIR"),
+    (["gentoo", "--kernel", "source"], "--kernel source needs --kernel-src DIR"),
+    (["debian", "--kernel-src", "/usr/src"], "--kernel-src: only with --kernel source"),
+    (["debian", "--fragment", "/etc/hostname"], "--fragment: only with --kernel source"),
+    (["debian", "--kernel", "source", "--kernel-src", "/no/such/tree"], "--kernel-src /no/such/tree: no such directory"),
+    (["debian", "--kernel", "source", "--kernel-src", "/usr/share"], "--kernel-src /usr/share: not a kernel source tree"),
     (["debian", "--base-image", "/etc/hostname"], "--base-image is for centos only"),
     (["centos", "--base-image", "/no/such.qcow2"], "--base-image /no/such.qcow2: no such file"),
     (["debian", "--ping", "1.2.3.4;x"], "--ping"),
@@ -250,15 +256,6 @@ def test_centos_dry_run_with_a_local_base_image(capsys, tmp_path):
     assert "DIB_DISTRIBUTION_MIRROR=http://m.test/centos" in words
     assert "centos" in words and "DIB_DEBIAN_SECURITY_MIRROR" not in result["command"]
     assert "-n" not in words  # DIB's base element stays for the cloud-image path
-
-
-def test_gentoo_dry_run_source_kernel(capsys, tmp_path):
-    result = _dry_run(capsys, "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"))
-    words = shlex.split(result["command"])
-    assert "GENTOO_PROFILE=default/linux/amd64/23.0" in words
-    assert "DIB_WATCHDOG_GENTOO_KERNEL=source" in words
-    assert f"DIB_WATCHDOG_KCONFIG_FRAGMENTS={build.fragments_dir()}" in words
-    assert "gentoo" in words
 
 
 def test_dry_run_text_is_the_command_line(capsys, tmp_path):
@@ -546,15 +543,15 @@ def test_gentoo_mirror_is_gentoo_mirrors(capsys, tmp_path):
     assert "DIB_MIN_TMPFS=4" in words and "DIB_NO_TMPFS=1" not in words
 
 
-def test_gentoo_image_is_sized_by_dib_and_a_source_kernel_builds_on_disk(capsys, tmp_path):
-    result = _dry_run(capsys, "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"))
+def test_gentoo_image_is_sized_by_dib_and_uses_tmpfs_only_with_enough_ram(capsys, tmp_path):
+    result = _dry_run(capsys, "gentoo", "--output", str(tmp_path / "o"))
     words = shlex.split(result["command"])
-    assert "DIB_NO_TMPFS=1" in words
-    gentoo = build.make_settings("gentoo", kernel="source")
+    assert f"DIB_MIN_TMPFS={distro_env.GENTOO_MIN_TMPFS_GB}" in words and "DIB_NO_TMPFS=1" not in words
+    gentoo = build.make_settings("gentoo")
     assert "size:" not in build.write_inputs(gentoo, dib.Layout.DIRECT, tmp_path / "g")["block-device.yaml"].read_text()
     debian = build.make_settings("debian")
     assert f"size: {build.IMAGE_SIZE}" in build.write_inputs(debian, dib.Layout.DIRECT, tmp_path / "d")[
         "block-device.yaml"].read_text()
-    assert cli.main(["build", "gentoo", "--kernel", "source", "--output", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert cli.main(["build", "gentoo", "--output", str(tmp_path / "o"), "--dry-run"]) == 0
     err = capsys.readouterr().err
-    assert "DIB_NO_TMPFS=1" in err and "image size: measured by DIB" in err
+    assert "a --kernel source kernel is compiled on the host" in err and "image size: measured by DIB" in err

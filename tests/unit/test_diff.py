@@ -136,3 +136,27 @@ def test_bad_input_is_a_usage_error_naming_the_file(tmp_path, capsys, content, m
     err = capsys.readouterr().err
     assert f"wdimage: error: {bad}" in err
     assert message in err
+
+
+def _with_kernel_source(base: dict, **changes) -> dict:
+    m = copy.deepcopy(base)
+    m["kernel_source"] = {"from": "source", "tree": "/src/linux", "version": "6.1.192",
+                          "release": "6.1.192-wdimage-0123abcd", "config_sha256": "0123abcd" * 8,
+                          "base_config": "defconfig + kvm_guest.config",
+                          "fragments": ["kconfig-fragments/watchdog.config"], "compiler": "gcc 12.2.0",
+                          "ccache": True, "seconds": 745.2, "cached": False, **changes}
+    return m
+
+
+def test_a_kernel_from_source_differs_by_its_config_not_by_its_compile_time():
+    a = _with_kernel_source(manifest())
+    again = _with_kernel_source(rebuilt(manifest()), seconds=3.1, cached=True)
+    diff = diff_manifests(a, again)
+    assert diff.identical
+    assert {c.key for c in diff.ignored} >= {"kernel_source.seconds", "kernel_source.cached"}
+    other = _with_kernel_source(manifest(), config_sha256="ffffffff" * 8, release="6.1.192-wdimage-ffffffff",
+                                fragments=["kconfig-fragments/watchdog.config", "/home/me/extra.config"])
+    keys = {c.key for c in diff_manifests(a, other).settings}
+    assert keys == {"kernel_source.config_sha256", "kernel_source.release", "kernel_source.fragments"}
+    assert "kernel_source.config_sha256" in render_text(diff_manifests(a, other))
+    assert [c.key for c in diff_manifests(manifest(), a).settings][0].startswith("kernel_source.")

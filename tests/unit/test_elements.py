@@ -258,22 +258,19 @@ def test_unknown_init_system_fails(sandbox):
     assert proc.returncode != 0 and "not supported" in proc.stderr
 
 
-def test_gentoo_source_kernel_gets_the_fragments(sandbox):
+def test_gentoo_source_kernel_keeps_the_prebuilt_kernel_out(sandbox):
     root = sandbox[0]
-    (root / "tmp/in_target.d/wdimage-kconfig").mkdir()
-    (root / "tmp/in_target.d/wdimage-kconfig/i6300esb.config").write_text("CONFIG_I6300ESB_WDT=m\n")
     proc = _run(GENTOO_KERNEL, sandbox, DISTRO_NAME="gentoo", DIB_WATCHDOG_GENTOO_KERNEL="source")
     assert proc.returncode == 0, proc.stderr
-    assert (root / "etc/kernel/config.d/50-wdimage-i6300esb.config").read_text() == "CONFIG_I6300ESB_WDT=m\n"
     assert "sys-kernel/gentoo-kernel-bin-9999" in (root / "etc/portage/profile/package.provided").read_text()
-    assert _calls(sandbox) == ["install-packages sys-kernel/gentoo-kernel"]
+    assert _calls(sandbox) == []  # nothing compiled in the chroot: the host compiled it (wdimage-kernel element)
 
 
 @pytest.mark.parametrize("distro,kernel", [("gentoo", "bin"), ("debian", "source")])
 def test_gentoo_kernel_script_does_nothing_otherwise(sandbox, distro, kernel):
     proc = _run(GENTOO_KERNEL, sandbox, DISTRO_NAME=distro, DIB_WATCHDOG_GENTOO_KERNEL=kernel)
     assert proc.returncode == 0, proc.stderr
-    assert not (sandbox[0] / "etc/kernel").exists() and _calls(sandbox) == []
+    assert not (sandbox[0] / "etc/portage").exists() and _calls(sandbox) == []
 
 
 def _boot_config(root: Path, *releases: str) -> None:
@@ -329,14 +326,9 @@ def test_extra_data_requires_the_rendered_conf(sandbox, tmp_path):
     assert proc.returncode != 0 and "DIB_WATCHDOG_CONF" in proc.stderr
     conf = tmp_path / "watchdog.conf"
     conf.write_text("watchdog-device = /dev/watchdog\n")
-    frags = tmp_path / "frags"
-    frags.mkdir()
-    (frags / "ib700.config").write_text("CONFIG_IB700_WDT=m\n")
-    proc = _run(EXTRA_DATA, sandbox, TMP_HOOKS_PATH=str(hooks), DIB_WATCHDOG_CONF=str(conf),
-                DIB_WATCHDOG_KCONFIG_FRAGMENTS=str(frags))
+    proc = _run(EXTRA_DATA, sandbox, TMP_HOOKS_PATH=str(hooks), DIB_WATCHDOG_CONF=str(conf))
     assert proc.returncode == 0, proc.stderr
     assert (hooks / "wdimage-watchdog.conf").read_text() == conf.read_text()
-    assert (hooks / "wdimage-kconfig/ib700.config").exists()
 
 
 def test_slim_removes_docs_and_unneeded_drivers_but_keeps_copyright(sandbox):
@@ -591,3 +583,96 @@ def test_gentoo_openrc_service_is_the_one_upstream_ships():
     init = (UPSTREAM / "gentoo/watchdog-init.d-r1").read_text()
     assert init.startswith("#!/sbin/openrc-run") and "need localmount" in init
     assert "rc_add watchdog default" in SETUP.read_text()
+
+
+# --- wdimage-kernel: the kernel compiled on the host, installed the distribution's way -------------------------
+
+KERNEL_EXTRA = ELEMENTS / "wdimage-kernel/extra-data.d/50-wdimage-kernel"
+KERNEL_INSTALL = ELEMENTS / "wdimage-kernel/install.d/80-wdimage-kernel"
+KREL = "6.1.192-wdimage-0123abcd"
+
+
+def _kernel_sandbox(sandbox, *tools: str):
+    root, bindir, _ = sandbox
+    for tool in ("grep", *tools):
+        if not (bindir / tool).exists():
+            (bindir / tool).symlink_to(shutil.which(tool))
+    (root / "tmp/in_target.d/wdimage-kernel").mkdir(parents=True)
+    return root / "tmp/in_target.d/wdimage-kernel"
+
+
+def test_kernel_extra_data_copies_exactly_the_release_package(sandbox, tmp_path):
+    hooks, packages = tmp_path / "hooks", tmp_path / "packages"
+    hooks.mkdir()
+    packages.mkdir()
+    env = {"TMP_HOOKS_PATH": str(hooks), "DIB_WDIMAGE_KERNEL_DIR": str(packages), "DIB_WDIMAGE_KERNEL_RELEASE": KREL}
+    proc = _run(KERNEL_EXTRA, sandbox, **env)
+    assert proc.returncode != 0 and "expected one kernel package" in proc.stderr and "found 0" in proc.stderr
+    deb = packages / f"linux-image-{KREL}_{KREL}-1_amd64.deb"
+    deb.write_text("deb")
+    assert _run(KERNEL_EXTRA, sandbox, **env).returncode == 0
+    assert (hooks / "wdimage-kernel" / deb.name).read_text() == "deb"
+    bad = _run(KERNEL_EXTRA, sandbox, **{**env, "DIB_WDIMAGE_KERNEL_RELEASE": "6.1; reboot"})
+    assert bad.returncode != 0 and "must be a kernel release" in bad.stderr
+
+
+def test_kernel_element_does_nothing_without_a_kernel(sandbox, tmp_path):
+    for script in (KERNEL_EXTRA, KERNEL_INSTALL):
+        proc = _run(script, sandbox, DISTRO_NAME="debian", TMP_HOOKS_PATH=str(tmp_path), DIB_WDIMAGE_KERNEL_DIR="",
+                    DIB_WDIMAGE_KERNEL_RELEASE="")
+        assert proc.returncode == 0, proc.stderr
+    assert _calls(sandbox) == []
+
+
+def test_kernel_debian_installs_the_package_and_purges_the_distro_kernels(sandbox):
+    root, bindir, calls = sandbox
+    packages = _kernel_sandbox(sandbox)
+    (packages / f"linux-image-{KREL}_{KREL}-1_amd64.deb").write_text("deb")
+    (root / "boot").mkdir()
+    # dpkg -i runs the package's postinst: initramfs-tools' hook writes the initrd.
+    _stub(bindir, "dpkg", f'echo "dpkg $*" >> "{calls}"; touch "{root}/boot/initrd.img-{KREL}"')
+    _stub(bindir, "dpkg-query", f"printf 'linux-image-6.1.0-28-amd64\\nlinux-image-{KREL}\\nlinux-image-amd64\\n'")
+    _stub(bindir, "apt-get", f'echo "apt-get $*" >> "{calls}"')
+    proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="debian", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    assert _calls(sandbox) == [
+        "install-packages initramfs-tools kmod",
+        f"dpkg -i {packages}/linux-image-{KREL}_{KREL}-1_amd64.deb",
+        "apt-get -y purge linux-image-6.1.0-28-amd64 linux-image-amd64",
+    ]
+
+
+def test_kernel_debian_fails_when_no_initrd_was_built(sandbox):
+    root, bindir, calls = sandbox
+    packages = _kernel_sandbox(sandbox)
+    (packages / f"linux-image-{KREL}_{KREL}-1_amd64.deb").write_text("deb")
+    _stub(bindir, "dpkg", "true")
+    _stub(bindir, "dpkg-query", f"echo linux-image-{KREL}")
+    proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="debian", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+    assert proc.returncode != 0 and f"did not build /boot/initrd.img-{KREL}" in proc.stderr
+
+
+def test_kernel_gentoo_unpacks_the_tarball_and_builds_a_dracut_initramfs(sandbox, tmp_path):
+    root, bindir, calls = sandbox
+    packages = _kernel_sandbox(sandbox, "tar")
+    stage = tmp_path / "stage"
+    (stage / "boot").mkdir(parents=True)
+    (stage / f"boot/vmlinuz-{KREL}").write_text("kernel")
+    (stage / f"lib/modules/{KREL}/kernel/drivers/watchdog").mkdir(parents=True)
+    (stage / f"lib/modules/{KREL}/kernel/drivers/watchdog/i6300esb.ko").write_text("ko")
+    subprocess.run(["tar", "-cf", str(packages / f"linux-{KREL}-x86.tar"), "-C", str(stage), "boot", "lib"],
+                   check=True)
+    # Gentoo's merged /usr: /lib is a symlink that the tarball must not replace.
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")
+    _stub(bindir, "dracut", f'echo "dracut $*" >> "{calls}"')
+    proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="gentoo", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    assert (root / f"boot/vmlinuz-{KREL}").read_text() == "kernel"
+    assert (root / "lib").is_symlink()
+    assert (root / f"usr/lib/modules/{KREL}/kernel/drivers/watchdog/i6300esb.ko").is_file()
+    assert _calls(sandbox) == [f"depmod -b {root} -a {KREL}", "install-packages sys-kernel/dracut",
+                               f"dracut --force --kver {KREL} {root}/boot/initramfs-{KREL}.img"]

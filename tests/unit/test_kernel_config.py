@@ -1,5 +1,6 @@
 """`wdimage kernel-config` run in-process on a tiny Kconfig tree: merge, check, explanations, bad input."""
 
+import gzip
 import json
 from pathlib import Path
 
@@ -273,3 +274,37 @@ def test_unquoted_string_value_is_accepted_for_a_string_symbol(tmp_path, capsys)
     rc, out, _ = merge(capsys, cfg, "--fragment", str(frag))
     assert rc == 0, out
     assert 'CONFIG_CMDLINE="console=ttyS0,115200"' in cfg.read_text().splitlines()
+
+
+def test_a_kernel_without_sysrq_is_watchdog_ready_but_not_drillable(tmp_path, capsys):
+    """Magic SysRq is what the drill's panic fault needs, not the watchdog: it does not decide the exit code."""
+    cfg = config(tmp_path, DEBIAN_LIKE.replace("CONFIG_MAGIC_SYSRQ=y\n", "# CONFIG_MAGIC_SYSRQ is not set\n"))
+    rc, out, _ = run(capsys, "--check", "--config", str(cfg))
+    assert rc == 0, out
+    assert "watchdog-ready: " in out and "not watchdog-ready" not in out
+    assert "MISS CONFIG_MAGIC_SYSRQ: requested y, got n" in out and "the drill needs it, not the watchdog" in out
+    assert "not drillable: CONFIG_MAGIC_SYSRQ missing" in out
+    rc, out, _ = run(capsys, "--check", "--config", str(cfg), "--json")
+    report = json.loads(out)
+    assert rc == 0 and report["ok"] is True and report["drillable"] is False
+    assert {s["symbol"]: s["needed_for"] for s in report["symbols"]}["CONFIG_MAGIC_SYSRQ"] == "drill"
+    # Without the driver it is not ready, whatever SysRq says.
+    cfg.write_text(DEBIAN_LIKE.replace("CONFIG_I6300ESB_WDT=m\n", ""))
+    rc, out, _ = run(capsys, "--check", "--config", str(cfg), "--model", "i6300esb")
+    assert rc == 3 and "not watchdog-ready: 1 of 3 watchdog values missing" in out and "not drillable" not in out
+
+
+def test_running_kernel_without_sysrq_exits_0_and_says_not_drillable(tmp_path, capsys, monkeypatch):
+    proc = tmp_path / "config.gz"
+    proc.write_bytes(gzip.compress(DEBIAN_LIKE.replace("CONFIG_MAGIC_SYSRQ=y\n", "").encode()))
+    monkeypatch.setattr("wdimage.commands.kernel_config.running_config", lambda: proc)
+    rc, out, _ = run(capsys, "--check", "--running")
+    assert rc == 0 and "watchdog-ready" in out and "not drillable" in out
+
+
+def test_merge_still_demands_sysrq(tmp_path):
+    """A kernel wdimage configures (merge, the source build) keeps SysRq so that its image can be drilled."""
+    cfg = config(tmp_path)
+    report = merge_fragments(cfg, [Model.I6300ESB], kernel_src=TREE, arch="x86")
+    assert report.ok and {s.name: s.drill_only for s in report.symbols}["MAGIC_SYSRQ"] is True
+    assert values(cfg)["CONFIG_MAGIC_SYSRQ"] == "y"

@@ -153,3 +153,43 @@ def test_write_sbom_replaces_atomically_and_leaves_no_temp_files(tmp_path):
     write_sbom(debian_manifest(), debian_packages(), path)
     assert json.loads(path.read_text())["bomFormat"] == "CycloneDX"
     assert [p.name for p in tmp_path.iterdir()] == ["sbom.cdx.json"]
+
+
+KERNEL_SOURCE = {"from": "source", "tree": "/src/linux", "version": "6.1.192", "release": "6.1.192-wdimage-0123abcd",
+                 "config_sha256": "0123abcd" * 8, "base_config": "defconfig + kvm_guest.config",
+                 "fragments": ["kconfig-fragments/watchdog.config", "kconfig-fragments/i6300esb.config"],
+                 "compiler": "gcc (Debian 12.2.0-14) 12.2.0", "ccache": True, "seconds": 700.0, "cached": False}
+
+
+def _kernel_source_properties(component: dict) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for prop in component.get("properties", []):
+        if prop["name"].startswith("wdimage:kernel-source:"):
+            found.setdefault(prop["name"].split(":", 2)[2], []).append(prop["value"])
+    return found
+
+
+def test_a_kernel_compiled_from_source_is_marked_on_its_package():
+    release = KERNEL_SOURCE["release"]
+    manifest = {**debian_manifest(), "kernel_source": KERNEL_SOURCE,
+                "packages": {**debian_manifest()["packages"],
+                             "kernel": {"name": f"linux-image-{release}", "version": f"{release}-1"}}}
+    packages = [p for p in debian_packages() if not p["name"].startswith("linux-image")]
+    packages.append({"name": f"linux-image-{release}", "version": f"{release}-1", "arch": "amd64"})
+    text = sbom_json(manifest, packages)
+    validate(text)
+    kernel = roles_of(json.loads(text))["kernel"]
+    assert kernel["name"] == f"linux-image-{release}"
+    props = _kernel_source_properties(kernel)
+    assert props["config_sha256"] == [KERNEL_SOURCE["config_sha256"]] and props["version"] == ["6.1.192"]
+    assert sorted(props["fragment"]) == sorted(KERNEL_SOURCE["fragments"]) and props["compiler"] == [KERNEL_SOURCE["compiler"]]
+
+
+def test_a_kernel_from_source_without_a_package_is_a_component_of_its_own():
+    manifest = {**debian_manifest(), "distro": "gentoo", "release": "", "kernel_source": KERNEL_SOURCE,
+                "packages": {"watchdog": {"name": "sys-apps/watchdog", "version": "5.16"}}}
+    text = sbom_json(manifest, [{"name": "sys-apps/watchdog", "version": "5.16", "arch": "amd64"}])
+    validate(text)
+    kernel = roles_of(json.loads(text))["kernel"]
+    assert (kernel["name"], kernel["version"]) == ("linux", KERNEL_SOURCE["release"])
+    assert _kernel_source_properties(kernel)["release"] == [KERNEL_SOURCE["release"]]

@@ -45,7 +45,15 @@ def add_parser(sub) -> None:
                         "keep the distro's locked-down agent; Debian's and Gentoo's agents need nothing. "
                         "Recorded as drill_agent in manifest.json")
     p.add_argument("--kernel", choices=build.KERNEL_CHOICES, default="bin",
-                   help="gentoo: prebuilt dist-kernel (bin) or built from source with the fragments")
+                   help="debian, gentoo: the distro's prebuilt kernel (bin), or compiled here from --kernel-src "
+                        "with the watchdog fragments merged and proved (source)")
+    p.add_argument("--kernel-src", metavar="DIR",
+                   help="--kernel source: a clean Linux source tree (built out of tree, O= under the cache)")
+    p.add_argument("--config", metavar="FILE",
+                   help="--kernel source: your kernel config (default: the tree's defconfig + kvm_guest.config "
+                        "+ kconfig-fragments/guest-kernel.config)")
+    p.add_argument("--fragment", action="append", default=[], metavar="FILE",
+                   help="--kernel source: your own config fragment, applied after wdimage's (repeatable)")
     p.add_argument("--init", choices=build.INIT_CHOICES,
                    help="debian: the guest's init system (default: systemd; openrc swaps in sysvinit-core + openrc)")
     p.add_argument("--base-image", metavar="FILE",
@@ -106,7 +114,8 @@ def _cmd_build(args) -> int:
         health_options=dict(min_memory=args.min_memory, pidfiles=tuple(args.pidfile), test_binary=args.test_binary,
                             repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,
                             test_break=args.test_break, example=args.health_example),
-        force=args.force)
+        force=args.force, kernel_src=args.kernel_src, kernel_config=args.config,
+        kernel_fragments=tuple(args.fragment))
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")
@@ -120,5 +129,9 @@ def _cmd_build(args) -> int:
         print(f"built {settings.output} ({manifest['boot']} boot, {manifest['build']['seconds']} s)")
         for role, package in manifest["packages"].items():
             print(f"  {role}: {package['name']} {package['version']}")
+        if "kernel_source" in manifest:
+            source = manifest["kernel_source"]
+            print(f"  kernel from source: {source['release']} (Linux {source['version']}, config sha256 "
+                  f"{source['config_sha256'][:16]}, {source['compiler']})")
         print(f"  run it: {settings.output / manifest['files']['launch_stub']}")
     return 0
