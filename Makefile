@@ -42,7 +42,7 @@ $(BIN)/.installed: pyproject.toml
 
 # Every test: fast unit tests, then the real-input tier (kernel trees, DIB build, QEMU boots).
 test: deps venv
-	$(BIN)/python -m pytest -v
+	$(BIN)/python -m pytest -v --durations=40
 
 # The fast tier alone, for quick iteration.
 test-fast: venv
