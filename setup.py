@@ -5,7 +5,10 @@ file's mode, so the elements' phase scripts stay executable in the wheel and aft
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Distribution, setup
+
+install_data = Distribution().get_command_class("install_data")  # its module moved between setuptools releases
+
 
 HERE = Path(__file__).parent
 
@@ -20,4 +23,18 @@ def tree(top: str) -> list[tuple[str, list[str]]]:
     return entries
 
 
-setup(data_files=tree("elements") + tree("kconfig-fragments"))
+class InstallData(install_data):
+    """install_data, with every file of an element's phase directories executable in the installed tree.
+
+    The repository keeps environment.d files 0644 (dib-lint refuses executable ones; DIB sources them, so
+    their mode never matters at run time). Installed, every *.d/ file carries the run bit, so one rule holds
+    for the whole installed elements tree: anything under a phase directory can be run."""
+
+    def run(self):
+        super().run()
+        for path in map(Path, self.get_outputs()):
+            if path.is_file() and "elements" in path.parts and path.parent.name.endswith(".d"):
+                path.chmod(path.stat().st_mode | 0o111)
+
+
+setup(data_files=tree("elements") + tree("kconfig-fragments"), cmdclass={"install_data": InstallData})
