@@ -130,7 +130,8 @@ def test_elements_without_exec_bits_get_a_copy_with_them(tmp_path, monkeypatch):
 
 
 def test_the_wheel_ships_elements_with_exec_bits_and_the_fragments(tmp_path):
-    """The wheel itself (what pip and pipx install): every element file, phase scripts executable."""
+    """The wheel itself (what pip and pipx install): every element file, everything in a phase directory
+    executable (environment.d included, though DIB only sources those), other files as in the repository."""
     import zipfile  # noqa: PLC0415
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                     str(tmp_path), str(REPO)], check=True, cwd=tmp_path, capture_output=True)
@@ -140,6 +141,7 @@ def test_the_wheel_ships_elements_with_exec_bits_and_the_fragments(tmp_path):
     for path in sorted(p for p in (REPO / "elements").rglob("*") if p.is_file()):
         key = f"share/wdimage/{path.relative_to(REPO)}"
         assert key in entries, f"{key} missing from the wheel"
-        assert bool(entries[key] & 0o111) == bool(path.stat().st_mode & 0o111), key
+        runnable = bool(path.stat().st_mode & 0o111) or path.parent.name.endswith(".d")  # setup.py's InstallData
+        assert bool(entries[key] & 0o111) == runnable, key
     assert "share/wdimage/kconfig-fragments/watchdog.config" in entries
     assert "wdimage/templates/run.sh.j2" in entries
