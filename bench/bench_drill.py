@@ -30,7 +30,7 @@ def main() -> int:
     if args.action:
         build = dataclasses.replace(build, action=Action(args.action))
     start = time.monotonic()
-    report = drill.run_drill(build, drill.faults_for(args.fault or ["all"]))
+    report = drill.run_drill(build, drill.requested(args.fault))
     wall = time.monotonic() - start
     print(f"drill {args.directory}: {report.accel} ({report.accel_reason}); model {build.model}, "
           f"timeout {build.timeout}s; wall {wall:.0f}s")

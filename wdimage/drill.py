@@ -33,8 +33,14 @@ FAULT_CHOICES = [*names(), "all"]
 Fault = str  # a scenario name
 
 
+def requested(choices: Sequence[str] | None) -> list[str]:
+    """`--fault` values as given (repeatable; default `all`), without repeats. `all` stays `all`: it means
+    every scenario this image can run, which only the image's setup decides (scenarios.select)."""
+    return list(dict.fromkeys(choices or ["all"]))
+
+
 def faults_for(choices: str | Sequence[str]) -> list[str]:
-    """`--fault` values (repeatable; `all`) as scenario names in order, without repeats."""
+    """`--fault` values as scenario names in order, `all` expanded to every scenario, without repeats."""
     choices = [choices] if isinstance(choices, str) else list(choices)
     ordered = names() if "all" in choices else choices
     return list(dict.fromkeys(ordered))
@@ -249,8 +255,8 @@ class Session:
 MACHINES = ("pc", "q35")
 
 
-def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
-                machine: str | None = None) -> DrillReport:
+def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
+              machine: str | None = None) -> DrillReport:
     """The drill of a built image: guests booted by wdimage under QEMU (KVM where a probe boot shows it works),
     on the model's machine type or `machine`."""
     if machine is not None and (machine not in MACHINES or build.model is Model.ITCO and machine != "q35"):
@@ -258,7 +264,7 @@ def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str
                           f"{' (itco lives on q35)' if build.model is Model.ITCO else ''}")
     setup = setup_from_build(build)
     try:  # a fault this image cannot run: exit 2 naming the build option, before any boot
-        select(_choices(faults), setup, frozenset())
+        select(list(faults), setup, frozenset())
     except ValueError as e:
         raise usage_error(str(e)) from None
     report = DrillReport(target=str(build.directory), setup=setup, faults_requested=[], build=build)
@@ -286,21 +292,11 @@ def drill_build(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str
     return report
 
 
-def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
-              machine: str | None = None) -> DrillReport:
-    return drill_build(build, faults, prepare, machine)
-
-
-def _choices(faults: Sequence[str]) -> list[str]:
-    """faults_for() expands `all` to every name: that list still means "what this image can run"."""
-    return ["all"] if list(faults) == names() else list(faults)
-
-
 def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], prepare: Sequence[str] = ()) -> None:
     """Boot, check, then each scenario in turn; fills `report`. Scenarios the image cannot run are refused
     (exit 2 naming the build option) when named, left out with the reason under `all`."""
     try:
-        scenarios, report.left_out = select(_choices(faults), report.setup, target.capabilities)
+        scenarios, report.left_out = select(list(faults), report.setup, target.capabilities)
     except ValueError as e:
         raise usage_error(str(e)) from None
     report.faults_requested = [s.name for s in scenarios]

@@ -93,7 +93,7 @@ def scratch_scope():
 def _cmd(args: argparse.Namespace) -> int:
     _check_target("--json", args.json, args.force)
     _check_target("--junit", args.junit, args.force)
-    faults = drill.faults_for(args.fault or ["all"])
+    faults = drill.requested(args.fault)
     if args.libvirt is not None:
         report = _libvirt(args, faults)
     else:
