@@ -3,6 +3,7 @@ files (tests/fixtures/upstream, sources in SOURCES.md): the daemon's network tes
 every init system, the early keepalive hands the device over to whichever upstream unit runs the daemon."""
 
 import configparser
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,8 +82,13 @@ def test_keepalive_hands_over_to_every_upstream_daemon_unit(sandbox, upstream):
     assert daemon.get("Service", "ExecStart").split()[0] in ("/usr/sbin/watchdog", "/bin/sh")
     name = Path(upstream).name
     dropin = _unit(root / f"etc/systemd/system/{name}.d/50-wdimage-health.conf")
-    assert dropin.get("Service", "ExecStartPre") == "-/bin/systemctl stop wdimage-keepalive.service"
+    assert dropin.get("Service", "ExecStartPre") == "-/usr/local/lib/wdimage/take-over-keepalive"
     keepalive = _unit(root / "etc/systemd/system/wdimage-keepalive.service")
+    # The keepalive takes the device over from the initramfs's the same way, and SIGKILL ends it cleanly;
+    # a stop by systemd (shutdown) keeps wd_keepalive's SIGTERM, its magic close.
+    assert keepalive.get("Service", "ExecStartPre") == "-/usr/local/lib/wdimage/take-over-keepalive"
+    assert keepalive.get("Service", "SuccessExitStatus") == "SIGKILL"
+    assert not keepalive.has_option("Service", "KillSignal")
     assert name not in _words(keepalive, "Unit", "Conflicts") | _words(daemon, "Unit", "Conflicts")
     assert "wdimage-keepalive.service" not in _words(daemon, "Unit", "Conflicts")
     assert keepalive.get("Unit", "DefaultDependencies") == "no"
@@ -104,6 +110,7 @@ def _openrc_service_deps(root: Path, service: Path, conf: Path) -> str:
     script = f"""
 need() {{ echo "need $*"; }}; use() {{ echo "use $*"; }}; after() {{ echo "after $*"; }}; before() {{ :; }}
 start-stop-daemon() {{ echo "start-stop-daemon $*"; }}; mark_service_stopped() {{ echo "stopped $*"; }}
+/usr/local/lib/wdimage/take-over-keepalive() {{ echo "take-over-keepalive"; }}
 . "{conf}"
 . "{service}"
 depend
@@ -131,7 +138,7 @@ def test_gentoo_init_script_waits_for_net_and_takes_over_from_the_keepalive(sand
     conf_path.write_text(conf.replace("/run/wd_keepalive.pid", f"{root}/wd_keepalive.pid"))
     seen = _openrc_service_deps(root, root / "etc/init.d/watchdog", conf_path)
     assert "need localmount" in seen and 'rc_need=net' in seen
-    assert f"start-stop-daemon --stop --pidfile {root}/wd_keepalive.pid --retry 5" in seen
+    assert "take-over-keepalive" in seen and "start-stop-daemon --stop" not in seen  # SIGKILL, not a magic close
     assert "stopped wdimage-keepalive" in seen
     assert "rc-update add wdimage-keepalive boot" in _calls(sandbox)
 
@@ -247,3 +254,71 @@ def test_network_debian_openrc_ifupdown_patterns(sandbox):
 def test_network_gentoo_dhcpcd(sandbox):
     assert _run(NETWORK, sandbox, DISTRO_NAME="gentoo", DIB_INIT_SYSTEM="openrc").returncode == 0
     assert _calls(sandbox) == ["rc-update add dhcpcd default"]
+
+
+TAKE_OVER_RUN = r"""
+set -eu
+mount -t tmpfs tmpfs /run
+cp /bin/sleep "$1/wd_keepalive"; cp /bin/sleep "$1/other"
+"$1/wd_keepalive" 600 & keepalive=$!
+"$1/other" 600 & other=$!
+echo "$keepalive" > /run/wd_keepalive.pid
+"$2"; wait "$keepalive" || echo "keepalive ended by signal $(( $? - 128 ))"
+[ -e /run/wd_keepalive.pid ] || echo "pidfile removed"
+echo "$other" > /run/wd_keepalive.pid   # a stale pidfile naming some other process
+"$2"; kill -0 "$other" && echo "other left alone"; kill "$other"
+[ -e /run/wd_keepalive.pid ] || echo "stale pidfile removed"
+"$2" && echo "no pidfile: nothing to do"
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs unshare and root")
+def test_take_over_ends_wd_keepalive_with_sigkill_only(sandbox, tmp_path):
+    """The hand-over script, run for real in a private mount namespace (its own /run): it ends a wd_keepalive
+    with SIGKILL (SIGTERM would be its magic close, disarming the device) and nothing else."""
+    root = sandbox[0]
+    assert _run(HEALTH, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="systemd").returncode == 0
+    script = root / "usr/local/lib/wdimage/take-over-keepalive"
+    assert script.stat().st_mode & 0o111
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", TAKE_OVER_RUN, "sh",
+                           str(tmp_path), str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines() == ["keepalive ended by signal 9", "pidfile removed", "other left alone",
+                                        "stale pidfile removed", "no pidfile: nothing to do"], proc.stderr
+
+
+INITRAMFS = ELEMENTS / "watchdog/install.d/78-watchdog-initramfs"
+
+
+def test_initramfs_hook_and_script_for_initramfs_tools(sandbox):
+    root = sandbox[0]
+    (root / "usr/share/initramfs-tools").mkdir(parents=True)
+    proc = _run(INITRAMFS, sandbox, DIB_WATCHDOG_MODULE="ib700wdt")
+    assert proc.returncode == 0, proc.stderr
+    hook = root / "etc/initramfs-tools/hooks/wdimage-watchdog"
+    top = root / "etc/initramfs-tools/scripts/init-top/wdimage-watchdog"
+    for script in (hook, top):
+        assert script.stat().st_mode & 0o111
+        assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+        assert subprocess.run(["sh", str(script), "prereqs"], capture_output=True, text=True).stdout.strip() == ""
+    assert "manual_add_modules ib700wdt\ncopy_exec /usr/sbin/wd_keepalive" in hook.read_text()
+    text = top.read_text()
+    assert "modprobe -q ib700wdt" in text and "/usr/sbin/wd_keepalive ||" in text
+    assert "echo initramfs > /run/wdimage/armed-by" in text
+    if shutil.which("shellcheck"):
+        lint = subprocess.run(["shellcheck", "-s", "sh", str(hook), str(top)], capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout
+
+
+def test_initramfs_step_skips_without_initramfs_tools_or_when_off(sandbox):
+    root = sandbox[0]
+    proc = _run(INITRAMFS, sandbox)
+    assert proc.returncode == 0 and "no initramfs-tools" in proc.stdout
+    (root / "usr/share/initramfs-tools").mkdir(parents=True)
+    proc = _run(INITRAMFS, sandbox, DIB_WATCHDOG_INITRAMFS="0")
+    assert proc.returncode == 0 and "armed from the real root" in proc.stdout
+    assert not (root / "etc/initramfs-tools/hooks").exists()
+
+
+def test_initramfs_step_refuses_a_bad_module_name(sandbox):
+    proc = _run(INITRAMFS, sandbox, DIB_WATCHDOG_MODULE="i6300esb; reboot")
+    assert proc.returncode == 1 and "invalid module name" in proc.stderr
