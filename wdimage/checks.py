@@ -42,6 +42,7 @@ echo '### timeout'; cat /sys/class/watchdog/watchdog0/timeout 2>&1
 echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.conf
 echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 echo '### armed-at'; cat /run/wdimage/armed-at 2>/dev/null
+echo '### armed-by'; cat /run/wdimage/armed-by 2>/dev/null
 echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
 echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
@@ -240,6 +241,8 @@ class Probe:
     interval: int
     daemon_pid: str | None  # the daemon holding /dev/watchdog, the target of the kill and hang faults
     kernel: str = ""  # uname -r in the guest
+    armed_by: str = ""  # who armed the device first in this boot: "initramfs", "wdimage-keepalive" or ""
+    armed_uptime: float | None = None  # the guest's uptime then (/run/wdimage/armed-at)
 
     @property
     def armed(self) -> bool:
@@ -251,7 +254,18 @@ def run_checks(guest: Guest, model: Model, timeout: int) -> Probe:
     sections = parse_sections(result.stdout)
     age = daemon_age(sections)
     daemon = next((h for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
+    by, uptime = armed_stamp(sections)
     return Probe(evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age,
-                 ping_interval(sections), daemon.pid if daemon else None, sections.get("kernel", ""))
+                 ping_interval(sections), daemon.pid if daemon else None, sections.get("kernel", ""), by, uptime)
+
+
+def armed_stamp(sections: dict[str, str]) -> tuple[str, float | None]:
+    """Who armed the device first in this boot and at what uptime (/run/wdimage/armed-by and armed-at, written
+    by the initramfs's keepalive or the early one): ("", None) where the image writes no stamp."""
+    by = sections.get("armed-by", "").strip()
+    try:
+        return by if re.fullmatch(r"[a-z-]{1,40}", by) else "", float(sections.get("armed-at", "").strip())
+    except ValueError:
+        return "", None
 
 

@@ -172,6 +172,8 @@ class DrillReport:
     kernel: str = ""  # uname -r in the guest
     boot_to_agent_seconds: float | None = None
     boot_to_armed_seconds: float | None = None
+    armed_by: str = ""  # the first keepalive in the boot: "initramfs" or "wdimage-keepalive" (the real root's)
+    armed_uptime: float | None = None  # the guest kernel's uptime when it armed the device
     checks: list[Check] = dataclasses.field(default_factory=list)
     faults: list[FaultResult] = dataclasses.field(default_factory=list)
     left_out: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # from `all`, with the reason
@@ -308,6 +310,7 @@ def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], pr
             report.checks, report.kernel = probe.checks, probe.kernel
             report.boot_to_agent_seconds = to_agent
             report.boot_to_armed_seconds = to_armed if probe.armed else None
+            report.armed_by, report.armed_uptime = probe.armed_by, probe.armed_uptime
             for check in probe.checks:
                 log.info(f"{'ok' if check.passed else 'FAILED'}: {check.title}: {check.seen}")
         if not probe.armed:

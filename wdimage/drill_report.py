@@ -33,6 +33,8 @@ def report_json(report: DrillReport) -> dict:
         "accel": report.accel, "accel_reason": report.accel_reason, "kernel": report.kernel or None,
         "boot_to_agent_seconds": _round(report.boot_to_agent_seconds),
         "boot_to_armed_seconds": _round(report.boot_to_armed_seconds),
+        "armed_by": report.armed_by or None,
+        "armed_uptime_seconds": _round(report.armed_uptime),
         "checks": [dataclasses.asdict(c) for c in report.checks],
         "faults": [fault_json(f, setup.timeout) for f in report.faults],
         "left_out": [{"fault": name, "why": why} for name, why in report.left_out],
@@ -53,8 +55,10 @@ def render_text(report: DrillReport) -> str:
     if report.kernel:
         lines.append(f"  guest kernel: {report.kernel}")
     if report.boot_to_armed_seconds is not None:
+        by = (f"by {'the initramfs' if report.armed_by == 'initramfs' else report.armed_by} at guest uptime "
+              f"{report.armed_uptime:.1f}s; " if report.armed_by and report.armed_uptime is not None else "")
         lines.append(f"  boot to armed: {report.boot_to_armed_seconds:.1f}s "
-                     f"(guest agent after {report.boot_to_agent_seconds:.1f}s)")
+                     f"({by}guest agent after {report.boot_to_agent_seconds:.1f}s)")
     lines += [f"  warning: {w}" for w in report.warnings]
     if report.checks:
         lines.append("Checks:")

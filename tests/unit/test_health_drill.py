@@ -4,7 +4,7 @@ manifest's record, and the daemon's reason parsed from its real log lines (watch
 import pytest
 
 from tests.unit.test_drill import write_build
-from wdimage import build, cli, health, health_drill, scenarios
+from wdimage import build, checks, cli, health, health_drill, scenarios
 from wdimage.errors import ExitCode
 from wdimage.models import Action, Model
 from wdimage.scenarios import Outcome, Setup
@@ -88,8 +88,14 @@ def test_reason_from_the_daemons_log_lines():
 
 def test_armed_since_the_early_keepalive():
     from tests.unit.test_drill import sections
-    from wdimage import checks
     # the keepalive armed the device at 5.5 s of uptime, the daemon took it over at 13.14 s
     assert checks.daemon_age(sections(**{"armed-at": "5.50"})) == pytest.approx(14.17 - 5.50)
     assert checks.daemon_age(sections(**{"armed-at": ""})) == pytest.approx(14.17 - 13.14)
     assert checks.daemon_age(sections(**{"armed-at": "5.50"}, holders="")) is None  # nobody holds it now
+
+
+def test_armed_stamp_says_who_armed_the_device_first():
+    assert checks.armed_stamp({"armed-at": "7.41\n", "armed-by": "initramfs\n"}) == ("initramfs", 7.41)
+    assert checks.armed_stamp({"armed-at": "21.0", "armed-by": "wdimage-keepalive"}) == ("wdimage-keepalive", 21.0)
+    assert checks.armed_stamp({"armed-at": "", "armed-by": ""}) == ("", None)  # an image without the stamps
+    assert checks.armed_stamp({"armed-at": "9.5", "armed-by": "$(reboot)"}) == ("", 9.5)  # not a name: dropped
