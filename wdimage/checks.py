@@ -43,6 +43,7 @@ echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.
 echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 echo '### armed-at'; cat /run/wdimage/armed-at 2>/dev/null
 echo '### armed-by'; cat /run/wdimage/armed-by 2>/dev/null
+echo '### boot'; dmesg 2>/dev/null | grep -m 2 -E 'Run /init as init process|systemd\[1\]: systemd .* running in system mode'
 echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
 echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
@@ -241,8 +242,7 @@ class Probe:
     interval: int
     daemon_pid: str | None  # the daemon holding /dev/watchdog, the target of the kill and hang faults
     kernel: str = ""  # uname -r in the guest
-    armed_by: str = ""  # who armed the device first in this boot: "initramfs", "wdimage-keepalive" or ""
-    armed_uptime: float | None = None  # the guest's uptime then (/run/wdimage/armed-at)
+    boot: "BootTimeline | None" = None
 
     @property
     def armed(self) -> bool:
@@ -254,18 +254,46 @@ def run_checks(guest: Guest, model: Model, timeout: int) -> Probe:
     sections = parse_sections(result.stdout)
     age = daemon_age(sections)
     daemon = next((h for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
-    by, uptime = armed_stamp(sections)
     return Probe(evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age,
-                 ping_interval(sections), daemon.pid if daemon else None, sections.get("kernel", ""), by, uptime)
+                 ping_interval(sections), daemon.pid if daemon else None, sections.get("kernel", ""),
+                 boot_timeline(sections))
 
 
-def armed_stamp(sections: dict[str, str]) -> tuple[str, float | None]:
-    """Who armed the device first in this boot and at what uptime (/run/wdimage/armed-by and armed-at, written
-    by the initramfs's keepalive or the early one): ("", None) where the image writes no stamp."""
+@dataclasses.dataclass(frozen=True)
+class BootTimeline:
+    """Where a boot's seconds went, in the guest kernel's uptime (seconds since its clock started)."""
+    armed_by: str = ""  # who armed the device first: "initramfs", "wdimage-keepalive" or "" (no stamp)
+    armed: float | None = None  # /run/wdimage/armed-at
+    init: float | None = None  # the kernel ran the initramfs's /init
+    real_root: float | None = None  # systemd started in the real root (not logged by other inits)
+    daemon: float | None = None  # the daemon that holds /dev/watchdog now started
+
+    def as_dict(self) -> dict[str, float | str | None]:
+        return dataclasses.asdict(self)
+
+
+BOOT_LINE = re.compile(r"^\[\s*(\d+\.\d+)\]\s*(?:(Run /init as init process)|systemd\[1\]: systemd .* running in system mode)")
+
+
+def boot_timeline(sections: dict[str, str]) -> BootTimeline:
+    """From the stamps the image writes (/run/wdimage/armed-at, armed-by), dmesg, and the daemon's start."""
     by = sections.get("armed-by", "").strip()
+    stamps: dict[str, float] = {}
+    for line in sections.get("boot", "").splitlines():
+        match = BOOT_LINE.match(line.strip())
+        if match:
+            stamps.setdefault("init" if match.group(2) else "real_root", float(match.group(1)))
+    daemon = None
+    daemons = [h for h in parse_holders(sections.get("holders", "")) if h.is_daemon]
     try:
-        return by if re.fullmatch(r"[a-z-]{1,40}", by) else "", float(sections.get("armed-at", "").strip())
+        daemon = daemons[0].start_ticks / int(sections.get("clock", "").split()[1]) if daemons else None
+    except (IndexError, ValueError, ZeroDivisionError):
+        pass
+    try:
+        armed = float(sections.get("armed-at", "").strip())
     except ValueError:
-        return "", None
+        armed, by = None, ""
+    return BootTimeline(by if re.fullmatch(r"[a-z-]{1,40}", by) else "", armed, stamps.get("init"),
+                        stamps.get("real_root"), daemon)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from wdimage import health_drill, log
 from wdimage.checks import (  # noqa: F401  (re-exported: the drill's public names)
-    GUEST_PROBE, Check, Holder, Probe, daemon_age, evaluate_checks, parse_holders, parse_sections, ping_interval,
+    GUEST_PROBE, BootTimeline, Check, Holder, Probe, daemon_age, evaluate_checks, parse_holders, parse_sections, ping_interval,
     run_checks)
 from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.guest import Event, EventKind, Guest, Target, Unsupported
@@ -172,8 +172,7 @@ class DrillReport:
     kernel: str = ""  # uname -r in the guest
     boot_to_agent_seconds: float | None = None
     boot_to_armed_seconds: float | None = None
-    armed_by: str = ""  # the first keepalive in the boot: "initramfs" or "wdimage-keepalive" (the real root's)
-    armed_uptime: float | None = None  # the guest kernel's uptime when it armed the device
+    boot: BootTimeline | None = None  # the first boot's seconds, in the guest's uptime
     checks: list[Check] = dataclasses.field(default_factory=list)
     faults: list[FaultResult] = dataclasses.field(default_factory=list)
     left_out: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # from `all`, with the reason
@@ -310,7 +309,7 @@ def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], pr
             report.checks, report.kernel = probe.checks, probe.kernel
             report.boot_to_agent_seconds = to_agent
             report.boot_to_armed_seconds = to_armed if probe.armed else None
-            report.armed_by, report.armed_uptime = probe.armed_by, probe.armed_uptime
+            report.boot = probe.boot
             for check in probe.checks:
                 log.info(f"{'ok' if check.passed else 'FAILED'}: {check.title}: {check.seen}")
         if not probe.armed:

@@ -33,8 +33,8 @@ def report_json(report: DrillReport) -> dict:
         "accel": report.accel, "accel_reason": report.accel_reason, "kernel": report.kernel or None,
         "boot_to_agent_seconds": _round(report.boot_to_agent_seconds),
         "boot_to_armed_seconds": _round(report.boot_to_armed_seconds),
-        "armed_by": report.armed_by or None,
-        "armed_uptime_seconds": _round(report.armed_uptime),
+        "boot_timeline": {k: _round(v, 2) if isinstance(v, float) else v or None
+                          for k, v in report.boot.as_dict().items()} if report.boot else None,
         "checks": [dataclasses.asdict(c) for c in report.checks],
         "faults": [fault_json(f, setup.timeout) for f in report.faults],
         "left_out": [{"fault": name, "why": why} for name, why in report.left_out],
@@ -43,6 +43,15 @@ def report_json(report: DrillReport) -> dict:
         "error": report.error or None,
         "diagnostics": str(report.diagnostics) if report.diagnostics else None,
     }
+
+
+def timeline_text(boot) -> str:
+    steps = [("the kernel ran the initramfs", boot.init),
+             (f"armed by {'the initramfs' if boot.armed_by == 'initramfs' else boot.armed_by or 'the keepalive'}",
+              boot.armed),
+             ("the real root's init started", boot.real_root), ("the daemon took over", boot.daemon)]
+    return ", ".join(f"{what} {at:.1f}s" for what, at in sorted((s for s in steps if s[1] is not None),
+                                                                 key=lambda s: s[1]))
 
 
 def render_text(report: DrillReport) -> str:
@@ -55,10 +64,10 @@ def render_text(report: DrillReport) -> str:
     if report.kernel:
         lines.append(f"  guest kernel: {report.kernel}")
     if report.boot_to_armed_seconds is not None:
-        by = (f"by {'the initramfs' if report.armed_by == 'initramfs' else report.armed_by} at guest uptime "
-              f"{report.armed_uptime:.1f}s; " if report.armed_by and report.armed_uptime is not None else "")
         lines.append(f"  boot to armed: {report.boot_to_armed_seconds:.1f}s "
-                     f"({by}guest agent after {report.boot_to_agent_seconds:.1f}s)")
+                     f"(guest agent after {report.boot_to_agent_seconds:.1f}s)")
+        if report.boot and report.boot.armed is not None:
+            lines.append(f"  boot timeline (guest uptime): {timeline_text(report.boot)}")
     lines += [f"  warning: {w}" for w in report.warnings]
     if report.checks:
         lines.append("Checks:")

@@ -94,8 +94,14 @@ def test_armed_since_the_early_keepalive():
     assert checks.daemon_age(sections(**{"armed-at": "5.50"}, holders="")) is None  # nobody holds it now
 
 
-def test_armed_stamp_says_who_armed_the_device_first():
-    assert checks.armed_stamp({"armed-at": "7.41\n", "armed-by": "initramfs\n"}) == ("initramfs", 7.41)
-    assert checks.armed_stamp({"armed-at": "21.0", "armed-by": "wdimage-keepalive"}) == ("wdimage-keepalive", 21.0)
-    assert checks.armed_stamp({"armed-at": "", "armed-by": ""}) == ("", None)  # an image without the stamps
-    assert checks.armed_stamp({"armed-at": "9.5", "armed-by": "$(reboot)"}) == ("", 9.5)  # not a name: dropped
+def test_boot_timeline_from_the_stamps_dmesg_and_the_daemon():
+    from tests.unit.test_drill import sections
+    boot = ("[    5.204113] Run /init as init process\n"
+            "[   11.873002] systemd[1]: systemd 252.39-1~deb12u1 running in system mode (+PAM +AUDIT)\n")
+    t = checks.boot_timeline(sections(**{"armed-at": "7.41", "armed-by": "initramfs", "boot": boot}))
+    assert (t.armed_by, t.armed, t.init, t.real_root) == ("initramfs", 7.41, 5.204113, 11.873002)
+    assert t.daemon == pytest.approx(13.14)  # the holder's start ticks / CLK_TCK
+    t = checks.boot_timeline(sections(**{"armed-at": "", "armed-by": "", "boot": ""}))
+    assert (t.armed_by, t.armed, t.init, t.real_root) == ("", None, None, None)  # an image without the stamps
+    t = checks.boot_timeline(sections(**{"armed-at": "9.5", "armed-by": "$(reboot)"}))
+    assert (t.armed_by, t.armed) == ("", 9.5)  # not a name: dropped
