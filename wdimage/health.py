@@ -239,6 +239,18 @@ def retried_window(t: Timing, *, check_seconds: float = 0.0, detect_intervals: i
     return Window(round(low, 1), round(high, 1), why)
 
 
+def unretried_window(t: Timing, test: str, before: float = 0.0, why_before: str = "") -> Window:
+    """A failure the daemon does not retry (5.16's wd_action: ENOMEM, like EREBOOT, ERESET and ETOOHOT, is
+    "not repairable"): seen at the next check, then the soft reboot at once. `before`: up to how long the
+    fault itself may take to make the test fail."""
+    shut_low, shut_high = soft_reboot_seconds(t)
+    high = before + t.interval + shut_high
+    why = (f"{test}: {why_before + ', ' if why_before else ''}seen within {t.interval}s, not retried (the daemon "
+           f"does not repair it), then the soft reboot {shut_low:.0f}-{shut_high:.0f}s (sigterm-delay "
+           f"{t.sigterm_delay}s, the hardware timer set to 1s)")
+    return Window(round(shut_low, 1), round(high, 1), why)
+
+
 # The kernel's load average (kernel/sched/loadavg.c): fixed point, FSHIFT 11, sampled every LOAD_FREQ.
 FSHIFT, FIXED_1, EXP_1, LOAD_FREQ = 11, 1 << 11, 1884, 5.004
 

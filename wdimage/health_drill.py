@@ -95,9 +95,7 @@ def window(fault: str, setup) -> health.Window:
         max_load = setup.health["max_load_1"]
         return health.load_window(t, max_load, health.spinners_for(max_load), LOAD_SETTLED)
     if fault == "memory":
-        retried = health.retried_window(t, test="memory")
-        return health.Window(retried.low, round(MEMORY_SECONDS + retried.high, 1),
-                             f"memory: allocated within {MEMORY_SECONDS}s, then {retried.reasoning[8:]}")
+        return health.unretried_window(t, "memory", MEMORY_SECONDS, f"allocated within {MEMORY_SECONDS}s")
     return health.window("test" if fault == "test-repaired" else fault, t)
 
 

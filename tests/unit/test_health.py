@@ -205,3 +205,14 @@ def test_load_window_brackets_both_readings_of_the_limit():
 
 def test_quiet_controls_wait_twice_the_window():
     assert health.quiet_seconds(health.Window(10, 30.2, "")) == 61
+
+
+def test_an_unretried_failure_reboots_without_the_retry_timeout():
+    """watchdog 5.16 does not retry ENOMEM (the memory test): its window has no retry-timeout in it, while
+    a repairable failure's does."""
+    t = health.Timing(interval=1, retry_timeout=10, sigterm_delay=5)
+    shut_low, shut_high = health.soft_reboot_seconds(t)
+    memory = health.unretried_window(t, "memory", 30, "allocated within 30s")
+    assert (memory.low, memory.high) == (round(shut_low, 1), round(30 + 1 + shut_high, 1))
+    assert "not retried" in memory.reasoning and memory.reasoning.startswith("memory: allocated within 30s")
+    assert health.window("service", t).low == shut_low + 10
