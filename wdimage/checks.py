@@ -43,7 +43,7 @@ echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.
 echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 echo '### armed-at'; cat /run/wdimage/armed-at 2>/dev/null
 echo '### armed-by'; cat /run/wdimage/armed-by 2>/dev/null
-echo '### boot'; dmesg 2>/dev/null | grep -m 2 -E 'Run /init as init process|systemd\[1\]: systemd .* running in system mode'
+echo '### boot'; dmesg 2>/dev/null | grep -E 'Run /init as init process|systemd\[1\]: systemd .* running in system mode|watchdog did not stop'
 echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
 echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
@@ -267,6 +267,7 @@ class BootTimeline:
     init: float | None = None  # the kernel ran the initramfs's /init
     real_root: float | None = None  # systemd started in the real root (not logged by other inits)
     daemon: float | None = None  # the daemon that holds /dev/watchdog now started
+    handovers: int = 0  # keepalives that let go of the device still armed (the kernel: "watchdog did not stop!")
 
     def as_dict(self) -> dict[str, float | str | None]:
         return dataclasses.asdict(self)
@@ -279,7 +280,9 @@ def boot_timeline(sections: dict[str, str]) -> BootTimeline:
     """From the stamps the image writes (/run/wdimage/armed-at, armed-by), dmesg, and the daemon's start."""
     by = sections.get("armed-by", "").strip()
     stamps: dict[str, float] = {}
+    handovers = 0
     for line in sections.get("boot", "").splitlines():
+        handovers += "watchdog did not stop!" in line
         match = BOOT_LINE.match(line.strip())
         if match:
             stamps.setdefault("init" if match.group(2) else "real_root", float(match.group(1)))
@@ -294,6 +297,6 @@ def boot_timeline(sections: dict[str, str]) -> BootTimeline:
     except ValueError:
         armed, by = None, ""
     return BootTimeline(by if re.fullmatch(r"[a-z-]{1,40}", by) else "", armed, stamps.get("init"),
-                        stamps.get("real_root"), daemon)
+                        stamps.get("real_root"), daemon, handovers)
 
 

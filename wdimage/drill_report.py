@@ -33,7 +33,7 @@ def report_json(report: DrillReport) -> dict:
         "accel": report.accel, "accel_reason": report.accel_reason, "kernel": report.kernel or None,
         "boot_to_agent_seconds": _round(report.boot_to_agent_seconds),
         "boot_to_armed_seconds": _round(report.boot_to_armed_seconds),
-        "boot_timeline": {k: _round(v, 2) if isinstance(v, float) else v or None
+        "boot_timeline": {k: _round(v, 2) if isinstance(v, float) else v
                           for k, v in report.boot.as_dict().items()} if report.boot else None,
         "checks": [dataclasses.asdict(c) for c in report.checks],
         "faults": [fault_json(f, setup.timeout) for f in report.faults],
@@ -50,8 +50,9 @@ def timeline_text(boot) -> str:
              (f"armed by {'the initramfs' if boot.armed_by == 'initramfs' else boot.armed_by or 'the keepalive'}",
               boot.armed),
              ("the real root's init started", boot.real_root), ("the daemon took over", boot.daemon)]
-    return ", ".join(f"{what} {at:.1f}s" for what, at in sorted((s for s in steps if s[1] is not None),
+    text = ", ".join(f"{what} {at:.1f}s" for what, at in sorted((s for s in steps if s[1] is not None),
                                                                  key=lambda s: s[1]))
+    return text + (f"; {boot.handovers} hand-over(s) with the device left armed" if boot.handovers else "")
 
 
 def render_text(report: DrillReport) -> str:

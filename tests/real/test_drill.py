@@ -68,6 +68,9 @@ def test_controls_migrations_and_faults_on_one_guest(debian_image_dir, tmp_path)
         assert within_window(fault), fault
     assert faults["migrate-panic"]["figures"]["migration"]["seconds"] > 0
     assert report["boot_to_armed_seconds"] > 0 and report["kernel"]
+    boot = report["boot_timeline"]  # armed in the initramfs, before the real root's init, and never let go:
+    assert boot["armed_by"] == "initramfs" and boot["init"] < boot["armed"] < boot["real_root"] < boot["daemon"]
+    assert boot["handovers"] == 2, boot  # initramfs -> wdimage-keepalive -> the daemon, each unclean (armed)
     assert image.stat().st_mtime_ns == before  # the built image is never written
     result = subprocess.run(["xmllint", "--noout", "--schema", str(JUNIT_XSD), str(junit)], capture_output=True,
                             text=True)

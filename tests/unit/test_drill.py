@@ -211,7 +211,8 @@ def sample_report(tmp_path: Path, kill_passed: bool = True) -> DrillReport:
                          faults_requested=["panic", "kill", "hang"], accel="tcg", accel_reason="KVM probe: hung",
                          boot_to_agent_seconds=17.04, boot_to_armed_seconds=18.46,
                          checks=drill.evaluate_checks(sections(), Model.I6300ESB, 15),
-                         boot=drill.BootTimeline("initramfs", armed=7.4, init=5.2, real_root=11.9, daemon=13.14))
+                         boot=drill.BootTimeline("initramfs", armed=7.4, init=5.2, real_root=11.9, daemon=13.14,
+                                                 handovers=2))
     window = Window(10, 15, "15s after the last keepalive")
     report.faults = [
         FaultResult("panic", True, "reset", 14.71, True, 21.3, "WATCHDOG reset 14.7s after the fault",
@@ -236,14 +237,15 @@ def test_json_report_has_the_issue_fields(tmp_path):
     assert first["expected_window"] == [10, 15]
     assert data["passed"] is True
     assert data["boot_timeline"] == {"armed_by": "initramfs", "armed": 7.4, "init": 5.2, "real_root": 11.9,
-                                     "daemon": 13.14}
+                                     "daemon": 13.14, "handovers": 2}
     json.dumps(data)  # serialisable as is
 
 
 def test_text_report_says_where_the_boot_seconds_went(tmp_path):
     text = drill_report.render_text(sample_report(tmp_path))
     assert ("boot timeline (guest uptime): the kernel ran the initramfs 5.2s, armed by the initramfs 7.4s, "
-            "the real root's init started 11.9s, the daemon took over 13.1s") in text
+            "the real root's init started 11.9s, the daemon took over 13.1s; 2 hand-over(s) with the device "
+            "left armed") in text
 
 
 def test_after_fault_description_names_the_keepalive_takeover():

@@ -97,11 +97,13 @@ def test_armed_since_the_early_keepalive():
 def test_boot_timeline_from_the_stamps_dmesg_and_the_daemon():
     from tests.unit.test_drill import sections
     boot = ("[    5.204113] Run /init as init process\n"
-            "[   11.873002] systemd[1]: systemd 252.39-1~deb12u1 running in system mode (+PAM +AUDIT)\n")
+            "[   11.873002] systemd[1]: systemd 252.39-1~deb12u1 running in system mode (+PAM +AUDIT)\n"
+            "[   21.1] watchdog: watchdog0: watchdog did not stop!\n[   27.4] watchdog: watchdog0: watchdog did not stop!\n")
     t = checks.boot_timeline(sections(**{"armed-at": "7.41", "armed-by": "initramfs", "boot": boot}))
     assert (t.armed_by, t.armed, t.init, t.real_root) == ("initramfs", 7.41, 5.204113, 11.873002)
     assert t.daemon == pytest.approx(13.14)  # the holder's start ticks / CLK_TCK
+    assert t.handovers == 2
     t = checks.boot_timeline(sections(**{"armed-at": "", "armed-by": "", "boot": ""}))
-    assert (t.armed_by, t.armed, t.init, t.real_root) == ("", None, None, None)  # an image without the stamps
+    assert (t.armed_by, t.armed, t.init, t.real_root, t.handovers) == ("", None, None, None, 0)  # no stamps
     t = checks.boot_timeline(sections(**{"armed-at": "9.5", "armed-by": "$(reboot)"}))
     assert (t.armed_by, t.armed) == ("", 9.5)  # not a name: dropped
