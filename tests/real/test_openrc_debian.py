@@ -49,6 +49,8 @@ def test_drill_panic_passes_on_openrc(debian_openrc_image_dir, tmp_path, capsys)
     # Asked of OpenRC itself (no /run/systemd/system in this guest): the native service reports started.
     assert checks["service"]["seen"].startswith("openrc:") and "started" in checks["service"]["seen"]
     assert "watchdog" in checks["holder"]["seen"]
+    boot = report["boot_timeline"]  # OpenRC's services take the device over from the initramfs's keepalive too
+    assert boot["armed_by"] == "initramfs" and boot["armed"] < boot["daemon"] and boot["handovers"] == 2, boot
     [fault] = report["faults"]
     assert fault["fault"] == "panic" and fault["passed"] and fault["action"] == "reset", fault
     assert fault["rebooted_armed"] is True, fault  # the second boot came up armed through OpenRC again
