@@ -27,17 +27,20 @@ LOAD_SETTLED = 2.0  # the load window assumes the fault starts from a 1-minute l
 LOAD_SETTLE_SECONDS = 90
 # Busy loops at SCHED_IDLE (nice 19 where chrt is missing): the load average counts every runnable task
 # whatever its policy, while the guest agent and the daemon keep the CPU (measured: 36 loops at nice 0
-# starved the agent for over a minute under TCG, and the reboot came after the window).
-LOAD_SH = ('n=$1; i=0; if command -v chrt >/dev/null 2>&1; then idle="chrt --idle 0"; else idle="nice -n 19"; fi; '
-           'while [ "$i" -lt "$n" ]; do $idle sh -c "while :; do :; done" & i=$((i + 1)); done; wait')
+# starved the agent for over a minute under TCG, and the reboot came after the window). One shell at that
+# policy forks them all (its children inherit it): an exec per loop took over 10 s under TCG (measured).
+LOAD_SH = ('n=$1; if command -v chrt >/dev/null 2>&1; then idle="chrt --idle 0"; else idle="nice -n 19"; fi; '
+           'exec $idle sh -c \'i=0; while [ "$i" -lt "$1" ]; do (while :; do :; done) & i=$((i + 1)); done; wait\' '
+           'sh "$n"')
 LOADAVG_SH = "cut -d' ' -f1 /proc/loadavg"
-# Anonymous memory until what the daemon counts as free (watchdog 5.16: MemFree + Buffers + Cached) is half
-# its minimum: one perl process (perl-base is essential on Debian) takes 16 MiB at a time and reads
-# /proc/meminfo again after each piece, so page cache given back along the way is taken too, and the
-# allocation stops short of the OOM killer. One process that mostly waits for page faults: pipes of 64 MiB
-# (head | tail) kept the CPU so busy that the load test failed first (error 253, measured).
+# Anonymous memory until what the daemon counts as free (watchdog 5.16: MemFree + Buffers + Cached) is 7/8 of
+# its minimum: one perl process (perl-base is essential on Debian) takes up to 16 MiB at a time and reads
+# /proc/meminfo again after each piece, so page cache given back along the way is taken too. Not lower: the
+# kernel keeps its own reserve free (min_free_kbytes, raised for transparent huge pages: 44 MB in a 1 GiB
+# guest, measured), and below that the OOM killer ends the allocation before the daemon sees it (measured).
+# Pipes of 64 MiB (head | tail) kept the CPU so busy that the load test failed first (error 253, measured).
 MEMORY_PL = r"""
-my $target = $ARGV[0] * 4 / 2;  # kB: half of min-memory's pages
+my $target = $ARGV[0] * 4 * 7 / 8;  # kB: 7/8 of min-memory's pages
 my @held;
 sub counted {
     open(my $f, "<", "/proc/meminfo") or die "/proc/meminfo: $!";
@@ -52,6 +55,9 @@ while ((my $kb = counted()) > $target) {
 print "held ", scalar(@held), " pieces, counted ", counted(), " kB\n";
 sleep 100000;
 """
+# The kernel's reserve: the zones' min watermarks (pages), in kB.
+RESERVE_SH = "awk '$1 == \"min\" { s += $2 } END { print s * 4 }' /proc/zoneinfo"
+RESERVE_MARGIN_KB = 16384  # page cache the guest keeps running on, above the reserve
 MEMORY_SH = 'exec perl -e "$1" "$2"'
 MEMORY_SECONDS = 30  # allowance for the allocation itself under TCG (about 50 pieces in a 1 GiB guest)
 SERVICE_SH = 'pid=$(cat "$1") && kill -KILL "$pid" && echo "$pid"'
@@ -130,9 +136,18 @@ def load(ctx) -> None:
 
 
 def fill_memory(ctx) -> None:
-    ctx.guest.spawn(MEMORY_SH, MEMORY_PL, str(ctx.setup.health["min_memory"]))
-    ctx.notes.append(f"anonymous memory (perl) until free + buffers + cache is half of min-memory "
-                     f"{ctx.setup.health['min_memory']} pages")
+    pages = ctx.setup.health["min_memory"]
+    reserve = int(ctx.guest.run(RESERVE_SH, timeout=30).stdout.strip() or 0)
+    target = pages * 4 * 7 // 8
+    if target < reserve + RESERVE_MARGIN_KB:
+        floor = -(-(reserve + RESERVE_MARGIN_KB) * 8 // 7 // 4)
+        raise RuntimeError(f"min-memory {pages} pages cannot be drilled in this guest: below {target} kB free, "
+                           f"the kernel's own reserve ({reserve} kB, min_free_kbytes) is near and the OOM killer "
+                           f"would end the allocation before the daemon sees it; build with --min-memory "
+                           f"{floor} or more to drill it")
+    ctx.guest.spawn(MEMORY_SH, MEMORY_PL, str(pages))
+    ctx.notes.append(f"anonymous memory (perl) until free + buffers + cache is {target} kB, 7/8 of min-memory "
+                     f"{pages} pages (the kernel's reserve: {reserve} kB)")
 
 
 def kill_service(ctx) -> None:

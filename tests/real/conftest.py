@@ -29,7 +29,7 @@ DEBIAN_IB700_BUILD_ARGS = ("debian", "--model", "ib700", "--action", "poweroff",
 DEBIAN_ITCO_BUILD_ARGS = ("debian", "--model", "itco", "--action", "reset", "--timeout", "10")
 # The daemon's own health tests (wdimage drill's net, load, memory, service, test, test-repaired).
 DEBIAN_HEALTH_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--timeout", "15",
-                            "--ping", "10.0.2.2", "--max-load", "8", "--min-memory", "16384", "--health-example",
+                            "--ping", "10.0.2.2", "--max-load", "8", "--min-memory", "32768", "--health-example",
                             "--retry-timeout", "10")
 KEY_INPUTS = ("elements", "kconfig-fragments", "wdimage")  # all of the package: a hand-kept list misses some
 

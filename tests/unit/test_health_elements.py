@@ -295,12 +295,13 @@ def test_initramfs_hook_and_script_for_initramfs_tools(sandbox):
     proc = _run(INITRAMFS, sandbox, DIB_WATCHDOG_MODULE="ib700wdt")
     assert proc.returncode == 0, proc.stderr
     hook = root / "etc/initramfs-tools/hooks/wdimage-watchdog"
-    top = root / "etc/initramfs-tools/scripts/init-top/wdimage-watchdog"
+    top = root / "etc/initramfs-tools/scripts/init-top/00-wdimage-watchdog"
     for script in (hook, top):
         assert script.stat().st_mode & 0o111
         assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
         assert subprocess.run(["sh", str(script), "prereqs"], capture_output=True, text=True).stdout.strip() == ""
     assert "manual_add_modules ib700wdt\ncopy_exec /usr/sbin/wd_keepalive" in hook.read_text()
+    assert 'ln -s /run "${DESTDIR}/var/run"' in hook.read_text()  # its compiled-in /var/run/wd_keepalive.pid
     text = top.read_text()
     assert "modprobe -q ib700wdt" in text and "/usr/sbin/wd_keepalive ||" in text
     assert "echo initramfs > /run/wdimage/armed-by" in text
