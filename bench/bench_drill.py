@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from wdimage import drill, log
+from wdimage import drill, drill_report, log
 from wdimage.models import Action
 
 
@@ -37,6 +37,10 @@ def main() -> int:
     armed = report.boot_to_armed_seconds
     print(f"  boot to agent        {_s(report.boot_to_agent_seconds)}")
     print(f"  boot to armed        {_s(armed)}   aim <= 12 s under TCG: {_aim(armed is not None and armed <= 12)}")
+    if report.boot and report.boot.armed is not None:
+        before = armed - report.boot.armed if armed is not None else None
+        print(f"    before the guest kernel's clock started (QEMU, firmware, kernel load): {_s(before)}")
+        print(f"    then, in guest uptime: {drill_report.timeline_text(report.boot)}")
     for f in report.faults:
         if f.skipped:
             print(f"  {f.fault:<14} skipped: {f.skipped}")
