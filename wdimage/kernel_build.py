@@ -297,8 +297,10 @@ def _environment() -> dict[str, str]:
 
 def _compile(src: Path, obj: Path, localversion: str, release: str, target: str, logfile: Path) -> None:
     """Run the kernel's build; a progress line each minute; on failure the compiler's last errors."""
+    # KDEB_COMPRESS=none: the packages stay in wdimage's cache and are installed once into the image, which is
+    # compressed itself; gzip cost about 10 s of a 2-core build (measured on 6.1, packaging alone 47 s -> 37 s).
     argv = ["make", "-C", str(src), f"O={obj}", f"-j{_jobs()}", f"LOCALVERSION={localversion}",
-            f"KDEB_PKGVERSION={release}-1", "KDEB_COMPRESS=gzip", target]
+            f"KDEB_PKGVERSION={release}-1", "KDEB_COMPRESS=none", target]
     log.info(f"$ {' '.join(argv)}")
     start = time.monotonic()
     with open(logfile, "a") as out:
