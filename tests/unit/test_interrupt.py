@@ -58,12 +58,23 @@ def _alive(pid: int) -> bool:
 def test_a_signal_reaches_the_child_group_and_its_cleanup_is_awaited(tmp_path, signum, code):
     (tmp_path / "dib.sh").write_text(SCRIPT)
     (tmp_path / "driver.py").write_text(DRIVER)
+    # As from a terminal: SIGINT deliverable even where this suite runs as a background job (SIGINT ignored,
+    # which the CLI keeps ignored, as nohup asks), and the driver's group killed if the test fails.
     proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "dib.sh"), str(tmp_path)],
-                            stderr=subprocess.PIPE, text=True)
-    _wait_for(tmp_path / "started")
-    child = int((tmp_path / "child.pid").read_text())
-    proc.send_signal(signum)
-    assert proc.wait(timeout=30) == code, proc.stderr.read()
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        _wait_for(tmp_path / "started")
+        child = int((tmp_path / "child.pid").read_text())
+        proc.send_signal(signum)
+        assert proc.wait(timeout=30) == code, proc.stderr.read()
+    finally:
+        if proc.poll() is None:  # what the test failed on: the driver and the script's group it started
+            proc.kill()
+            proc.wait()
+            pid_file = tmp_path / "child.pid"
+            if pid_file.exists() and _alive(int(pid_file.read_text())):
+                os.killpg(os.getpgid(int(pid_file.read_text())), signal.SIGKILL)
     # When wdimage exits, the script's own cleanup has run (it took a second) and its child is gone.
     assert (tmp_path / "cleaned").read_text() == "cleaned\n"
     assert not _alive(child)
