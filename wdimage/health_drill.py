@@ -7,6 +7,7 @@ The faults break what a test watches, never the daemon: what is proven is the da
 Functions here take the scenario table's Context/Setup (duck-typed: guest, setup, notes; health, interval, model).
 """
 
+import math
 import re
 import time
 
@@ -140,7 +141,7 @@ def fill_memory(ctx) -> None:
     reserve = int(ctx.guest.run(RESERVE_SH, timeout=30).stdout.strip() or 0)
     target = pages * 4 * 7 // 8
     if target < reserve + RESERVE_MARGIN_KB:
-        floor = -(-(reserve + RESERVE_MARGIN_KB) * 8 // 7 // 4)
+        floor = math.ceil((reserve + RESERVE_MARGIN_KB) * 8 / 7 / 4)  # pages whose 7/8 clear it
         raise RuntimeError(f"min-memory {pages} pages cannot be drilled in this guest: below {target} kB free, "
                            f"the kernel's own reserve ({reserve} kB, min_free_kbytes) is near and the OOM killer "
                            f"would end the allocation before the daemon sees it; build with --min-memory "

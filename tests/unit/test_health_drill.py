@@ -107,3 +107,32 @@ def test_boot_timeline_from_the_stamps_dmesg_and_the_daemon():
     assert (t.armed_by, t.armed, t.init, t.real_root, t.handovers) == ("", None, None, None, 0)  # no stamps
     t = checks.boot_timeline(sections(**{"armed-at": "9.5", "armed-by": "$(reboot)"}))
     assert (t.armed_by, t.armed) == ("", 9.5)  # not a name: dropped
+
+
+class _Guest:
+    """Answers the reserve query with the 1 GiB guest's measured watermarks; records what it was asked."""
+
+    def __init__(self):
+        self.spawned = []
+
+    def run(self, script, *args, timeout=30):
+        assert "/proc/zoneinfo" in script
+        return type("Result", (), {"stdout": "45052\n", "exitcode": 0})()
+
+    def spawn(self, script, *args):
+        self.spawned.append(args)
+
+
+def _memory_ctx(pages):
+    return type("Ctx", (), {"guest": _Guest(), "notes": [], "setup": _setup(dict(EXAMPLE_RECORD, min_memory=pages))})()
+
+
+def test_memory_fault_refuses_a_min_memory_too_close_to_the_kernels_reserve():
+    ctx = _memory_ctx(16384)  # 7/8 of 64 MiB = 56 MiB: within 16 MiB of the 44 MB reserve, the OOM killer wins
+    with pytest.raises(RuntimeError, match=r"min-memory 16384 pages cannot be drilled.*--min-memory 17554 or more"):
+        health_drill.fill_memory(ctx)
+    assert ctx.guest.spawned == []
+    ctx = _memory_ctx(32768)
+    health_drill.fill_memory(ctx)
+    assert ctx.guest.spawned == [(health_drill.MEMORY_PL, "32768")]
+    assert "114688 kB" in ctx.notes[0]
