@@ -128,22 +128,36 @@ def parse_holders(text: str) -> list[Holder]:
     return holders
 
 
+def _daemon_started(sections: dict[str, str]) -> tuple[Holder, float, float] | None:
+    """The daemon holding /dev/watchdog, the guest's uptime when it started and the uptime now; None where
+    nobody holds it or the clocks are unreadable."""
+    daemon = next((h for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
+    try:
+        uptime, ticks_per_second = sections.get("clock", "").split()
+        return (daemon, daemon.start_ticks / int(ticks_per_second), float(uptime)) if daemon else None
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _armed_stamp(sections: dict[str, str]) -> float | None:
+    """The uptime the first keepalive armed the device at (/run/wdimage/armed-at), if the image wrote it."""
+    try:
+        return float(sections.get("armed-at", "").strip())
+    except ValueError:
+        return None
+
+
 def daemon_age(sections: dict[str, str]) -> float | None:
     """Seconds the device had been armed when the probe ran, from the guest's own clocks: since the daemon
     holding it started, or earlier, since the image's early keepalive armed it (its uptime stamp in
-    /run/wdimage/armed-at, written by elements/watchdog/install.d/77-watchdog-health), while the daemon holds it."""
-    daemons = [h for h in parse_holders(sections.get("holders", "")) if h.is_daemon]
-    try:
-        uptime, ticks_per_second = sections.get("clock", "").split()
-        if not daemons:
-            return None
-        age = float(uptime) - daemons[0].start_ticks / int(ticks_per_second)
-        stamp = sections.get("armed-at", "").strip()
-        if stamp:
-            age = max(age, float(uptime) - float(stamp))
-        return max(0.0, age)
-    except ValueError:
+    /run/wdimage/armed-at, written by the initramfs or elements/watchdog/install.d/77-watchdog-health), while
+    the daemon holds it."""
+    started = _daemon_started(sections)
+    if started is None:
         return None
+    _, at, uptime = started
+    stamp = _armed_stamp(sections)
+    return max(0.0, uptime - (at if stamp is None else min(at, stamp)))
 
 
 def evaluate_checks(sections: dict[str, str], model: Model, timeout: int) -> list[Check]:
@@ -253,7 +267,8 @@ def run_checks(guest: Guest, model: Model, timeout: int) -> Probe:
     result = guest.run(GUEST_PROBE, info(model).module, timeout=60)
     sections = parse_sections(result.stdout)
     age = daemon_age(sections)
-    daemon = next((h for h in parse_holders(sections.get("holders", "")) if h.is_daemon), None)
+    started = _daemon_started(sections)
+    daemon = started[0] if started else None
     return Probe(evaluate_checks(sections, model, timeout), None if age is None else time.monotonic() - age,
                  ping_interval(sections), daemon.pid if daemon else None, sections.get("kernel", ""),
                  boot_timeline(sections))
@@ -286,17 +301,11 @@ def boot_timeline(sections: dict[str, str]) -> BootTimeline:
         match = BOOT_LINE.match(line.strip())
         if match:
             stamps.setdefault("init" if match.group(2) else "real_root", float(match.group(1)))
-    daemon = None
-    daemons = [h for h in parse_holders(sections.get("holders", "")) if h.is_daemon]
-    try:
-        daemon = daemons[0].start_ticks / int(sections.get("clock", "").split()[1]) if daemons else None
-    except (IndexError, ValueError, ZeroDivisionError):
-        pass
-    try:
-        armed = float(sections.get("armed-at", "").strip())
-    except ValueError:
-        armed, by = None, ""
+    started = _daemon_started(sections)
+    armed = _armed_stamp(sections)
+    if armed is None:
+        by = ""
     return BootTimeline(by if re.fullmatch(r"[a-z-]{1,40}", by) else "", armed, stamps.get("init"),
-                        stamps.get("real_root"), daemon, handovers)
+                        stamps.get("real_root"), started[1] if started else None, handovers)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from wdimage import health_drill, log
 from wdimage.checks import (  # noqa: F401  (re-exported: the drill's public names)
-    GUEST_PROBE, BootTimeline, Check, Holder, Probe, daemon_age, evaluate_checks, parse_holders, parse_sections, ping_interval,
-    run_checks)
+    GUEST_PROBE, BootTimeline, Check, Holder, Probe, daemon_age, evaluate_checks, parse_holders, parse_sections,
+    ping_interval, run_checks)
 from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.guest import Event, EventKind, Guest, Target, Unsupported
 from wdimage.jsonfile import read_json_object
