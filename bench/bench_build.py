@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wdimage import build, dib, log  # noqa: E402
+from wdimage import log  # noqa: E402
+from wdimage.image import build, dib
 
 MB = 1_000_000
 

@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from wdimage import drill, drill_report, log
+from wdimage import log
+from wdimage.drill import report as drill_report
+from wdimage.drill import runner as drill
 from wdimage.models import Action
 
 

@@ -1,4 +1,4 @@
-"""Benchmark `wdimage build --kernel source`'s kernel half (wdimage/kernel_build.py) on Debian's Linux 6.1:
+"""Benchmark `wdimage build --kernel source`'s kernel half (wdimage/image/kernel_build.py) on Debian's Linux 6.1:
 
     .venv/bin/python bench/bench_kernel_build.py [--tree DIR] [--no-plain] [--no-warm]
 
@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.kernel_trees import full_kernel_tree  # noqa: E402
-from wdimage import kernel_build, log  # noqa: E402
+from wdimage import log  # noqa: E402
+from wdimage.image import kernel_build
 from wdimage.models import Model  # noqa: E402
 
 

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.kernel_trees import kernel_tree, without_watchdog  # noqa: E402
-from wdimage.fragments import fragment_paths  # noqa: E402
-from wdimage.kconfig_tree import parse_tree  # noqa: E402
+from wdimage.kconfig.fragments import fragment_paths  # noqa: E402
+from wdimage.kconfig.tree import parse_tree  # noqa: E402
 
 
 def timed(argv: list[str], *, cwd: Path | None = None, env: dict | None = None) -> float:

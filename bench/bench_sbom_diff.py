@@ -10,8 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from wdimage.manifest_diff import diff_manifests
-from wdimage.sbom import write_sbom
+from wdimage.image.manifest_diff import diff_manifests
+from wdimage.image.sbom import write_sbom
 
 
 def host_packages() -> list[dict]:

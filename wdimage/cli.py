@@ -16,8 +16,7 @@ import signal
 import sys
 
 from wdimage import __version__, log
-from wdimage.commands import build, drill, kernel_config
-from wdimage.commands import diff, index, matrix
+from wdimage.commands import build, diff, drill, index, kernel_config, matrix
 from wdimage.errors import ExitCode, Interrupted, WdimageError
 
 COMMANDS = (kernel_config, build, drill, matrix, diff, index)

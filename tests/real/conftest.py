@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.libvirtd import PrivateLibvirtd
-from wdimage import build, cli, distros
+from wdimage import cli
+from wdimage.image import build, distros
 
 REPO = Path(__file__).resolve().parents[2]
 # The drill relies on these: default model and action, a short timeout. Its libvirt domain is TCG

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import kmodules
+from wdimage.image import kmodules
 from wdimage.models import Model
 
 pytestmark = pytest.mark.real

@@ -11,7 +11,7 @@ import pytest
 
 from tests.real.conftest import DEBIAN_BUILD_ARGS, cached_build
 from wdimage import cli
-from wdimage.manifest_diff import diff_paths
+from wdimage.image.manifest_diff import diff_paths
 
 pytestmark = pytest.mark.real
 

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import cli, drill, drill_report, qemu
+from wdimage import cli
+from wdimage.drill import report as drill_report
+from wdimage.drill import runner as drill
+from wdimage.drill.scenarios import MARGIN_SECONDS
 from wdimage.errors import ExitCode
-from wdimage.launch import LaunchSpec
-from wdimage.scenarios import MARGIN_SECONDS
+from wdimage.vm import qemu
+from wdimage.vm.launch import LaunchSpec
 
 pytestmark = pytest.mark.real
 

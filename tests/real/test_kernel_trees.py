@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.kernel_tr
 from tests.kernel_trees import KernelTree, kernel_tree, without_watchdog  # noqa: E402
 from wdimage import log  # noqa: E402
 from wdimage.cli import main  # noqa: E402
-from wdimage.fragments import fragment_paths  # noqa: E402
+from wdimage.kconfig.fragments import fragment_paths  # noqa: E402
 from wdimage.models import Model  # noqa: E402
 
 pytestmark = pytest.mark.real
@@ -137,7 +137,7 @@ FIXTURE_INPUTS = [
 def test_the_unit_test_fixtures_behave_as_under_the_kernels_own_conf(trees, tmp_path, fixture, version):
     # The tiny trees of the fast tier, run through the real scripts/kconfig/conf of the kernel whose
     # syntax they use: wdimage's resolution is conf's, byte for byte, for each input.
-    from wdimage.kconfig_tree import parse_tree
+    from wdimage.kconfig.tree import parse_tree
     tree = trees[version]
     scratch = tmp_path / "scratch.config"
     scratch.write_text("")
@@ -175,7 +175,7 @@ def _perturbed(config_text: str) -> str:
 def test_perturbed_randconfigs_resolve_as_make_olddefconfig_does(trees, tmp_path, version, seed):
     # Beyond Debian's configs: the kernel's own randconfig (fixed seeds), perturbed, then resolved by
     # wdimage's parse and by `make olddefconfig`. These seeds found the choice and imply differences.
-    from wdimage.kconfig_tree import parse_tree
+    from wdimage.kconfig.tree import parse_tree
     tree = trees[version]
     config = tmp_path / "rand.config"
     subprocess.run(["make", "-s", "-C", str(tree.src), f"KCONFIG_CONFIG={config}", "randconfig"],
@@ -192,7 +192,7 @@ def test_where_make_olddefconfig_is_not_idempotent_ours_is_its_fixed_point(trees
     # The C code resets NR_CPUS to 64 after it has computed, and cached, the visibility of
     # RCU_STRICT_GRACE_PERIOD (`depends on NR_CPUS <= 4`) with the old value, so its first pass writes a
     # line that its second pass drops. wdimage resolves in one pass to what make reaches in two.
-    from wdimage.kconfig_tree import parse_tree
+    from wdimage.kconfig.tree import parse_tree
     tree = trees["6.1"]
     config = tmp_path / "rand.config"
     subprocess.run(["make", "-s", "-C", str(tree.src), f"KCONFIG_CONFIG={config}", "randconfig"],

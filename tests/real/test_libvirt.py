@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.real.conftest import _intact
-from wdimage import cli, libvirt_guest, qemu
+from wdimage import cli
 from wdimage.errors import ExitCode
+from wdimage.vm import libvirt_guest, qemu
 
 pytestmark = pytest.mark.real
 

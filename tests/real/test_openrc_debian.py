@@ -11,7 +11,8 @@ import json
 import pytest
 
 from tests.real.conftest import _require_root_or_sudo, cached_build
-from wdimage import cli, drill
+from wdimage import cli
+from wdimage.drill import runner as drill
 from wdimage.errors import ExitCode
 
 pytestmark = pytest.mark.real

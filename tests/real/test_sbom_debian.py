@@ -7,7 +7,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from wdimage.sbom import ROLE_PROPERTY, sbom_json
+from wdimage.image.sbom import ROLE_PROPERTY, sbom_json
 
 pytestmark = pytest.mark.real
 

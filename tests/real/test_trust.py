@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import dibclean
 from wdimage.fileio import cache_dir
+from wdimage.image import dibclean
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.real

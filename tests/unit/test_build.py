@@ -3,16 +3,16 @@ publishing the output directory, and a real (fast-failing) DIB run that must lea
 
 import hashlib
 import json
+import re
 import shlex
 import subprocess
 from pathlib import Path
 
-import re
-
 import pytest
 
-from wdimage import build, cli, datadir, dib, distro_env, distros, outputs
+from wdimage import cli, datadir
 from wdimage.errors import ExitCode, WdimageError
+from wdimage.image import build, dib, distro_env, distros, outputs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import re
 import subprocess
 
 from tests.unit.test_drill import checks_by_name
-from wdimage import checks
+from wdimage.drill import checks
 
 
 def test_the_commented_device_line_is_named_and_its_fix_works(tmp_path):

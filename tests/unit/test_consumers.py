@@ -13,8 +13,9 @@ from pathlib import Path
 import kconfiglib
 import pytest
 
-from wdimage import cli, datadir, render
+from wdimage import cli, datadir
 from wdimage.errors import WdimageError
+from wdimage.image import render
 from wdimage.models import Action, Model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def test_a_mismatched_kconfiglib_is_exit_2_only_where_it_is_needed(tmp_path):
 
 
 def test_parse_cache_directory_is_private_and_a_shared_one_is_refused(tmp_path, monkeypatch):
-    from wdimage import kconfig_tree  # noqa: PLC0415 (kconfiglib, only here)
+    from wdimage.kconfig import tree as kconfig_tree  # noqa: PLC0415 kconfiglib, only here
     monkeypatch.setenv("WDIMAGE_CACHE", str(tmp_path / "cache"))
     tree = _mini_tree(tmp_path)
     kconfig_tree.parse_tree(tree, "x86")
@@ -144,4 +145,4 @@ def test_the_wheel_ships_elements_with_exec_bits_and_the_fragments(tmp_path):
         runnable = bool(path.stat().st_mode & 0o111) or path.parent.name.endswith(".d")  # setup.py's InstallData
         assert bool(entries[key] & 0o111) == runnable, key
     assert "share/wdimage/kconfig-fragments/watchdog.config" in entries
-    assert "wdimage/templates/run.sh.j2" in entries
+    assert "wdimage/image/templates/run.sh.j2" in entries

@@ -3,7 +3,7 @@
 import shlex
 from pathlib import Path
 
-from wdimage import dib
+from wdimage.image import dib
 
 
 def _command(**kw) -> dib.DibCommand:
@@ -52,9 +52,11 @@ def test_partitionless_block_device_config_is_one_filesystem_on_the_loop_device(
 
 
 def test_image_cache_is_used_by_one_dib_run_at_a_time(tmp_path):
-    import subprocess, sys, time
+    import subprocess
+    import sys
+    import time
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from wdimage import dib\n"
+        "import sys, time; from pathlib import Path; from wdimage.image import dib\n"
         "with dib.exclusive_image_cache(Path(sys.argv[1])):\n"
         "    print('held', flush=True); time.sleep(1.5)\n"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from wdimage import cli
-from wdimage.manifest_diff import diff_manifests, render_text
+from wdimage.image.manifest_diff import diff_manifests, render_text
+
 
 def manifest() -> dict:
     return {

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import cli, drill, drill_report, scenarios
-from wdimage.drill import Check, DrillReport, FaultResult
-from wdimage.scenarios import Outcome, Setup, Window
+from wdimage import cli
+from wdimage.drill import report as drill_report
+from wdimage.drill import runner as drill
+from wdimage.drill import scenarios
+from wdimage.drill.runner import Check, DrillReport, FaultResult
+from wdimage.drill.scenarios import Outcome, Setup, Window
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.models import Action, Model
 

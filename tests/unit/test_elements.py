@@ -463,7 +463,7 @@ ITCO_DEP = ("kernel/drivers/watchdog/iTCO_wdt.ko: kernel/drivers/watchdog/iTCO_v
 
 
 def test_module_records_pass_the_check_when_the_files_are_there(sandbox):
-    from wdimage import kmodules
+    from wdimage.image import kmodules
     from wdimage.models import Model
     root, bindir, _ = sandbox
     release = "6.1.0-56-amd64"
@@ -488,8 +488,8 @@ def test_module_records_pass_the_check_when_the_files_are_there(sandbox):
     ("kernel/drivers/watchdog/iTCO_vendor_support.ko", "iTCO_wdt: kernel/drivers/watchdog/iTCO_vendor_support.ko"),
 ])
 def test_a_module_file_absent_from_the_root_fails_with_a_clear_message(sandbox, absent, named):
-    from wdimage import kmodules
     from wdimage.errors import ExitCode, WdimageError
+    from wdimage.image import kmodules
     from wdimage.models import Model
     root, bindir, _ = sandbox
     release = "6.1.0-56-amd64"
@@ -525,7 +525,7 @@ def test_el9_kernel_filter_puts_lpc_ich_in_kernel_modules_and_the_element_instal
 
     import yaml
 
-    from wdimage import distros
+    from wdimage.image import distros
     for name in ("filter-modules.sh.rhel", "filter-x86_64.sh.rhel"):
         shutil.copy(UPSTREAM / "el9" / name, tmp_path / name.replace(".rhel", ""))
     ours = ["kernel/drivers/watchdog/i6300esb.ko", "kernel/drivers/watchdog/ib700wdt.ko",

@@ -6,8 +6,14 @@ from pathlib import Path
 import pytest
 
 from wdimage.errors import ExitCode, WdimageError
-from wdimage.fragments import (config_values, fragment_paths, merge, nearest_names, parse_fragment,
-                               read_config_text)
+from wdimage.kconfig.fragments import (
+    config_values,
+    fragment_paths,
+    merge,
+    nearest_names,
+    parse_fragment,
+    read_config_text,
+)
 from wdimage.models import MODELS, Model
 
 

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from wdimage import build, cli, dib, health
-from wdimage.health import Timing
+from wdimage import cli
+from wdimage.image import build, dib, health
+from wdimage.image.health import Timing
 
 
 def _build(capsys, *args: str) -> tuple[int, str]:

@@ -4,10 +4,13 @@ manifest's record, and the daemon's reason parsed from its real log lines (watch
 import pytest
 
 from tests.unit.test_drill import write_build
-from wdimage import build, checks, cli, health, health_drill, scenarios
+from wdimage import cli
+from wdimage.drill import checks, scenarios
+from wdimage.drill import health as health_drill
+from wdimage.drill.scenarios import Outcome, Setup
 from wdimage.errors import ExitCode
+from wdimage.image import build, health
 from wdimage.models import Action, Model
-from wdimage.scenarios import Outcome, Setup
 
 EXAMPLE_RECORD = health.manifest_record(build.make_settings(
     "debian", ping=("10.0.2.2",), max_load_1=8, health_options=dict(min_memory=16384, retry_timeout=10,

@@ -17,7 +17,7 @@ HEALTH = ELEMENTS / "watchdog/install.d/77-watchdog-health"
 NETWORK = ELEMENTS / "wdimage-network/install.d/74-wdimage-network"
 SETUP = ELEMENTS / "watchdog/install.d/75-watchdog-setup"
 UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures/upstream"
-EXAMPLE = Path(__file__).resolve().parents[2] / "wdimage/health_example"
+EXAMPLE = Path(__file__).resolve().parents[2] / "wdimage/image/health_example"
 
 
 @pytest.fixture

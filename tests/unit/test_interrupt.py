@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import dibclean
+from wdimage.image import dibclean
 
 # A stand-in for disk-image-create: a bash script with DIB's own `trap ... EXIT` cleanup, which takes a
 # second, and a child process of its own.

@@ -5,9 +5,9 @@ from pathlib import Path
 import kconfiglib
 import pytest
 
-from wdimage import kconfig_compat
 from wdimage.errors import WdimageError
-from wdimage.kconfig_tree import parse_tree
+from wdimage.kconfig import compat as kconfig_compat
+from wdimage.kconfig.tree import parse_tree
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kconfig"
 

@@ -8,7 +8,7 @@ import pytest
 
 from wdimage import log
 from wdimage.errors import WdimageError
-from wdimage.kconfig_tree import kconfig_environment, kernel_version, parse_tree, srcarch
+from wdimage.kconfig.tree import kconfig_environment, kernel_version, parse_tree, srcarch
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kconfig"
 

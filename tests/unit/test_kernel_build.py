@@ -1,4 +1,4 @@
-"""wdimage/kernel_build.py without compiling a kernel: the validation of --kernel-src/--config/--fragment, the
+"""wdimage/image/kernel_build.py without compiling a kernel: the validation of --kernel-src/--config/--fragment, the
 tool check, the tree fingerprint, the failure report of a real (tiny) make + gcc run, and the cache layout.
 
 The real compile, install and drill of Linux 6.1 are in tests/real/test_kernel_source.py.
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import build, kernel_build
 from wdimage.errors import ExitCode, WdimageError
+from wdimage.image import build, kernel_build
 from wdimage.models import Model
 
 RELEASE = "6.1.192-wdimage-0123abcd"

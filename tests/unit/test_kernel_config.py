@@ -8,7 +8,7 @@ import pytest
 
 from wdimage import log
 from wdimage.cli import main
-from wdimage.kernel_config import check_config, merge_fragments
+from wdimage.kconfig.config import check_config, merge_fragments
 from wdimage.models import Model
 
 TREE = Path(__file__).resolve().parent.parent / "fixtures" / "kconfig" / "watchdog"
@@ -239,7 +239,7 @@ def test_running_config_prefers_proc_then_boot(tmp_path):
     import platform
 
     from wdimage.errors import WdimageError
-    from wdimage.kernel_config import running_config
+    from wdimage.kconfig.config import running_config
     proc, boot = tmp_path / "config.gz", tmp_path / "boot"
     boot.mkdir()
     with pytest.raises(WdimageError, match="--running: neither"):

@@ -4,7 +4,8 @@ real libvirtd in tests/real/test_libvirt.py."""
 
 import pytest
 
-from wdimage import cli, libvirt_drill
+from wdimage import cli
+from wdimage.drill import libvirt as libvirt_drill
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.models import Action, Model
 

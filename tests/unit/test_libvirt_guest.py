@@ -1,4 +1,4 @@
-"""wdimage.libvirt_guest against libvirt's own in-process test driver (test:///default): real libvirt-python
+"""wdimage.vm.libvirt_guest against libvirt's own in-process test driver (test:///default): real libvirt-python
 and real libvirt XML handling, no daemon. The QEMU-driver side (agent, watchdog events) is in
 tests/real/test_libvirt.py against a real libvirtd."""
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import libvirt_guest, render
 from wdimage.errors import ExitCode, WdimageError
-from wdimage.guest import Capability, EventKind, Unsupported
+from wdimage.image import render
 from wdimage.models import Action, Model
+from wdimage.vm import libvirt_guest
+from wdimage.vm.guest import Capability, EventKind, Unsupported
 
 TEST_URI = "test:///default"
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import cli, matrix
+from wdimage import cli
+from wdimage.ci import matrix
 from wdimage.models import Model, info
 
 

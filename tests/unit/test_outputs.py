@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import cli, outputs
+from wdimage import cli
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.fileio import check_replaceable, write_atomically
+from wdimage.image import outputs
 
 MANIFEST = {"schema": 1, "name": "img", "files": {"image": "img.qcow2"}, "build": {"wdimage_version": "0.1.0"}}
 REPORT = {"schema": 1, "name": "img", "checks": [], "faults": [], "passed": True}

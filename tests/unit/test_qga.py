@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import drill
-from wdimage.qemu import SENTINEL, GuestAgent, JsonStream, ProtocolError
+from wdimage.drill import runner as drill
+from wdimage.vm.qemu import SENTINEL, GuestAgent, JsonStream, ProtocolError
 
 RECORDINGS = Path(__file__).parent / "recordings"
 

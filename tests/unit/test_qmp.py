@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wdimage.qemu import JsonStream, ProtocolError, QmpClient, event_time
+from wdimage.vm.qemu import JsonStream, ProtocolError, QmpClient, event_time
 
 RECORDINGS = Path(__file__).parent / "recordings"
 
@@ -121,8 +121,8 @@ def test_recorded_watchdog_reset_after_a_sysrq_crash():
 
 
 def test_recorded_qmp_events_become_guest_events_with_qemus_timestamps():
-    from wdimage.guest import EventKind
-    from wdimage.qemu_guest import to_event
+    from wdimage.vm.guest import EventKind
+    from wdimage.vm.qemu_guest import to_event
 
     replay = QmpReplay(load("qmp-watchdog-reset-7.2.json"))
     qmp = replay.client()

@@ -1,4 +1,4 @@
-"""What a tagged CI run publishes (wdimage.release, `wdimage index --releasable/--release-notes`) and the
+"""What a tagged CI run publishes (wdimage.ci.release, `wdimage index --releasable/--release-notes`) and the
 build's `--layout auto|direct|disk`, which the CI files set."""
 
 import json
@@ -8,9 +8,10 @@ import pytest
 
 from tests.unit.test_build import KERNEL_CONFIG, _fake_dib_output
 from tests.unit.test_workflow_scripts import make_output
-from wdimage import build, cli, dib, matrix, release
+from wdimage import cli
+from wdimage.ci import matrix, release
 from wdimage.errors import ExitCode, WdimageError
-
+from wdimage.image import build, dib
 
 # --- the release decision -----------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wdimage import render
+from wdimage.image import render
 from wdimage.models import Action, Model
 
 

@@ -10,7 +10,8 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from wdimage.sbom import ROLE_PROPERTY, package_url, sbom_json, write_sbom
+from wdimage.image.sbom import ROLE_PROPERTY, package_url, sbom_json, write_sbom
+
 
 def debian_manifest() -> dict:
     return {

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wdimage import cli, matrix
+from wdimage import cli
+from wdimage.ci import matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"

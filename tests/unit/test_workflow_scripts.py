@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from wdimage import matrix
+from wdimage.ci import matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"

@@ -1,9 +1,10 @@
-"""wdimage build: argparse wiring only; the work is in wdimage.build."""
+"""wdimage build: argparse wiring only; the work is in wdimage.image.build."""
 
 import argparse
 import json
 
-from wdimage import build, dib, distros, log, models, render
+from wdimage import log, models
+from wdimage.image import build, dib, distros, render
 from wdimage.models import Action, Model
 
 HELP = """\

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from wdimage import manifest_diff
 from wdimage.errors import ExitCode
+from wdimage.image import manifest_diff
 
 
 def add_parser(sub) -> None:

@@ -15,10 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wdimage import drill, drill_report, scenarios
+from wdimage.drill import report as drill_report
+from wdimage.drill import runner as drill
+from wdimage.drill import scenarios
 from wdimage.errors import Interrupted, usage_error
 from wdimage.fileio import check_replaceable, write_atomically
-from wdimage.outputs import is_drill_report, is_junit_report
+from wdimage.image.outputs import is_drill_report, is_junit_report
 from wdimage.models import Action
 
 
@@ -70,7 +72,7 @@ def _check_target(option: str, path: Path | None, force: bool = False) -> None:
 
 @contextlib.contextmanager
 def scratch_scope():
-    """Make the drill's scratch directory (QEMU sockets, overlays, console logs: wdimage.qemu.private_dir,
+    """Make the drill's scratch directory (QEMU sockets, overlays, console logs: wdimage.vm.qemu.private_dir,
     under tempfile.gettempdir()) inside a 0700 directory of this run, removed whole when the drill is
     interrupted (run_drill keeps a failed drill's scratch directory as diagnostics, and cannot tell an
     interruption from a failure) or when it is left empty. Interim: belongs in run_drill itself."""
@@ -111,7 +113,7 @@ def _libvirt(args: argparse.Namespace, faults: list[str]) -> drill.DrillReport:
     for option, value in (("DIR", args.directory), ("--action", args.action), ("--machine", args.machine)):
         if value is not None:
             raise usage_error(f"{option} is for a built image; with --libvirt the domain's own definition applies")
-    from wdimage import libvirt_drill  # libvirt-python is an optional extra
+    from wdimage.drill import libvirt as libvirt_drill  # libvirt-python is an optional extra
 
     return libvirt_drill.drill_libvirt(args.libvirt, args.connect, faults, yes_crash_it=args.yes_crash_it)
 

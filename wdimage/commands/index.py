@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from wdimage import matrix, release
+from wdimage.ci import matrix, release
 from wdimage.errors import usage_error
 
 

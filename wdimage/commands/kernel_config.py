@@ -17,8 +17,14 @@ import json
 from pathlib import Path
 
 from wdimage.errors import ExitCode, usage_error
-from wdimage.kernel_config import (DEFAULT_KERNEL_SRC, Report, check_config, merge_fragments, render_text,
-                                   running_config)
+from wdimage.kconfig.config import (
+    DEFAULT_KERNEL_SRC,
+    Report,
+    check_config,
+    merge_fragments,
+    render_text,
+    running_config,
+)
 from wdimage.models import Model
 
 

@@ -2,7 +2,7 @@
 
 import json
 
-from wdimage import matrix
+from wdimage.ci import matrix
 
 
 def add_parser(sub) -> None:

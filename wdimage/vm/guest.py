@@ -1,9 +1,9 @@
 """One small interface to a running guest, whatever started it.
 
-The drill's scenarios (wdimage.scenarios) are written against `Guest` and `Target` only. Two implementations:
-- wdimage.qemu_guest: QEMU processes that wdimage starts itself from a built image (QMP and the guest agent on
+The drill's scenarios (wdimage.drill.scenarios) are written against `Guest` and `Target` only. Two implementations:
+- wdimage.vm.qemu_guest: QEMU processes that wdimage starts itself from a built image (QMP and the guest agent on
   private unix sockets, a fresh overlay per boot);
-- wdimage.libvirt_guest: a libvirt domain that someone else defined (libvirt-python: qemuAgentCommand for the
+- wdimage.vm.libvirt_guest: a libvirt domain that someone else defined (libvirt-python: qemuAgentCommand for the
   guest agent, the watchdog and lifecycle event callbacks for the outcome).
 
 Events are the hypervisor's, normalised to a few kinds with a wall-clock time (the hypervisor's own timestamp
@@ -15,7 +15,7 @@ import abc
 import dataclasses
 import enum
 
-from wdimage.qemu import ExecResult
+from wdimage.vm.qemu import ExecResult
 
 __all__ = ["Capability", "Event", "EventKind", "ExecResult", "Guest", "Target", "Unsupported"]
 

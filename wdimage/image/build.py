@@ -2,7 +2,7 @@
 
 The output directory appears only when the build succeeded: everything is made in a private staging
 directory beside it (same filesystem) and renamed into place; a previous output is kept as `<dir>.old`
-(wdimage.outputs: only a previous wdimage output is ever replaced).
+(wdimage.image.outputs: only a previous wdimage output is ever replaced).
 """
 
 import dataclasses
@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from wdimage import (__version__, datadir, dib, distro_env, distros, health as health_, kernel_build, kmodules,
-                     log, outputs, render)
+from wdimage import __version__, datadir, log
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
-from wdimage.fragments import fragments_dir
-from wdimage.kernel_config import check_config
+from wdimage.image import dib, distro_env, distros, kernel_build, kmodules, outputs, render
+from wdimage.image import health as health_
+from wdimage.kconfig.config import check_config
+from wdimage.kconfig.fragments import fragments_dir
 from wdimage.models import Action, Model, info
 
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
@@ -57,7 +58,7 @@ class BuildSettings:
     force: bool = False  # --force: replace --output even when it is not a previous wdimage output
     layout: str = "auto"  # --layout: auto (dib.choose_layout), direct or disk; recorded in the manifest
     libvirt_type: str = "kvm"  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
-    health: health_.HealthSettings = health_.HealthSettings()  # the daemon's health tests (wdimage.health)
+    health: health_.HealthSettings = health_.HealthSettings()  # the daemon's health tests (wdimage.image.health)
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
@@ -466,7 +467,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
 
 def _write_checksums_and_sbom(staging: Path, manifest: dict) -> None:
     files = manifest["files"]
-    from wdimage.sbom import SBOM_FILE, write_sbom  # cyclonedx is slow to import: only where it is used
+    from wdimage.image.sbom import SBOM_FILE, write_sbom  # cyclonedx is slow to import: only where it is used
 
     checksums = manifest["checksums"] = {f: sha256_file(staging / f) for f in sorted(files.values())}
     write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)  # it records the image's checksum

@@ -1,6 +1,6 @@
 """Every file wdimage writes from a template (the only jinja2 module): watchdog.conf, the launch stub, libvirt XML.
 
-Values reach these files only after validation (wdimage.build.BuildSettings); on top of that, the launch
+Values reach these files only after validation (wdimage.image.build.BuildSettings); on top of that, the launch
 stub quotes every QEMU argument for the shell, and the XML template is autoescaped.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import jinja2
 
 from wdimage import __version__
-from wdimage.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
 from wdimage.models import Action, Model, info
+from wdimage.vm.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("wdimage", "templates"),
+    loader=jinja2.PackageLoader("wdimage.image", "templates"),
     autoescape=jinja2.select_autoescape(enabled_extensions=("xml.j2",), default_for_string=False),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,

@@ -5,7 +5,7 @@ What the drill expects comes from what the guest really has, not from a manifest
 interval, read through the guest agent), and its kernel (the readiness checks: driver, module, device, service,
 the device line, who holds the device). A guest that is not ready gets those checks answered one by one, in the
 seed comment thread's order, each failure with its fix; the scenarios themselves are the same rows as for a
-built image (wdimage.scenarios), run by the same runner (wdimage.drill.run_scenarios).
+built image (wdimage.drill.scenarios), run by the same runner (wdimage.drill.run_scenarios).
 
 The domain is someone's machine: nothing that crashes, stops or pauses it runs without --yes-crash-it.
 """
@@ -14,12 +14,12 @@ import re
 from collections.abc import Sequence
 
 from wdimage import log
-from wdimage.checks import Check
-from wdimage.drill import AGENT_TIMEOUT, DrillReport, run_scenarios
+from wdimage.drill.checks import Check
+from wdimage.drill.runner import AGENT_TIMEOUT, DrillReport, run_scenarios
+from wdimage.drill.scenarios import Setup
 from wdimage.errors import ExitCode, WdimageError, failure, usage_error
-from wdimage.libvirt_guest import LibvirtTarget
 from wdimage.models import Action, Model, info
-from wdimage.scenarios import Setup
+from wdimage.vm.libvirt_guest import LibvirtTarget
 
 # libvirt's <watchdog model=> -> wdimage's models; others (diag288: s390x) are not drilled.
 LIBVIRT_MODELS = {"i6300esb": Model.I6300ESB, "ib700": Model.IB700, "itco": Model.ITCO}

@@ -15,7 +15,7 @@ Syntax:
   into `X || (Y = n)`, the `= n` pushed through Y's operators as expr_trans_compare() does.
 
 Semantics (each checked against the kernel's own conf by tests/real; where Linux changed, the tree's
-scripts/kconfig sources say which behaviour applies: wdimage.kconfig_tree.kconfig_generation()):
+scripts/kconfig sources say which behaviour applies: wdimage.kconfig.tree.kconfig_generation()):
 - an implied symbol whose own dependencies are unmet is still written ("is not set") when an implying
   symbol is on (symbol.c sets SYMBOL_WRITE; kconfiglib did not: 7.2's NVMEM_LAYOUTS);
 - `imply` of y does not promote a user's m to y (kconfiglib kept that rule of older scripts/kconfig);
@@ -28,7 +28,7 @@ scripts/kconfig sources say which behaviour applies: wdimage.kconfig_tree.kconfi
 - clamp_user_ints: an int/hex user value outside the active range is kept and clamped to the range's bound
   (sym_validate_range), where 6.1's confdata.c dropped it for the default (as kconfiglib does).
 
-Only wdimage.kconfig_tree imports this module (and through it, kconfiglib).
+Only wdimage.kconfig.tree imports this module (and through it, kconfiglib).
 """
 
 import hashlib

@@ -1,6 +1,6 @@
 """Undo what an interrupted (or failed) diskimage-builder run left in its private temporary directory.
 
-DIB builds under TMP_DIR (wdimage.dib gives each run a private one): a tmpfs, the image's chroot with
+DIB builds under TMP_DIR (wdimage.image.dib gives each run a private one): a tmpfs, the image's chroot with
 /proc, /sys, /dev and the apt cache bind-mounted into it, a loop device on the image file. DIB's own
 cleanup normally undoes all of it; when it could not finish, this does: detach loop devices whose backing
 file is under the directory, unmount every mount point under it (deepest first), then remove it. It never

@@ -26,8 +26,8 @@ from typing import Any
 
 from wdimage import log
 from wdimage.errors import ExitCode, WdimageError
-from wdimage.launch import LaunchSpec, qemu_argv
 from wdimage.run import run
+from wdimage.vm.launch import LaunchSpec, qemu_argv
 
 SENTINEL = b"\xff"  # precedes guest-sync-delimited answers; never part of UTF-8 JSON
 

@@ -1,9 +1,9 @@
-"""The drill's health-test scenarios (rows of wdimage.scenarios.SCENARIOS): how each breaks what a daemon
+"""The drill's health-test scenarios (rows of wdimage.drill.scenarios.SCENARIOS): how each breaks what a daemon
 health test watches, what the image's manifest must configure for it, its expected window, and the reason the
 daemon logged, read back after the reboot.
 
 The faults break what a test watches, never the daemon: what is proven is the daemon's own soft reboot
-(wdimage.health explains its timing), whose last step is the hardware timer set to 1 s.
+(wdimage.image.health explains its timing), whose last step is the hardware timer set to 1 s.
 Functions here take the scenario table's Context/Setup (duck-typed: guest, setup, notes; health, interval, model).
 """
 
@@ -11,7 +11,7 @@ import math
 import re
 import time
 
-from wdimage import health
+from wdimage.image import health
 from wdimage.models import info
 
 # Which manifest `health` key each fault needs, and the build option that sets it.

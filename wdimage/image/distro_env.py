@@ -2,7 +2,8 @@
 and image size, and what each build fetches from the network (said in the log before DIB starts).
 """
 
-from wdimage import dib, distros, log
+from wdimage import log
+from wdimage.image import dib, distros
 
 # Gentoo with the prebuilt kernel: a stage3 plus the kernel and packages fits DIB's tmpfs (half the RAM) only on
 # a machine with enough RAM; below twice this many GB DIB falls back to its disk build directory (unmeasured
@@ -18,7 +19,7 @@ def extra_environment(settings) -> list[tuple[str, str]]:
             # Portage reads GENTOO_MIRRORS from the environment (emerge-webrsync's snapshot, every distfile);
             # DIB's gentoo element never reads DIB_DISTRIBUTION_MIRROR.
             env.append(("GENTOO_MIRRORS", settings.mirror))
-        # Also with --kernel source: the kernel is compiled on the host (wdimage.kernel_build), not in the chroot.
+        # Also with --kernel source: the kernel is compiled on the host (wdimage.image.kernel_build), not in the chroot.
         env.append(("DIB_MIN_TMPFS", str(GENTOO_MIN_TMPFS_GB)))
     return env
 

@@ -1,7 +1,7 @@
-"""The drill's QEMU backend: guests that wdimage starts itself from a built image (wdimage.guest's interface).
+"""The drill's QEMU backend: guests that wdimage starts itself from a built image (wdimage.vm.guest's interface).
 
 Each boot runs on a fresh qcow2 overlay in the drill's private directory, so the built image is never written.
-QMP events become wdimage.guest.Events with QEMU's own timestamps; live migration starts a second QEMU on this
+QMP events become wdimage.vm.guest.Events with QEMU's own timestamps; live migration starts a second QEMU on this
 machine with `-incoming` on a private unix socket and carries on with it.
 """
 
@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from wdimage import log
-from wdimage.guest import Capability, Event, EventKind, ExecResult, Guest, Target
-from wdimage.launch import LaunchSpec
-from wdimage.qemu import Guest as QemuProcess
-from wdimage.qemu import GuestAgent, ProtocolError, create_overlay, event_time
+from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target
+from wdimage.vm.launch import LaunchSpec
+from wdimage.vm.qemu import Guest as QemuProcess
+from wdimage.vm.qemu import GuestAgent, ProtocolError, create_overlay, event_time
 
 QMP_KINDS = {"WATCHDOG": EventKind.WATCHDOG, "RESET": EventKind.RESET, "SHUTDOWN": EventKind.SHUTDOWN,
              "STOP": EventKind.STOP, "RESUME": EventKind.RESUME}

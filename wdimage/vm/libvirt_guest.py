@@ -1,4 +1,4 @@
-"""The drill's guest interface (wdimage.guest) for a libvirt domain: the one module that uses libvirt-python.
+"""The drill's guest interface (wdimage.vm.guest) for a libvirt domain: the one module that uses libvirt-python.
 
 - inside the guest: the QEMU guest agent through libvirt (`libvirt_qemu.qemuAgentCommand`, which resynchronises
   the channel itself before each command), `guest-exec` to run sh scripts;
@@ -17,7 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from wdimage.errors import failure, usage_error
-from wdimage.guest import Capability, Event, EventKind, ExecResult, Guest, Target, Unsupported
+from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, Unsupported
 
 try:
     import libvirt

@@ -9,8 +9,8 @@ import dataclasses
 import re
 import time
 
-from wdimage.guest import Guest
 from wdimage.models import Model, info
+from wdimage.vm.guest import Guest
 
 # Who holds /dev/watchdog*: "PID COMM TARGET STATE" lines. One `find` instead of a readlink per fd: under TCG
 # every process the guest starts costs tens of milliseconds.

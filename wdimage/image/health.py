@@ -307,7 +307,7 @@ def quiet_seconds(w: Window) -> float:
 # --- what the build hands to diskimage-builder ----------------------------------------------------------------
 
 def input_files(health: HealthSettings) -> dict[str, bytes]:
-    """`health/NAME` -> content, for wdimage.build.write_inputs: the binaries the image gets in GUEST_DIR."""
+    """`health/NAME` -> content, for wdimage.image.build.write_inputs: the binaries the image gets in GUEST_DIR."""
     return {f"health/{name}": path.read_bytes() for name, path in health.binaries().items()}
 
 

@@ -7,7 +7,7 @@ others: the release carries the drilled images and its notes list each cell that
 
 import re
 
-from wdimage import matrix
+from wdimage.ci import matrix
 
 # An output directory's name as the CI files make it (`--name DISTRO-MODEL`, build.NAME_RE): safe as a path
 # component and a shell word for the release steps that pack it.

@@ -1,6 +1,6 @@
 """The drill's scenarios, one row each: how to break the guest, what must follow, and within which window.
 
-A scenario is written against wdimage.guest.Guest only, so it runs on guests that wdimage boots itself and on
+A scenario is written against wdimage.vm.guest.Guest only, so it runs on guests that wdimage boots itself and on
 libvirt domains alike. Three outcomes:
 - FIRE: the hardware watchdog fires: the hypervisor's WATCHDOG event with the configured action;
 - REBOOT: the watchdog daemon's own health test fails and the daemon reboots the guest (a RESET that the guest
@@ -17,10 +17,10 @@ import enum
 import time
 from collections.abc import Callable
 
-from wdimage import health_drill
-from wdimage.checks import HOLDERS_SH, Probe, parse_holders, parse_sections
-from wdimage.guest import Capability, Guest
+from wdimage.drill import health as health_drill
+from wdimage.drill.checks import HOLDERS_SH, Probe, parse_holders, parse_sections
 from wdimage.models import Action, Model, info
+from wdimage.vm.guest import Capability, Guest
 
 MARGIN_SECONDS = 10  # past the expected window: second-stage expiry, TCG clocks drift, event delivery
 

@@ -5,7 +5,7 @@ Report.to_dict).
 
 For the build (checking an image's own /boot/config-*):
 
-    from wdimage.kernel_config import check_config
+    from wdimage.kconfig.config import check_config
     report = check_config(Path("/boot/config-6.1.0-9-amd64"), [Model.I6300ESB])
     report.ok, report.to_dict(), report.explain()
 
@@ -25,12 +25,22 @@ from typing import TYPE_CHECKING
 from wdimage import log
 from wdimage.errors import usage_error
 from wdimage.fileio import default_mode, write_atomically
-from wdimage.fragments import (SYSRQ_FRAGMENT, Assignment, FragmentSet, Override, config_values, fragment_paths,
-                               fragments_dir, merge, nearest_names, read_config_text)
+from wdimage.kconfig.fragments import (
+    SYSRQ_FRAGMENT,
+    Assignment,
+    FragmentSet,
+    Override,
+    config_values,
+    fragment_paths,
+    fragments_dir,
+    merge,
+    nearest_names,
+    read_config_text,
+)
 from wdimage.models import DEFAULT_MODELS, Model
 
 if TYPE_CHECKING:  # kconfiglib is imported only by the commands that parse a Kconfig tree (parse_tree below)
-    from wdimage.kconfig_tree import KconfigTree, SymbolFacts
+    from wdimage.kconfig.tree import KconfigTree, SymbolFacts
 
 __all__ = ["Report", "SymbolResult", "check_config", "merge_fragments", "fragment_paths", "running_config",
            "render_text"]
@@ -328,10 +338,10 @@ def _as_builtin(assignments: Sequence[Assignment]) -> list[Assignment]:
 
 
 def parse_tree(src: Path, arch: str | None) -> KconfigTree:
-    """wdimage.kconfig_tree.parse_tree, imported here: a missing or mismatched kconfiglib is then a clean
+    """wdimage.kconfig.tree.parse_tree, imported here: a missing or mismatched kconfiglib is then a clean
     exit-2 message from the commands that parse a tree, and no concern of any other command."""
     try:
-        from wdimage.kconfig_tree import parse_tree as parse
+        from wdimage.kconfig.tree import parse_tree as parse
     except ImportError as e:
         raise usage_error(f"--kernel-src needs kconfiglib 14.1.0, which cannot be imported: {e}",
                           hint="reinstall wdimage, or: pip install kconfiglib==14.1.0") from None

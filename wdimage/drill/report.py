@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from wdimage.drill import DrillReport, FaultResult
+from wdimage.drill.runner import DrillReport, FaultResult
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:

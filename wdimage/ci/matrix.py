@@ -9,7 +9,7 @@ document and one Markdown table.
 import dataclasses
 from pathlib import Path
 
-from wdimage import distros
+from wdimage.image import distros
 from wdimage.jsonfile import read_json_object
 from wdimage.models import Model
 

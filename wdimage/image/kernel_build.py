@@ -32,8 +32,8 @@ from pathlib import Path
 from wdimage import log, run
 from wdimage.errors import ExitCode, WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
-from wdimage.fragments import config_values, fragments_dir, read_config_text
-from wdimage.kernel_config import check_config, merge_fragments
+from wdimage.kconfig.config import check_config, merge_fragments
+from wdimage.kconfig.fragments import config_values, fragments_dir, read_config_text
 from wdimage.models import DEFAULT_MODELS, Model
 
 GUEST_FRAGMENT = "guest-kernel.config"  # what systemd and the image need; only with the default config
@@ -53,12 +53,12 @@ FACTS_FILE = "kernel-build.json"
 
 
 def host_arch() -> str:
-    from wdimage.kconfig_tree import host_arch as arch  # kconfiglib is imported only where a tree is parsed
+    from wdimage.kconfig.tree import host_arch as arch  # kconfiglib is imported only where a tree is parsed
     return arch()
 
 
 def kernel_version(src: Path) -> str:
-    from wdimage.kconfig_tree import kernel_version as version
+    from wdimage.kconfig.tree import kernel_version as version
     return version(src)
 
 @dataclasses.dataclass(frozen=True)

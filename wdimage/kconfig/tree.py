@@ -25,10 +25,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from wdimage import kconfig_compat, log
+from wdimage import log
 from wdimage.errors import usage_error
 from wdimage.fileio import cache_dir, private_cache_dir
-from wdimage.kconfig_compat import CompatKconfig, kconfiglib
+from wdimage.kconfig import compat as kconfig_compat
+from wdimage.kconfig.compat import CompatKconfig, kconfiglib
 
 # Bump when what the cache holds changes meaning (the compatibility layer, this module's parse).
 CACHE_REVISION = 5
@@ -122,7 +123,7 @@ def _first_line(argv: list[str]) -> str:
 
 
 def kconfig_generation(src: Path) -> dict[str, bool]:
-    """What this tree's scripts/kconfig does where Linux changed it (see wdimage.kconfig_compat): whether an
+    """What this tree's scripts/kconfig does where Linux changed it (see wdimage.kconfig.compat): whether an
     int/hex symbol without a value is "0" (6.10+) rather than "", whether choices are menus (6.11+), whether
     `imply` promotes m (before 5.x), whether an out-of-range int user value is clamped rather than dropped."""
     symbol_c, confdata_c = (_read(src / "scripts" / "kconfig" / name) for name in ("symbol.c", "confdata.c"))

@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wdimage import datadir, dibclean, log, run
+from wdimage import datadir, log, run
 from wdimage.errors import failure, usage_error
-
+from wdimage.image import dibclean
 
 # A partitionless image: one ext4 filesystem on the loop device, no kpartx/device-mapper needed.
 # The kernel and initrd come out beside it (the `baremetal` element) for QEMU's direct kernel boot.
@@ -126,7 +126,7 @@ class DibCommand:
         """Run DIB in a process group of its own, its temporary directories (TMP_DIR: the build's tmpfs,
         chroot, bind mounts, loop image) in a private directory. Interrupted, DIB gets the signal and
         cleans up (wdimage.run.run_group); afterwards, whatever it left mounted or attached there is
-        undone (wdimage.dibclean) and the directory removed, on success, failure or interruption alike."""
+        undone (wdimage.image.dibclean) and the directory removed, on success, failure or interruption alike."""
         env = self.environment()
         with exclusive_image_cache(image_cache_dir(env)):
             scratch = Path(tempfile.mkdtemp(prefix="wdimage-dib-"))
@@ -163,7 +163,8 @@ def exclusive_image_cache(cache: Path):
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError, version as dist_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
     try:
         return dist_version("diskimage-builder")
     except PackageNotFoundError:

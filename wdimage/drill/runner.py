@@ -1,7 +1,7 @@
-"""The drill: boot a guest, check that the watchdog is armed, run each scenario (wdimage.scenarios), report.
+"""The drill: boot a guest, check that the watchdog is armed, run each scenario (wdimage.drill.scenarios), report.
 
-The runner speaks to guests only through wdimage.guest (a QEMU process that wdimage starts from a built image,
-or a libvirt domain) and returns a DrillReport; wdimage.drill_report renders it (text, JSON, JUnit).
+The runner speaks to guests only through wdimage.vm.guest (a QEMU process that wdimage starts from a built image,
+or a libvirt domain) and returns a DrillReport; wdimage.drill.report renders it (text, JSON, JUnit).
 """
 
 import dataclasses
@@ -10,18 +10,29 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from wdimage import health_drill, log
-from wdimage.checks import (  # noqa: F401  (re-exported: the drill's public names)
-    GUEST_PROBE, BootTimeline, Check, Holder, Probe, daemon_age, evaluate_checks, parse_holders, parse_sections,
-    ping_interval, run_checks)
+from wdimage import log
+from wdimage.drill import health as health_drill
+from wdimage.drill.checks import (  # noqa: F401  (re-exported: the drill's public names)
+    GUEST_PROBE,
+    BootTimeline,
+    Check,
+    Holder,
+    Probe,
+    daemon_age,
+    evaluate_checks,
+    parse_holders,
+    parse_sections,
+    ping_interval,
+    run_checks,
+)
+from wdimage.drill.scenarios import MARGIN_SECONDS, SCENARIOS, Context, Outcome, Scenario, Setup, Window, names, select
 from wdimage.errors import ExitCode, WdimageError, usage_error
-from wdimage.guest import Event, EventKind, Guest, Target, Unsupported
 from wdimage.jsonfile import read_json_object
-from wdimage.launch import LaunchSpec
 from wdimage.models import Action, Model, info
-from wdimage.qemu import ProtocolError, choose_accel, private_dir
-from wdimage.qemu_guest import QemuTarget
-from wdimage.scenarios import MARGIN_SECONDS, SCENARIOS, Context, Outcome, Scenario, Setup, Window, names, select
+from wdimage.vm.guest import Event, EventKind, Guest, Target, Unsupported
+from wdimage.vm.launch import LaunchSpec
+from wdimage.vm.qemu import ProtocolError, choose_accel, private_dir
+from wdimage.vm.qemu_guest import QemuTarget
 
 AGENT_TIMEOUT = 240  # seconds from QEMU start (or a reset) to an answering guest agent; TCG on a busy host
 BOOT_SETTLE_TIMEOUT = 120  # seconds for systemd to finish starting units once the agent answers

@@ -1,0 +1,1 @@
+"""What CI produces: the build matrix and release assets."""

@@ -1,0 +1,1 @@
+"""The image build: settings, distributions, diskimage-builder, the kernel, rendered files, outputs."""

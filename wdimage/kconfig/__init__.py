@@ -1,0 +1,1 @@
+"""Kernel configuration: kconfiglib made to parse current kernels, the fragments, --merge/--check."""
