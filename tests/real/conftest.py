@@ -17,7 +17,8 @@ import pytest
 
 from tests.libvirtd import PrivateLibvirtd
 from wdimage import cli
-from wdimage.image import build, distros
+from wdimage.image import build
+from wdimage.image.distros import apt
 
 REPO = Path(__file__).resolve().parents[2]
 # The drill relies on these: default model and action, a short timeout. Its libvirt domain is TCG
@@ -37,7 +38,7 @@ KEY_INPUTS = ("elements", "kconfig-fragments", "wdimage")  # all of the package:
 
 def build_key(args: tuple[str, ...]) -> str:
     digest = hashlib.sha256(repr(args).encode())
-    digest.update(repr(distros.debian_mirrors(distros.read_apt_sources())).encode())
+    digest.update(repr(apt.debian_mirrors(apt.read_apt_sources())).encode())
     for name in KEY_INPUTS:
         root = REPO / name
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
