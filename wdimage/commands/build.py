@@ -37,9 +37,7 @@ def add_parser(sub) -> None:
                    help="replace --output DIR even when it is not a previous wdimage output")
     p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL)")
     p.add_argument("--mirror", metavar="URL",
-                   help="package mirror. debian: default the Debian archive in this machine's apt sources "
-                        "(required when they name none); centos: replaces the CentOS repositories; gentoo: "
-                        "GENTOO_MIRRORS (Portage snapshot and distfiles; the stage3 still comes from Gentoo)")
+                   help="package mirror. " + "; ".join(f"{d.name}: {d.mirror_help}" for d in distros.DISTROS.values()))
     p.add_argument("--no-agent", dest="agent", action="store_false",
                    help="leave the QEMU guest agent out (the drill needs it)")
     p.add_argument("--drill-agent", action="store_true",
@@ -48,8 +46,8 @@ def add_parser(sub) -> None:
                         "keep the distro's locked-down agent; Debian's and Gentoo's agents need nothing. "
                         "Recorded as drill_agent in manifest.json")
     p.add_argument("--kernel", choices=[str(k) for k in Kernel], default=str(Kernel.BIN),
-                   help="debian, gentoo: the distro's prebuilt kernel (bin), or compiled here from --kernel-src "
-                        "with the watchdog fragments merged and proved (source)")
+                   help=f"{distros.names(lambda d: d.kernel_packaging, ', ')}: the distro's prebuilt kernel (bin), "
+                        f"or compiled here from --kernel-src with the watchdog fragments merged and proved (source)")
     p.add_argument("--kernel-src", metavar="DIR",
                    help="--kernel source: a clean Linux source tree (built out of tree, O= under the cache)")
     p.add_argument("--config", metavar="FILE",

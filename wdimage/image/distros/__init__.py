@@ -73,6 +73,7 @@ class Distro:
     releases: tuple[Release, ...] = ()
     release_is_path: bool = False  # a release may contain '/' (a Gentoo profile); elsewhere it names files
     network: str = ""  # what a build fetches from the network (the README and the build's log say it)
+    mirror_help: str = ""  # what --mirror is for it (`wdimage build --help`)
     # DIB's `base` element adds iSCSI and software-properties-common (with Python GObject, D-Bus): nothing
     # a watchdog guest needs. Debian leaves it out (-n); its base install already dist-upgrades.
     skip_base: bool = False
@@ -136,10 +137,10 @@ def get(name: str) -> Distro:
     return DISTROS[name]
 
 
-def names(test: Callable[[Distro], object]) -> str:
+def names(test: Callable[[Distro], object], last: str = " and ") -> str:
     """The names of the distros that pass `test`, as a message says them: "debian and gentoo"."""
     found = [d.name for d in DISTROS.values() if test(d)]
-    return " and ".join(found) if len(found) < 3 else f"{', '.join(found[:-1])} and {found[-1]}"
+    return last.join(found) if len(found) < 3 else f"{', '.join(found[:-1])}{last}{found[-1]}"
 
 
 def drill_agent_warning(name: str, drill_agent: bool | None) -> str | None:

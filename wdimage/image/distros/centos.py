@@ -33,6 +33,7 @@ CENTOS = CentOS(
                             "kernel-core; lpc_ich, under drivers/mfd, in kernel-modules), qemu-kvm's "
                             "qemu-ga sysconfig and unit, kexec-tools' kdump.service"),
         Release("10-stream")),
+    mirror_help="replaces the CentOS repositories",
     network="the GenericCloud image from CentOS's cloud image server (unless --base-image), and dnf: "
             "DIB's package update and the watchdog, qemu-guest-agent and kernel-modules packages from the "
             "CentOS repositories (or the --mirror that replaces them)",

@@ -65,6 +65,7 @@ DEBIAN = Debian(
         Release("bookworm", "built, booted and drilled for real by `make test` (tests/real): all three "
                             "drivers in linux-image-amd64, watchdog and qemu-guest-agent in main"),
         Release("trixie"), Release("bullseye")),
+    mirror_help="default the Debian archive in this machine's apt sources (required when they name none)",
     network="debootstrap and apt from the Debian mirror (the machine's apt sources, or --mirror)",
     # OpenRC through the debian-openrc element (sysvinit-core + openrc; it sets DIB_INIT_SYSTEM=openrc).
     inits={Init.SYSTEMD: (), Init.OPENRC: ("debian-openrc",)},

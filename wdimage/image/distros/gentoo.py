@@ -65,6 +65,7 @@ GENTOO = Gentoo(
         Release(f"{_PROFILE}/systemd"), Release(f"{_PROFILE}/no-multilib"),
         Release(f"{_PROFILE}/no-multilib/systemd"), Release(f"{_PROFILE}/hardened"),
         Release(f"{_PROFILE}/hardened/systemd")),
+    mirror_help="GENTOO_MIRRORS (Portage snapshot and distfiles; the stage3 still comes from Gentoo)",
     network="the stage3 tarball and its list from Gentoo's release server (DIB's gentoo element), the "
             "Portage snapshot (emerge-webrsync) and every package's distfiles (from GENTOO_MIRRORS: --mirror)",
     init_note="a gentoo profile decides its own init system",
