@@ -34,6 +34,7 @@ ALPINE = Alpine(
     name="alpine", default_release="3.20", elements=("alpine",), init_system=Init.OPENRC,
     watchdog_package="busybox", agent_package="qemu-guest-agent", release_env="DIB_RELEASE", ci_minutes=30,
     purl=("apk", "alpine"), releases=(Release("3.20", "this test"),), network="apk from the Alpine mirror",
+    mirror_help="the Alpine mirror apk uses",
     kernel_packaging=KernelPackaging("tar-pkg", ("tar",)), initrd_file="initramfs-{release}-virt",
     drill_agent_warning="an alpine warning")
 
@@ -68,6 +69,10 @@ def test_a_new_distro_builds_from_its_entry_alone(alpine, tmp_path, capsys):
                      "--dry-run"]) == 0
     out, err = capsys.readouterr()
     assert "disk-image-create" in out and "network: apk from the Alpine mirror" in err
+    parser = cli.make_parser()
+    text = " ".join(next(a for a in parser._actions if a.dest == "command").choices["build"].format_help().split())
+    assert "gentoo: GENTOO_MIRRORS" in text and "alpine: the Alpine mirror apk uses" in text
+    assert "debian, gentoo, alpine: the distro's prebuilt kernel (bin)" in text
 
 
 def test_a_new_distro_gets_its_kernel_file_names_and_packaging(alpine, tmp_path):
