@@ -51,10 +51,6 @@ def device_mapper_works(mapper_control: Path = Path("/dev/mapper/control")) -> b
     return run.run(["dmsetup", "version"], capture=True, check=False).returncode == 0
 
 
-def choose_layout() -> Layout:
-    return Layout.DISK if device_mapper_works() else Layout.DIRECT
-
-
 AUTO = "auto"  # `wdimage build --layout auto`: the layout this machine can build (resolve_layout)
 LayoutOption = Layout | Literal["auto"]
 LAYOUT_CHOICES = (AUTO, *(str(layout) for layout in Layout))  # `wdimage build --layout`
@@ -83,7 +79,7 @@ def resolve_layout(option: LayoutOption | str, *, dry_run: bool = False,
         layout = Layout.DISK if works else Layout.DIRECT
         why = "auto: device-mapper works here" if works else "auto: no device-mapper here"
     else:
-        layout, why = Layout(option), f"--layout {option}"
+        layout, why = option, f"--layout {option}"
     if layout is Layout.DISK and not works and not dry_run:
         raise failure("--layout disk needs device-mapper (/dev/mapper/control and a working dmsetup): "
                       "kpartx cannot map the image's partitions here",
