@@ -12,7 +12,8 @@ import pytest
 
 from wdimage import cli, datadir
 from wdimage.errors import ExitCode, WdimageError
-from wdimage.image import build, dib, distro_env, distros, outputs
+from wdimage.image import build, dib, distros, outputs
+from wdimage.image.distros import apt, debian
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,7 +121,7 @@ def test_defaults(apt_sources):
 
 def test_security_mirror_derived_when_the_sources_name_none(tmp_path):
     (tmp_path / "sources.list").write_text("# comment\ndeb http://m.test/debian bookworm main\n")
-    assert distros.debian_mirrors(distros.read_apt_sources((tmp_path / "sources.list",))) == (
+    assert apt.debian_mirrors(apt.read_apt_sources((tmp_path / "sources.list",))) == (
         "http://m.test/debian", "http://m.test/debian-security")
 
 
@@ -166,8 +167,8 @@ def test_an_ubuntu_host_or_a_vendor_repo_gives_no_debian_mirror(tmp_path, capsys
     d = tmp_path / "sources.list.d"
     d.mkdir()
     (d / name).write_text(text)
-    sources = distros.read_apt_sources((tmp_path / "sources.list", d))
-    assert sources and distros.debian_mirrors(sources) == (None, None)
+    sources = apt.read_apt_sources((tmp_path / "sources.list", d))
+    assert sources and apt.debian_mirrors(sources) == (None, None)
     with pytest.raises(WdimageError) as e:
         build.make_settings("debian", apt_sources=(tmp_path / "sources.list", d))
     assert "--mirror is needed" in e.value.message and str(d) in e.value.message
@@ -187,7 +188,7 @@ def test_debian_sources_beside_ubuntus_are_the_ones_taken(tmp_path, ubuntu):
 
 def test_debian_security_mirror_from_a_deb822_source(tmp_path):
     (tmp_path / "debian.sources").write_text(DEB822.replace("/debian-security", "/sec"))
-    assert distros.debian_mirrors(distros.read_apt_sources((tmp_path / "debian.sources",))) == (
+    assert apt.debian_mirrors(apt.read_apt_sources((tmp_path / "debian.sources",))) == (
         "http://mirror.test/debian", "http://mirror.test/sec")
 
 
@@ -276,13 +277,13 @@ def test_inputs_are_content_addressed(tmp_path):
 def test_debootstrap_tarball_is_reused_only_while_fresh(tmp_path, monkeypatch):
     import os
     monkeypatch.setenv("DIB_IMAGE_CACHE", str(tmp_path))
-    assert build.debootstrap_cache_env("bookworm") == [("DIB_DEBOOTSTRAP_CACHE", "1")]
+    assert debian.debootstrap_cache_env("bookworm") == [("DIB_DEBOOTSTRAP_CACHE", "1")]
     tarball = tmp_path / "debootstrap-debian-bookworm-amd64.tar.gz"
     tarball.write_bytes(b"")
-    assert ("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE", "1") in build.debootstrap_cache_env("bookworm")
-    week_ago = tarball.stat().st_mtime - build.DEBOOTSTRAP_CACHE_MAX_AGE - 1
+    assert ("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE", "1") in debian.debootstrap_cache_env("bookworm")
+    week_ago = tarball.stat().st_mtime - debian.DEBOOTSTRAP_CACHE_MAX_AGE - 1
     os.utime(tarball, (week_ago, week_ago))
-    assert build.debootstrap_cache_env("bookworm") == [("DIB_DEBOOTSTRAP_CACHE", "1")]
+    assert debian.debootstrap_cache_env("bookworm") == [("DIB_DEBOOTSTRAP_CACHE", "1")]
 
 
 def test_init_system_follows_the_gentoo_profile():
@@ -501,7 +502,7 @@ def test_centos_itco_requires_kernel_modules_in_the_image(tmp_path):
     assert "kernel-modules" in e.value.message
     facts.installed_packages.append({"name": "kernel-modules", "version": "1", "arch": "x86_64"})
     assert build.package_versions(settings, facts)["kernel-modules"] == {"name": "kernel-modules", "version": "1"}
-    assert "kernel-modules" in distro_env.module_hint(settings)
+    assert "kernel-modules" in settings.spec.module_hint(settings.model)
 
 
 # --- drill images -------------------------------------------------------------------------------------------------
@@ -546,7 +547,7 @@ def test_gentoo_mirror_is_gentoo_mirrors(capsys, tmp_path):
 def test_gentoo_image_is_sized_by_dib_and_uses_tmpfs_only_with_enough_ram(capsys, tmp_path):
     result = _dry_run(capsys, "gentoo", "--output", str(tmp_path / "o"))
     words = shlex.split(result["command"])
-    assert f"DIB_MIN_TMPFS={distro_env.GENTOO_MIN_TMPFS_GB}" in words and "DIB_NO_TMPFS=1" not in words
+    assert f"DIB_MIN_TMPFS={distros.gentoo.MIN_TMPFS_GB}" in words and "DIB_NO_TMPFS=1" not in words
     gentoo = build.make_settings("gentoo")
     assert "size:" not in build.write_inputs(gentoo, dib.Layout.DIRECT, tmp_path / "g")["block-device.yaml"].read_text()
     debian = build.make_settings("debian")

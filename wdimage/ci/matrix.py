@@ -32,8 +32,6 @@ EXCLUDED: dict[tuple[str, Model], str] = {
 
 # Hosted runners boot guests: KVM where the runner exposes it, otherwise TCG (the drill probes and falls back).
 DRILL_NOTE = "hosted runner: KVM if usable, else TCG (no nested KVM guarantee)"
-# Minutes a CI job may take per distro (the build; the drill adds a few minutes under TCG).
-JOB_MINUTES = {"debian": 45, "centos": 60, "gentoo": 150}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +61,12 @@ def cells() -> list[Cell]:
 def build_matrix() -> dict:
     """The matrix for CI: GitHub's `strategy.matrix` shape, {"include": [{distro, model, ...}, ...]}.
 
-    `release` is the distro's default release, what `wdimage build DISTRO` builds: part of the CI cache key.
+    `release` is the distro's default release, what `wdimage build DISTRO` builds: part of the CI cache key;
+    `minutes` the time its job may take (the distro's ci_minutes).
     """
     return {"include": [
         {"name": cell.name, "distro": cell.distro, "release": distros.get(cell.distro).default_release,
-         "model": str(cell.model), "drill": cell.drill, "minutes": JOB_MINUTES[cell.distro]}
+         "model": str(cell.model), "drill": cell.drill, "minutes": distros.get(cell.distro).ci_minutes}
         for cell in cells() if cell.built
     ]}
 

@@ -4,7 +4,9 @@ import argparse
 import json
 
 from wdimage import log, models
-from wdimage.image import build, dib, distros, render
+from wdimage.image import build, dib, distros
+from wdimage.image.distros import Init, Kernel
+from wdimage.image.render import LibvirtType
 from wdimage.models import Action, Model
 
 HELP = """\
@@ -35,9 +37,7 @@ def add_parser(sub) -> None:
                    help="replace --output DIR even when it is not a previous wdimage output")
     p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL)")
     p.add_argument("--mirror", metavar="URL",
-                   help="package mirror. debian: default the Debian archive in this machine's apt sources "
-                        "(required when they name none); centos: replaces the CentOS repositories; gentoo: "
-                        "GENTOO_MIRRORS (Portage snapshot and distfiles; the stage3 still comes from Gentoo)")
+                   help="package mirror. " + "; ".join(f"{d.name}: {d.mirror_help}" for d in distros.DISTROS.values()))
     p.add_argument("--no-agent", dest="agent", action="store_false",
                    help="leave the QEMU guest agent out (the drill needs it)")
     p.add_argument("--drill-agent", action="store_true",
@@ -45,9 +45,9 @@ def add_parser(sub) -> None:
                         "guest-exec, make the agent's SELinux domain permissive). Off by default: those images "
                         "keep the distro's locked-down agent; Debian's and Gentoo's agents need nothing. "
                         "Recorded as drill_agent in manifest.json")
-    p.add_argument("--kernel", choices=build.KERNEL_CHOICES, default="bin",
-                   help="debian, gentoo: the distro's prebuilt kernel (bin), or compiled here from --kernel-src "
-                        "with the watchdog fragments merged and proved (source)")
+    p.add_argument("--kernel", choices=[str(k) for k in Kernel], default=str(Kernel.BIN),
+                   help=f"{distros.names(lambda d: d.kernel_packaging, ', ')}: the distro's prebuilt kernel (bin), "
+                        f"or compiled here from --kernel-src with the watchdog fragments merged and proved (source)")
     p.add_argument("--kernel-src", metavar="DIR",
                    help="--kernel source: a clean Linux source tree (built out of tree, O= under the cache)")
     p.add_argument("--config", metavar="FILE",
@@ -55,15 +55,15 @@ def add_parser(sub) -> None:
                         "+ kconfig-fragments/guest-kernel.config)")
     p.add_argument("--fragment", action="append", default=[], metavar="FILE",
                    help="--kernel source: your own config fragment, applied after wdimage's (repeatable)")
-    p.add_argument("--init", choices=build.INIT_CHOICES,
+    p.add_argument("--init", choices=[str(i) for i in Init],
                    help="debian: the guest's init system (default: systemd; openrc swaps in sysvinit-core + openrc)")
     p.add_argument("--base-image", metavar="FILE",
                    help="centos: a local GenericCloud image instead of the download (DIB_LOCAL_IMAGE); dnf "
                         "still needs the CentOS repositories or --mirror: not an offline build")
-    p.add_argument("--layout", default="auto", choices=dib.LAYOUT_CHOICES,
+    p.add_argument("--layout", default=dib.AUTO, choices=dib.LAYOUT_CHOICES,
                    help="auto: a partitioned disk where device-mapper works, else direct; direct: a partitionless "
                         "image booted with its kernel and initrd; disk: the partitioned disk (default: %(default)s)")
-    p.add_argument("--libvirt-type", choices=sorted(render.LIBVIRT_TYPES), default="kvm",
+    p.add_argument("--libvirt-type", choices=[str(t) for t in LibvirtType], default=str(LibvirtType.KVM),
                    help="the libvirt domain's type: kvm, or qemu (TCG) where KVM does not work (default: %(default)s)")
     health = p.add_argument_group("the watchdog daemon's health tests (watchdog.conf(5); wdimage drill "
                                   "--fault net|load|memory|service|test proves them)")

@@ -27,6 +27,7 @@ from wdimage.drill.checks import (  # noqa: F401  (re-exported: the drill's publ
 )
 from wdimage.drill.scenarios import MARGIN_SECONDS, SCENARIOS, Context, Outcome, Scenario, Setup, Window, names, select
 from wdimage.errors import ExitCode, WdimageError, usage_error
+from wdimage.image import distros
 from wdimage.jsonfile import read_json_object
 from wdimage.models import Action, Model, info
 from wdimage.vm.guest import Event, EventKind, Guest, Target, Unsupported
@@ -280,10 +281,8 @@ def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] 
     except ValueError as e:
         raise usage_error(str(e)) from None
     report = DrillReport(target=str(build.directory), setup=setup, faults_requested=[], build=build)
-    if build.distro == "centos" and build.drill_agent is False:
-        report.warnings.append("this CentOS image's guest agent blocks guest-exec, which the drill needs: rebuild "
-                               "it with 'wdimage build centos --drill-agent' (a drill image; build production "
-                               "images without it)")
+    if warning := distros.drill_agent_warning(build.distro, build.drill_agent):
+        report.warnings.append(warning)
     workdir = private_dir()
     try:
         base = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,

@@ -9,7 +9,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -19,17 +18,16 @@ from pathlib import Path
 from wdimage import __version__, datadir, log
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
-from wdimage.image import dib, distro_env, distros, kernel_build, kmodules, outputs, render
+from wdimage.image import dib, distros, kernel_build, kmodules, outputs, render
 from wdimage.image import health as health_
+from wdimage.image.distros import Init, Kernel, apt
+from wdimage.image.render import LibvirtType
 from wdimage.kconfig.config import check_config
 from wdimage.kconfig.fragments import fragments_dir
 from wdimage.models import Action, Model, info
 
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
-MIRROR_RE = re.compile(r"(https?|ftp|file)://[A-Za-z0-9._~:/@%+-]+")
-KERNEL_CHOICES = ("bin", "source")
-INIT_CHOICES = ("systemd", "openrc")  # --init: debian only; OpenRC through the debian-openrc element
 IMAGE_SIZE = "3GiB"  # the partitionless filesystem; sparse in the qcow2
 
 
@@ -48,17 +46,22 @@ class BuildSettings:
     security_mirror: str | None = None
     agent: bool = True
     drill_agent: bool = False  # RPM family: relax the agent's policy so that `wdimage drill` can use it
-    kernel: str = "bin"  # the distro's prebuilt kernel (bin) or compiled on the host (source; kernel_build.py)
-    kernel_source: kernel_build.KernelSource | None = None  # with kernel == "source"
+    kernel: Kernel = Kernel.BIN  # the distro's prebuilt kernel, or compiled on the host (kernel_build.py)
+    kernel_source: kernel_build.KernelSource | None = None  # with Kernel.SOURCE
     base_image: Path | None = None  # CentOS: a local cloud image instead of the download, DIB_LOCAL_IMAGE
     ping: tuple[str, ...] = ()
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
-    init: str | None = None  # --init: None keeps the distro's own init system
+    init: Init | None = None  # --init: None keeps the distro's own init system
     force: bool = False  # --force: replace --output even when it is not a previous wdimage output
-    layout: str = "auto"  # --layout: auto (dib.choose_layout), direct or disk; recorded in the manifest
-    libvirt_type: str = "kvm"  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
+    layout: dib.LayoutOption = dib.AUTO  # --layout: auto (dib.resolve_layout), direct or disk; in the manifest
+    libvirt_type: LibvirtType = LibvirtType.KVM  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
     health: health_.HealthSettings = health_.HealthSettings()  # the daemon's health tests (wdimage.image.health)
+
+    @property
+    def spec(self) -> distros.Distro:
+        """The distro's registry entry."""
+        return distros.get(self.distro)
 
 
 def make_settings(distro: str, *, release: str | None = None, model: str = "i6300esb", action: str = "reset",
@@ -69,7 +72,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   layout: str = "auto", libvirt_type: str = "kvm", health_options: dict | None = None,
                   force: bool = False, kernel_src: str | Path | None = None,
                   kernel_config: str | Path | None = None, kernel_fragments: tuple[str | Path, ...] = (),
-                  apt_sources: tuple[Path, ...] = distros.APT_SOURCES) -> BuildSettings:
+                  apt_sources: tuple[Path, ...] = apt.APT_SOURCES) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
@@ -80,7 +83,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if not low <= timeout <= high:
         raise usage_error(f"--timeout {timeout}: {model_} accepts {low}..{high} seconds")
     release = release or spec.default_release
-    slash_ok = spec.release_env == "GENTOO_PROFILE"  # a profile path; elsewhere a release names files
+    slash_ok = spec.release_is_path
     if not RELEASE_RE.fullmatch(release) or ".." in release or ("/" in release and not slash_ok):
         raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-'"
                           f"{', /' if slash_ok else ''} are allowed")
@@ -88,22 +91,17 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     name = name or f"{distro}-{model_}"
     if not NAME_RE.fullmatch(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
-    security = None
-    if mirror is not None and not MIRROR_RE.fullmatch(mirror):
+    if mirror is not None and not distros.MIRROR_RE.fullmatch(mirror):
         raise usage_error(f"--mirror {mirror!r}: expected an http(s)://, ftp:// or file:// URL without spaces or quotes")
-    if distro == "debian":
-        mirror, security = _debian_mirrors(mirror, apt_sources)
+    mirror, security = spec.mirrors(mirror, apt_sources)
     if drill_agent and not agent:
         raise usage_error("--drill-agent relaxes the guest agent's policy: it cannot go with --no-agent")
-    if kernel not in KERNEL_CHOICES:
-        raise usage_error(f"--kernel {kernel!r}: expected one of {', '.join(KERNEL_CHOICES)}")
-    source = _kernel_source(distro, kernel, kernel_src, kernel_config, kernel_fragments)
-    _check_init(distro, init)
-    if layout not in dib.LAYOUT_CHOICES:
-        raise usage_error(f"--layout {layout!r}: expected one of {', '.join(dib.LAYOUT_CHOICES)}")
-    if libvirt_type not in render.LIBVIRT_TYPES:
-        raise usage_error(f"--libvirt-type {libvirt_type!r}: expected one of {', '.join(render.LIBVIRT_TYPES)}")
-    base = _base_image(distro, base_image)
+    kernel_ = _choice("--kernel", kernel, Kernel)
+    source = _kernel_source(spec, kernel_, kernel_src, kernel_config, kernel_fragments)
+    init_ = _check_init(spec, init)
+    layout_ = dib.layout_option(layout)
+    libvirt_type_ = _choice("--libvirt-type", libvirt_type, LibvirtType)
+    base = _base_image(spec, base_image)
     health = health_.make_health(ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
                                  timeout=timeout, **(health_options or {}))
     out = Path(output) if output else Path("output") / name
@@ -111,22 +109,9 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     return BuildSettings(
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
-        kernel=kernel, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
-        init=init, layout=layout, libvirt_type=libvirt_type, health=health, force=force,
+        kernel=kernel_, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
+        init=init_, layout=layout_, libvirt_type=libvirt_type_, health=health, force=force,
         kernel_source=source)
-
-
-def _debian_mirrors(mirror: str | None, apt_sources: tuple[Path, ...]) -> tuple[str, str]:
-    """(mirror, security mirror): --mirror's, or those of Debian's archive in this machine's apt sources."""
-    if mirror is not None:
-        return mirror, mirror.rstrip("/") + "-security"
-    detected, security = distros.debian_mirrors(distros.read_apt_sources(apt_sources))
-    if not detected or not MIRROR_RE.fullmatch(detected) or not security or not MIRROR_RE.fullmatch(security):
-        where = ", ".join(str(p) for p in apt_sources)
-        raise usage_error(f"--mirror is needed: this machine's apt sources ({where}) name no Debian archive "
-                          f"to take the mirror from",
-                          hint="pass --mirror URL (a Debian mirror; its security archive is taken as URL-security)")
-    return detected, security
 
 
 def _choice(option: str, value: str, kind):
@@ -136,34 +121,38 @@ def _choice(option: str, value: str, kind):
         raise usage_error(f"{option} {value!r}: expected one of {', '.join(kind)}") from None
 
 
-def _kernel_source(distro: str, kernel: str, src, config, fragments) -> kernel_build.KernelSource | None:
-    if kernel == "bin":
+def _kernel_source(spec: distros.Distro, kernel: Kernel, src, config, fragments) -> kernel_build.KernelSource | None:
+    if kernel is Kernel.BIN:
         given = [o for o, v in (("--kernel-src", src), ("--config", config), ("--fragment", fragments)) if v]
         if given:
             raise usage_error(f"{', '.join(given)}: only with --kernel source")
         return None
-    if distro not in ("debian", "gentoo"):
-        raise usage_error("--kernel source is for debian and gentoo", hint="CentOS uses its distro kernel")
+    if spec.kernel_packaging is None:
+        raise usage_error(f"--kernel source is for {distros.names(lambda d: d.kernel_packaging)}",
+                          hint=spec.kernel_note or None)
     if src is None:
         raise usage_error("--kernel source needs --kernel-src DIR (a clean Linux source tree)")
     return kernel_build.validate_source(src, config, fragments)
 
 
-def _check_init(distro: str, init: str | None) -> None:
+def _check_init(spec: distros.Distro, init: str | None) -> Init | None:
     if init is None:
-        return
-    if init not in INIT_CHOICES:
-        raise usage_error(f"--init {init!r}: expected one of {', '.join(INIT_CHOICES)}")
-    if distro != "debian":
-        raise usage_error("--init is for debian only",
-                          hint="centos runs systemd; a gentoo profile decides its own init system")
+        return None
+    init_ = _choice("--init", init, Init)
+    if not spec.inits:
+        notes = "; ".join(d.init_note for d in distros.DISTROS.values() if d.init_note)
+        raise usage_error(f"--init is for {distros.names(lambda d: d.inits)} only", hint=notes or None)
+    if init_ not in spec.inits:
+        raise usage_error(f"--init {init}: {spec.name} takes {', '.join(spec.inits)}")
+    return init_
 
 
-def _base_image(distro: str, base_image: str | Path | None) -> Path | None:
+def _base_image(spec: distros.Distro, base_image: str | Path | None) -> Path | None:
     if base_image is None:
         return None
-    if distro != "centos":
-        raise usage_error("--base-image is for centos only (DIB's cloud-image path)")
+    if not spec.local_image:
+        raise usage_error(f"--base-image is for {distros.names(lambda d: d.local_image)} only "
+                          f"(DIB's cloud-image path)")
     path = Path(base_image).absolute()
     if not path.is_file():
         raise usage_error(f"--base-image {base_image}: no such file")
@@ -189,7 +178,7 @@ def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None 
     a dry run's printed command works when pasted."""
     files = {"watchdog.conf": watchdog_conf(settings), **health_.input_files(settings.health)}
     if layout is dib.Layout.DIRECT:
-        files["block-device.yaml"] = distro_env.block_device(settings, IMAGE_SIZE)
+        files["block-device.yaml"] = settings.spec.block_device(IMAGE_SIZE)
     contents = {file: data.encode() if isinstance(data, str) else data for file, data in files.items()}
     digest = hashlib.sha256(json.dumps({f: hashlib.sha256(d).hexdigest() for f, d in contents.items()},
                                        sort_keys=True).encode()).hexdigest()[:16]
@@ -207,16 +196,9 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path],
                     kernel: kernel_build.KernelBuild | None = None) -> list[tuple[str, str]]:
     info_ = info(settings.model)
     others = sorted(m.module for m in (info(x) for x in Model) if m.module != info_.module)
-    spec = distros.get(settings.distro)
+    spec = settings.spec
     env = [("ELEMENTS_PATH", str(datadir.elements_dir())), (spec.release_env, settings.release)]
-    if settings.mirror and settings.distro != "gentoo":
-        env.append(("DIB_DISTRIBUTION_MIRROR", settings.mirror))
-    if settings.security_mirror:
-        env.append(("DIB_DEBIAN_SECURITY_MIRROR", settings.security_mirror))
-    if settings.base_image:
-        env.append(("DIB_LOCAL_IMAGE", str(settings.base_image)))
-    if settings.distro == "debian":
-        env += debootstrap_cache_env(settings.release)
+    env += spec.environment(settings)
     if "block-device.yaml" in inputs:
         env.append(("DIB_BLOCK_DEVICE_CONFIG", f"file://{inputs['block-device.yaml']}"))
     env += [
@@ -227,57 +209,32 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path],
         ("DIB_WATCHDOG_DRILL_AGENT", "1" if settings.drill_agent else "0"),
         *health_.dib_environment(settings.health, inputs),
     ]
-    env += distro_env.extra_environment(settings)
-    if settings.distro == "gentoo":
-        env.append(("DIB_WATCHDOG_GENTOO_KERNEL", settings.kernel))
+    env += spec.extra_environment(settings)
     if kernel is not None:
-        initrd = "initrd.img" if settings.distro == "debian" else "initramfs"
         env += [("DIB_WDIMAGE_KERNEL_DIR", str(kernel.packages)), ("DIB_WDIMAGE_KERNEL_RELEASE", kernel.release),
-                ("DIB_BAREMETAL_KERNEL_PATTERN", f"vmlinuz-{kernel.release}"),
-                ("DIB_BAREMETAL_INITRD_PATTERN", f"{initrd}-{kernel.release}"
-                                                 f"{'.img' if settings.distro == 'gentoo' else ''}")]
+                ("DIB_BAREMETAL_KERNEL_PATTERN", spec.kernel_file.format(release=kernel.release)),
+                ("DIB_BAREMETAL_INITRD_PATTERN", spec.initrd_file.format(release=kernel.release))]
     return env
 
 
-DEBOOTSTRAP_CACHE_MAX_AGE = 7 * 24 * 3600  # seconds: older base tarballs are rebuilt (security updates)
-
-
-def debootstrap_cache_env(release: str) -> list[tuple[str, str]]:
-    """Keep debootstrap's result as a tarball in DIB's image cache and reuse it while it is fresh:
-    a warm rebuild skips debootstrap."""
-    tarball = dib.image_cache_dir(os.environ) / f"debootstrap-debian-{release}-amd64.tar.gz"
-    env = [("DIB_DEBOOTSTRAP_CACHE", "1")]
-    try:
-        fresh = time.time() - tarball.stat().st_mtime < DEBOOTSTRAP_CACHE_MAX_AGE
-    except OSError:
-        fresh = False
-    if fresh:
-        env.append(("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE", "1"))
-    return env
-
-
-def init_system(settings: BuildSettings) -> str:
-    """As DIB decides it: Gentoo's systemd profiles run systemd, its other profiles OpenRC; Debian with
-    --init openrc gets the debian-openrc element, which sets DIB_INIT_SYSTEM=openrc."""
-    if settings.init:
-        return settings.init
-    if settings.distro == "gentoo" and "systemd" in settings.release:
-        return "systemd"
-    return distros.get(settings.distro).init_system
+def init_system(settings: BuildSettings) -> Init:
+    """--init, else the release's own (a Gentoo profile decides: distros/gentoo.py). Debian with --init openrc
+    gets the debian-openrc element, which sets DIB_INIT_SYSTEM=openrc."""
+    return settings.init or settings.spec.init_for(settings.release)
 
 
 def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
-    init = ("debian-openrc",) if settings.distro == "debian" and settings.init == "openrc" else ()
+    spec = settings.spec
+    init = spec.inits.get(settings.init, ()) if settings.init else ()
     source = ("wdimage-kernel",) if settings.kernel_source else ()
-    return (*distros.get(settings.distro).elements, *init, *dib.layout_elements(layout), "watchdog", *source,
-            "wdimage-slim")
+    return (*spec.elements, *init, *dib.layout_elements(layout), "watchdog", *source, "wdimage-slim")
 
 
 def dib_command(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path], image_base: Path,
                 logfile: Path | None = None, kernel: kernel_build.KernelBuild | None = None) -> dib.DibCommand:
     return dib.DibCommand(env=tuple(dib_environment(settings, inputs, kernel)),
                           elements=elements(settings, layout), output=image_base, logfile=logfile,
-                          skip_base=distros.get(settings.distro).skip_base)
+                          skip_base=settings.spec.skip_base)
 
 
 # --- the build ------------------------------------------------------------------------------------------------
@@ -298,7 +255,7 @@ def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout 
     layout, why = (layout, "given") if layout else dib.resolve_layout(settings.layout, dry_run=dry_run)
     log.info(f"layout: {layout} ({why})")
     inputs = write_inputs(settings, layout)
-    distro_env.log_needs(settings)
+    settings.spec.log_needs(settings)
     kernel = None
     if settings.kernel_source:
         title = "the kernel, from source" + (" (dry run: configured and proved, not compiled)" if dry_run else "")
@@ -430,7 +387,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     with log.step(f"checking that the image holds the {settings.model} driver's module files"):
         modules = kmodules.check_modules(
             kmodules.ModuleTree.from_records(dib_side / "dib-manifests", facts.kernel_release), settings.model,
-            distro_env.module_hint(settings))
+            settings.spec.module_hint(settings.model))
     packages = package_versions(settings, facts)
     shutil.rmtree(dib_side)
     direct = layout is dib.Layout.DIRECT

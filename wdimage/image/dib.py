@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from wdimage import datadir, log, run
 from wdimage.errors import failure, usage_error
@@ -50,28 +51,35 @@ def device_mapper_works(mapper_control: Path = Path("/dev/mapper/control")) -> b
     return run.run(["dmsetup", "version"], capture=True, check=False).returncode == 0
 
 
-def choose_layout() -> Layout:
-    return Layout.DISK if device_mapper_works() else Layout.DIRECT
+AUTO = "auto"  # `wdimage build --layout auto`: the layout this machine can build (resolve_layout)
+LayoutOption = Layout | Literal["auto"]
+LAYOUT_CHOICES = (AUTO, *(str(layout) for layout in Layout))  # `wdimage build --layout`
 
 
-LAYOUT_CHOICES = ("auto", *(str(layout) for layout in Layout))  # `wdimage build --layout`: auto is choose_layout()
+def layout_option(text: str) -> LayoutOption:
+    """--layout TEXT as a Layout, or AUTO; exit 2 for anything else."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return Layout(text)
+    except ValueError:
+        raise usage_error(f"--layout {text!r}: expected one of {', '.join(LAYOUT_CHOICES)}") from None
 
 
-def resolve_layout(option: str, *, dry_run: bool = False, mapper_control: Path = Path("/dev/mapper/control"),
-                   ) -> tuple[Layout, str]:
+def resolve_layout(option: LayoutOption | str, *, dry_run: bool = False,
+                   mapper_control: Path = Path("/dev/mapper/control")) -> tuple[Layout, str]:
     """The layout for `--layout OPTION` and why it was taken, as the build logs it.
 
     `disk` needs device-mapper (kpartx maps the partitions): without it a real build fails before DIB starts
     rather than in DIB's block-device phase; a dry run only prints the command, so it may ask for either.
     """
-    if option not in LAYOUT_CHOICES:
-        raise usage_error(f"--layout {option!r}: expected one of {', '.join(LAYOUT_CHOICES)}")
+    option = layout_option(option)
     works = device_mapper_works(mapper_control)
-    if option == "auto":
+    if option == AUTO:
         layout = Layout.DISK if works else Layout.DIRECT
         why = "auto: device-mapper works here" if works else "auto: no device-mapper here"
     else:
-        layout, why = Layout(option), f"--layout {option}"
+        layout, why = option, f"--layout {option}"
     if layout is Layout.DISK and not works and not dry_run:
         raise failure("--layout disk needs device-mapper (/dev/mapper/control and a working dmsetup): "
                       "kpartx cannot map the image's partitions here",

@@ -6,8 +6,9 @@ wdimage and proved before a single file is compiled.
              kernel_config.merge_fragments (a value that does not stick: exit 3, explained), then the kernel's
              own `make olddefconfig` and the values checked again; all in a scratch directory (O=), so that a
              config that does not stick, or a dry run, never waits for another build's compile
-  compile    `make O=... -jN bindeb-pkg` (Debian: the kernel's own .deb packages) or `tar-pkg` (Gentoo), through
-             ccache where it is installed; the compiler's output goes to a log, a progress line each minute
+  compile    `make O=... -jN TARGET`, the distro's packaging target (wdimage.image.distros: Debian's bindeb-pkg
+             makes the kernel's own .deb packages, Gentoo's tar-pkg a tarball), through ccache where it is
+             installed; the compiler's output goes to a log, a progress line each minute
   cache      ${WDIMAGE_CACHE}/kernel-builds/TREE/CONFIG/: a second build of the same tree and config compiles
              nothing; one object directory per tree (O=) is reused, so a changed fragment recompiles only what
              it changes
@@ -32,6 +33,7 @@ from pathlib import Path
 from wdimage import log, run
 from wdimage.errors import ExitCode, WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
+from wdimage.image import distros
 from wdimage.kconfig.config import check_config, merge_fragments
 from wdimage.kconfig.fragments import config_values, fragments_dir, read_config_text
 from wdimage.models import DEFAULT_MODELS, Model
@@ -42,7 +44,6 @@ PATH_RE = re.compile(r"[A-Za-z0-9._/+-]+")  # the kernel's make refuses spaces a
 RELEASE_RE = re.compile(r"[0-9][A-Za-z0-9.+_-]{0,63}")  # goes into DIB's environment and file names
 # What the kernel's build needs besides make and a C compiler (6.1 with the default config and bindeb-pkg).
 TOOLS = ("make", "gcc", "ld", "flex", "bison", "bc", "perl", "openssl", "cpio", "rsync", "depmod")
-PACKAGE_TOOLS = {"debian": ("dpkg-buildpackage", "dpkg-deb", "fakeroot"), "gentoo": ("tar",)}
 LIBELF_HEADER = Path("/usr/include/libelf.h")
 # Arch markers of a .config, for telling a config of another architecture.
 _ARCH_SYMBOLS = {"X86": "x86", "ARM64": "arm64", "ARM": "arm", "RISCV": "riscv", "PPC": "powerpc",
@@ -148,7 +149,8 @@ def _check_arch(path: Path, text: str) -> None:
 
 def check_tools(distro: str) -> None:
     """Exit 1 naming what the kernel's build needs and this machine lacks."""
-    missing = [tool for tool in (*TOOLS, *PACKAGE_TOOLS.get(distro, ())) if shutil.which(tool) is None]
+    packaging = distros.get(distro).kernel_packaging
+    missing = [tool for tool in (*TOOLS, *(packaging.tools if packaging else ())) if shutil.which(tool) is None]
     if not LIBELF_HEADER.is_file():
         missing.append(f"libelf headers ({LIBELF_HEADER})")
     if missing:
@@ -217,7 +219,7 @@ def prepare(source: KernelSource, model: Model, distro: str, *, compile: bool = 
         obj.mkdir(exist_ok=True)
         if not (obj / ".config").is_file() or (obj / ".config").read_text() != config_text:
             write_atomically(obj / ".config", config_text)
-        target = "bindeb-pkg" if distro == "debian" else "tar-pkg"
+        target = distros.get(distro).kernel_packaging.target
         with log.step(f"compiling {release} (make {target} in O={obj}, {_jobs()} jobs"
                       f"{', ccache' if build.ccache else ''}; log: {logfile})"):
             _compile(source.src, obj, localversion, release, target, logfile)

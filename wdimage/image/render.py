@@ -5,6 +5,7 @@ stub quotes every QEMU argument for the shell, and the XML template is autoescap
 """
 
 import dataclasses
+import enum
 import re
 import shlex
 from pathlib import Path
@@ -32,8 +33,17 @@ _RUNDIR = "@WDIMAGE_RUNDIR@"
 # OpenStack's hw_watchdog_action image property (disabled|reset|poweroff|pause|none).
 LIBVIRT_ACTIONS = {Action.RESET: "reset", Action.SHUTDOWN: "shutdown", Action.POWEROFF: "poweroff",
                    Action.PAUSE: "pause", Action.NONE: "none", Action.INJECT_NMI: "inject-nmi"}
-# `wdimage build --libvirt-type`: libvirt's domain type -> the accelerator of the same VM under plain QEMU.
-LIBVIRT_TYPES = {"kvm": "kvm", "qemu": "tcg"}
+
+
+class LibvirtType(enum.StrEnum):
+    """`wdimage build --libvirt-type`: the libvirt domain's type."""
+
+    KVM = "kvm"
+    QEMU = "qemu"  # TCG
+
+
+# libvirt's domain type -> the accelerator of the same VM under plain QEMU.
+LIBVIRT_TYPES = {LibvirtType.KVM: "kvm", LibvirtType.QEMU: "tcg"}
 # What libvirt takes as a domain name and wdimage writes (build's --name is narrower still).
 LIBVIRT_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 OPENSTACK_ACTIONS = {Action.RESET: "reset", Action.SHUTDOWN: "poweroff", Action.POWEROFF: "poweroff",

@@ -26,6 +26,7 @@ from packageurl import PackageURL
 
 from wdimage import __version__
 from wdimage.fileio import write_atomically
+from wdimage.image import distros
 
 SBOM_FILE = "sbom.cdx.json"
 ROLE_PROPERTY = "wdimage:role"
@@ -33,17 +34,11 @@ ROLE_PROPERTY = "wdimage:role"
 ROLES = ("kernel", "watchdog", "qemu-guest-agent")
 # Namespace for content-derived serial numbers (uuid5), fixed forever so equal inputs give equal serials.
 _SERIAL_NAMESPACE = uuid.UUID("5f0c8f8e-3c8e-4b8a-9d3e-7a0e2f1c9b41")
-# Distro -> (purl type, purl namespace, the `distro` qualifier's prefix).
-_PURL_KIND = {
-    "debian": ("deb", "debian"),
-    "centos": ("rpm", "centos"),
-    "gentoo": ("ebuild", "gentoo"),
-}
 
 
 def package_url(distro: str, release: str, package: dict) -> PackageURL:
     """The purl of one installed package of `distro` (`package` has name, version and arch)."""
-    kind, vendor = _PURL_KIND.get(distro, ("generic", distro))
+    kind, vendor = distros.get(distro).purl if distro in distros.DISTROS else ("generic", distro)
     name, namespace = package["name"], vendor
     if kind == "ebuild" and "/" in name:  # Gentoo atoms are category/name
         category, name = name.split("/", 1)
