@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.build_cache import cached_build  # noqa: F401  (the real tests' way to a cached build)
+from tests.build_cache import cached_build
 from tests.libvirtd import PrivateLibvirtd
 
 # The drill relies on these: default model and action, a short timeout. Its libvirt domain is TCG

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real.conftest import _intact
+from tests.build_cache import _intact
 from wdimage import cli
 from wdimage.errors import ExitCode
 from wdimage.vm import libvirt_guest, qemu
