@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wdimage.vm.qemu import JsonStream, ProtocolError, QmpClient, event_time
+from wdimage.vm.jsonstream import JsonStream, ProtocolError
+from wdimage.vm.qmp import QmpClient, event_time
 
 RECORDINGS = Path(__file__).parent / "recordings"
 

@@ -72,7 +72,7 @@ def _check_target(option: str, path: Path | None, force: bool = False) -> None:
 
 @contextlib.contextmanager
 def scratch_scope():
-    """Make the drill's scratch directory (QEMU sockets, overlays, console logs: wdimage.vm.qemu.private_dir,
+    """Make the drill's scratch directory (QEMU sockets, overlays, console logs: wdimage.vm.process.private_dir,
     under tempfile.gettempdir()) inside a 0700 directory of this run, removed whole when the drill is
     interrupted (run_drill keeps a failed drill's scratch directory as diagnostics, and cannot tell an
     interruption from a failure) or when it is left empty. Interim: belongs in run_drill itself."""

@@ -30,8 +30,9 @@ from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.jsonfile import read_json_object
 from wdimage.models import Action, Model, info
 from wdimage.vm.guest import Event, EventKind, Guest, Target, Unsupported
+from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec
-from wdimage.vm.qemu import ProtocolError, choose_accel, private_dir
+from wdimage.vm.process import choose_accel, private_dir
 from wdimage.vm.qemu_guest import QemuTarget
 
 AGENT_TIMEOUT = 240  # seconds from QEMU start (or a reset) to an answering guest agent; TCG on a busy host

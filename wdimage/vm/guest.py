@@ -15,9 +15,17 @@ import abc
 import dataclasses
 import enum
 
-from wdimage.vm.qemu import ExecResult
-
 __all__ = ["Capability", "Event", "EventKind", "ExecResult", "Guest", "Target", "Unsupported"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """A program run in the guest to completion."""
+
+    exitcode: int | None  # None when killed by a signal
+    stdout: str
+    stderr: str
+    signal: int | None = None
 
 
 class EventKind(enum.StrEnum):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from wdimage import log
 from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target
+from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec
-from wdimage.vm.qemu import Guest as QemuProcess
-from wdimage.vm.qemu import GuestAgent, ProtocolError, create_overlay, event_time
+from wdimage.vm.process import QemuProcess, create_overlay
+from wdimage.vm.qga import GuestAgent
+from wdimage.vm.qmp import event_time
 
 QMP_KINDS = {"WATCHDOG": EventKind.WATCHDOG, "RESET": EventKind.RESET, "SHUTDOWN": EventKind.SHUTDOWN,
              "STOP": EventKind.STOP, "RESUME": EventKind.RESUME}
