@@ -269,9 +269,9 @@ MACHINES = ("pc", "q35")
 
 
 def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
-              machine: str | None = None) -> DrillReport:
+              machine: str | None = None, scratch: Path | None = None) -> DrillReport:
     """The drill of a built image: guests booted by wdimage under QEMU (KVM where a probe boot shows it works),
-    on the model's machine type or `machine`."""
+    on the model's machine type or `machine`; its private directory under `scratch` (default: TMPDIR)."""
     if machine is not None and (machine not in MACHINES or build.model is Model.ITCO and machine != "q35"):
         raise usage_error(f"--machine {machine!r}: expected one of {', '.join(MACHINES)}"
                           f"{' (itco lives on q35)' if build.model is Model.ITCO else ''}")
@@ -285,7 +285,7 @@ def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] 
         report.warnings.append("this CentOS image's guest agent blocks guest-exec, which the drill needs: rebuild "
                                "it with 'wdimage build centos --drill-agent' (a drill image; build production "
                                "images without it)")
-    workdir = private_dir()
+    workdir = private_dir(scratch)
     try:
         base = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
                           initrd=build.initrd, cmdline=build.kernel_cmdline, machine=machine)

@@ -23,15 +23,16 @@ def create_overlay(base: Path, overlay: Path) -> None:
         capture=True)
 
 
-def private_dir() -> Path:
+def private_dir(parent: Path | None = None) -> Path:
     """A 0700 dir for one drill's sockets, overlays and console logs.
 
-    Under TMPDIR unless its path could not be a QEMU option value (a comma) or a unix socket path (too long).
+    Under `parent` (default: TMPDIR) unless its path could not be a QEMU option value (a comma) or a unix
+    socket path (too long).
     """
-    parent = tempfile.gettempdir()
-    if "," in parent or len(parent) > 60:
-        parent = "/tmp"
-    path = Path(tempfile.mkdtemp(prefix="wdimage-drill-", dir=parent))
+    where = str(parent or tempfile.gettempdir())
+    if "," in where or len(where) > 60:
+        where = "/tmp"
+    path = Path(tempfile.mkdtemp(prefix="wdimage-drill-", dir=where))
     path.chmod(0o700)
     return path
 
