@@ -39,7 +39,7 @@ def test_run_quiet_captures_the_output_and_logs_nothing(capsys):
 def test_run_quiet_gives_127_for_a_missing_command_and_124_for_a_timeout():
     assert run.run_quiet(["wdimage-no-such-command"]).returncode == 127
     began = time.monotonic()
-    timed_out = run.run_quiet(["sh", "-c", "echo early; sleep 30"], timeout=0.5)
+    timed_out = run.run_quiet(["sh", "-c", "echo early; exec sleep 30"], timeout=0.5)  # exec: nothing orphaned
     assert (timed_out.returncode, timed_out.stdout) == (124, "")
     assert time.monotonic() - began < 10
 
