@@ -1,11 +1,19 @@
-"""Every subprocess goes through run() (it logs the command and raises a WdimageError on failure), or, for a
-long command that must clean up after itself when wdimage is interrupted, run_group()."""
+"""Every subprocess of wdimage starts here:
+- run(): logs the command and raises a WdimageError on failure;
+- run_quiet(): for a command's output or exit code alone (a tool's version, a cleanup step): logs nothing,
+  raises nothing;
+- run_group(): a long command that must clean up after itself when wdimage is interrupted (DIB);
+- start() / running(): a command that runs while wdimage does other things (QEMU, the kernel compile) and is
+  stopped when wdimage is interrupted.
+"""
 
 import contextlib
+import ctypes
 import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -41,11 +49,29 @@ def run(
     return proc
 
 
+def run_quiet(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
+              timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run `cmd` with its output captured as text, for that output or the exit code alone: nothing logged,
+    nothing raised. A command that cannot be started (not installed) exits 127, one still running after
+    `timeout` seconds is killed and exits 124, as the shell and timeout(1) say; both with no output."""
+    argv = [str(c) for c in cmd]
+    try:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    except OSError:
+        return subprocess.CompletedProcess(argv, 127, "", "")
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", "")
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[list[int]]:
     """While a cleanup runs, SIGINT/SIGTERM/SIGHUP are noted (in the yielded list), not raised: a second
-    Ctrl-C must not cut short the cleanup the first one started. Main thread only."""
+    Ctrl-C must not cut short the cleanup the first one started. Only the main thread receives signals: in
+    another thread this changes nothing."""
     noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
     saved = {s: signal.getsignal(s) for s in _TERMINATING}
     for s, handler in saved.items():
         if handler is not signal.SIG_IGN:
@@ -132,3 +158,82 @@ def _cmdline(pid: int) -> str:
 def _kill(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
+
+
+class Child:
+    """A command started by start(), running while wdimage does other things."""
+
+    def __init__(self, proc: subprocess.Popen, argv: list[str]):
+        self._proc = proc
+        self.argv = argv
+        self.pid = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit code, None while it runs (as far as poll() or wait() last saw)."""
+        return self._proc.returncode
+
+    def poll(self) -> int | None:
+        """Its exit code, None while it runs."""
+        return self._proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Its exit code once it exits; None when it still runs after `timeout` seconds."""
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace: float = 10, signum: int | None = signal.SIGTERM) -> int:
+        """Send `signum` (None: send nothing, it was asked to exit some other way), give it `grace` seconds to
+        exit, then SIGKILL it; its exit code. Signals that arrive meanwhile are deferred (signals_deferred)."""
+        with signals_deferred():
+            if signum is not None and self._proc.poll() is None:
+                _kill(self.pid, signum)
+            if self.wait(grace) is None:
+                log.info(f"{self.argv[0]} did not exit within {grace:.0f} s: killing it")
+                self._proc.kill()
+            return self._proc.wait()
+
+
+def start(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None, output: IO | None = None,
+          merge_stderr: bool = False, die_with_parent: bool = False) -> Child:
+    """Start `cmd` (stdin from /dev/null, stdout and stderr to `output`, or stderr to stdout with
+    `merge_stderr`) and return at once. The caller stops it (Child.stop, or running() does). A signal during
+    the start is raised as Interrupted once the command runs, after stopping it. With `die_with_parent`, the
+    kernel kills it when wdimage dies outright (SIGKILL, a CI timeout), where no cleanup of wdimage's runs."""
+    argv = [str(c) for c in cmd]
+    log.info(f"$ {shlex.join(argv)}")
+    try:
+        with signals_deferred() as noted:  # a signal during Popen must not orphan a child that already runs
+            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                    stderr=subprocess.STDOUT if merge_stderr else output,
+                                    preexec_fn=_die_with_parent if die_with_parent else None)
+    except FileNotFoundError:
+        raise failure(f"{argv[0]} not found.", hint="run 'make deps' to install the system packages") from None
+    child = Child(proc, argv)
+    if noted:
+        child.stop()
+        raise Interrupted(noted[0])
+    return child
+
+
+@contextlib.contextmanager
+def running(cmd: Sequence[str | Path], *, stop_grace: float = 30, **options) -> Iterator[Child]:
+    """start() `cmd` for the body of a with statement; when the body raises (an interruption included), the
+    command gets SIGTERM and `stop_grace` seconds to exit before SIGKILL, and the exception goes on. A
+    command still running when the body ends normally is left to the caller (wait for it in the body)."""
+    child = start(cmd, **options)
+    try:
+        yield child
+    except BaseException:
+        child.stop(grace=stop_grace)
+        raise
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: have the kernel SIGKILL it when its parent dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG (Linux)
+    except Exception:  # not Linux, or no prctl in libc: the caller's own cleanup still stops the child
+        pass

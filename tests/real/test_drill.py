@@ -18,7 +18,7 @@ from wdimage.drill import report as drill_report
 from wdimage.drill import runner as drill
 from wdimage.drill.scenarios import MARGIN_SECONDS
 from wdimage.errors import ExitCode
-from wdimage.vm import qemu
+from wdimage.vm import process
 from wdimage.vm.launch import LaunchSpec
 
 pytestmark = pytest.mark.real
@@ -137,7 +137,7 @@ def test_the_kvm_probe_recognises_a_booting_kernel_under_tcg(debian_image_dir, t
     build = drill.load_build(debian_image_dir)
     spec = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
                       initrd=build.initrd, cmdline=build.kernel_cmdline)
-    booted, why = qemu.probe_boot(spec, tmp_path, seconds=90, accel="tcg")
+    booted, why = process.probe_boot(spec, tmp_path, seconds=90, accel="tcg")
     assert booted, why
     assert why.startswith("the kernel booted under TCG in")
 

@@ -18,7 +18,7 @@ import pytest
 from tests.build_cache import _intact
 from wdimage import cli
 from wdimage.errors import ExitCode
-from wdimage.vm import libvirt_guest, qemu
+from wdimage.vm import libvirt_guest, process
 
 pytestmark = pytest.mark.real
 
@@ -30,7 +30,7 @@ def scratch_domain(image_dir: Path, scratch: Path, name: str) -> str:
     root = ET.parse(image_dir / f"{image_dir.name}.xml").getroot()
     source = root.find("devices/disk/source")
     overlay = scratch / f"{name}.qcow2"
-    qemu.create_overlay(Path(source.get("file")), overlay)
+    process.create_overlay(Path(source.get("file")), overlay)
     source.set("file", str(overlay))
     root.find("name").text = name
     return ET.tostring(root, encoding="unicode")

@@ -307,7 +307,26 @@ def test_an_image_qemu_cannot_use_fails_the_drill_with_the_reason(tmp_path, monk
     assert text.endswith("Result: FAILED\n")
     kept = Path(text.split("kept in ", 1)[1].split()[0])
     assert kept.is_dir() and kept.name.startswith("wdimage-drill-") and kept.stat().st_mode & 0o777 == 0o700
-    shutil.rmtree(kept)
+    assert kept.parent.name.startswith("wdimage-run-")  # in the run's scratch scope, which keeps it
+    shutil.rmtree(kept.parent)
+
+
+def test_the_scratch_scope_is_passed_on_and_leaves_tempfile_alone(tmp_path, monkeypatch):
+    from wdimage.commands.drill import scratch_scope
+    from wdimage.vm.process import private_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    with scratch_scope() as scope:
+        assert tempfile.tempdir == "/tmp" and tempfile.gettempdir() == "/tmp"
+        made = private_dir(scope)
+        assert made.parent == scope and made.stat().st_mode & 0o777 == 0o700
+        made.rmdir()
+    assert not scope.exists()  # left empty: removed
+    comma = tmp_path / "a,b"
+    comma.mkdir()
+    fallback = private_dir(comma)  # a comma cannot be in a QEMU option value
+    assert fallback.parent == Path("/tmp")
+    fallback.rmdir()
 
 
 @pytest.mark.parametrize("text, interval", [("interval\t\t= 5", 5), ("  interval = 10", 10), ("", 1)])

@@ -135,3 +135,22 @@ def test_a_later_boot_resets_the_domain_the_runner_left_unusable():
     finally:
         target.domain.destroy()
         target.close()
+
+
+def test_libvirts_watchdog_and_pause_callbacks_give_typed_actions():
+    """libvirt's numbers through WATCHDOG_ACTIONS become Actions; a number it may add later gives no action."""
+    target = libvirt_guest.LibvirtTarget("test", TEST_URI)
+    guest = target.boot()
+    try:
+        guest.clear_events()
+        guest._on_watchdog(None, None, 2, None)  # VIR_DOMAIN_EVENT_WATCHDOG_RESET
+        guest._on_watchdog(None, None, 99, None)
+        guest._on_lifecycle(None, None, 3, 3, None)  # suspended, detail watchdog: the watchdog's pause
+        reset, later, paused = guest.events()[-3:]
+        assert (reset.kind, reset.action) == (EventKind.WATCHDOG, Action.RESET)
+        assert str(reset) == "libvirt watchdog reset reset"
+        assert (later.action, later.raw) == (None, "libvirt watchdog 99")
+        assert (paused.kind, paused.action, paused.reason) == (EventKind.STOP, Action.PAUSE, "watchdog")
+    finally:
+        guest.close()
+        target.close()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from wdimage.drill import runner as drill
-from wdimage.vm.qemu import SENTINEL, GuestAgent, JsonStream, ProtocolError
+from wdimage.vm.jsonstream import SENTINEL, JsonStream, ProtocolError
+from wdimage.vm.qga import GuestAgent
 
 RECORDINGS = Path(__file__).parent / "recordings"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wdimage.vm.qemu import JsonStream, ProtocolError, QmpClient, event_time
+from wdimage.vm.jsonstream import JsonStream, ProtocolError
+from wdimage.vm.qmp import QmpClient, event_time
 
 RECORDINGS = Path(__file__).parent / "recordings"
 
@@ -121,6 +122,7 @@ def test_recorded_watchdog_reset_after_a_sysrq_crash():
 
 
 def test_recorded_qmp_events_become_guest_events_with_qemus_timestamps():
+    from wdimage.models import Action
     from wdimage.vm.guest import EventKind
     from wdimage.vm.qemu_guest import to_event
 
@@ -132,6 +134,17 @@ def test_recorded_qmp_events_become_guest_events_with_qemus_timestamps():
     assert [(e.kind, e.action, e.reason) for e in events] == [
         (EventKind.WATCHDOG, "reset", None), (EventKind.RESET, None, "guest-reset"),
         (EventKind.RESET, None, "guest-reset")]
+    assert events[0].action is Action.RESET  # QMP's word, typed
     assert events[0].time == pytest.approx(1795551163.339295)
     assert str(events[0]) == "WATCHDOG reset" and str(events[1]) == "RESET guest-reset"
     assert replay.finish() == []
+
+
+def test_a_watchdog_action_this_wdimage_does_not_know_is_no_action():
+    from wdimage.models import Action
+    from wdimage.vm.qemu_guest import to_event
+
+    known = to_event({"event": "WATCHDOG", "data": {"action": "inject-nmi"}, "timestamp": {"seconds": 1}})
+    unknown = to_event({"event": "WATCHDOG", "data": {"action": "self-destruct"}, "timestamp": {"seconds": 1}})
+    assert known.action is Action.INJECT_NMI and unknown.action is None
+    assert to_event({"event": "RESET", "data": {"reason": "guest-reset"}}).action is None

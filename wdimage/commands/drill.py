@@ -72,22 +72,20 @@ def _check_target(option: str, path: Path | None, force: bool = False) -> None:
 
 @contextlib.contextmanager
 def scratch_scope():
-    """Make the drill's scratch directory (QEMU sockets, overlays, console logs: wdimage.vm.qemu.private_dir,
-    under tempfile.gettempdir()) inside a 0700 directory of this run, removed whole when the drill is
-    interrupted (run_drill keeps a failed drill's scratch directory as diagnostics, and cannot tell an
+    """A directory of this run (under TMPDIR) to make the drill's scratch directory in (QEMU sockets, overlays,
+    console logs: run_drill(scratch=...) passes it to wdimage.vm.process.private_dir), removed whole when the
+    drill is interrupted (run_drill keeps a failed drill's scratch directory as diagnostics, and cannot tell an
     interruption from a failure) or when it is left empty. Interim: belongs in run_drill itself."""
     parent = tempfile.gettempdir()
     if "," in parent or len(parent) > 30:  # private_dir would fall back to /tmp: scope it there
         parent = "/tmp"
     scope = Path(tempfile.mkdtemp(prefix="wdimage-run-", dir=parent))
-    saved, tempfile.tempdir = tempfile.tempdir, str(scope)
     try:
         yield scope
     except (Interrupted, KeyboardInterrupt):
         shutil.rmtree(scope, ignore_errors=True)
         raise
     finally:
-        tempfile.tempdir = saved
         with contextlib.suppress(OSError):
             scope.rmdir()  # empty after a passed drill (or any error before a scratch dir); diagnostics stay
 
@@ -128,8 +126,8 @@ def _built_image(args: argparse.Namespace, faults: list[str]) -> drill.DrillRepo
     built_with = build.action
     if args.action:
         build = dataclasses.replace(build, action=Action(args.action))
-    with scratch_scope():
-        report = drill.run_drill(build, faults, machine=args.machine)
+    with scratch_scope() as scratch:
+        report = drill.run_drill(build, faults, machine=args.machine, scratch=scratch)
     if build.action != built_with:
         report.warnings.append(f"action {build.action} instead of the manifest's {built_with} (--action)")
     return report

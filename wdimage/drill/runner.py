@@ -31,8 +31,9 @@ from wdimage.image import distros
 from wdimage.jsonfile import read_json_object
 from wdimage.models import Action, Model, info
 from wdimage.vm.guest import Event, EventKind, Guest, Target, Unsupported
+from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec
-from wdimage.vm.qemu import ProtocolError, choose_accel, private_dir
+from wdimage.vm.process import choose_accel, private_dir
 from wdimage.vm.qemu_guest import QemuTarget
 
 AGENT_TIMEOUT = 240  # seconds from QEMU start (or a reset) to an answering guest agent; TCG on a busy host
@@ -269,9 +270,9 @@ MACHINES = ("pc", "q35")
 
 
 def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
-              machine: str | None = None) -> DrillReport:
+              machine: str | None = None, scratch: Path | None = None) -> DrillReport:
     """The drill of a built image: guests booted by wdimage under QEMU (KVM where a probe boot shows it works),
-    on the model's machine type or `machine`."""
+    on the model's machine type or `machine`; its private directory under `scratch` (default: TMPDIR)."""
     if machine is not None and (machine not in MACHINES or build.model is Model.ITCO and machine != "q35"):
         raise usage_error(f"--machine {machine!r}: expected one of {', '.join(MACHINES)}"
                           f"{' (itco lives on q35)' if build.model is Model.ITCO else ''}")
@@ -283,7 +284,7 @@ def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] 
     report = DrillReport(target=str(build.directory), setup=setup, faults_requested=[], build=build)
     if warning := distros.drill_agent_warning(build.distro, build.drill_agent):
         report.warnings.append(warning)
-    workdir = private_dir()
+    workdir = private_dir(scratch)
     try:
         base = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
                           initrd=build.initrd, cmdline=build.kernel_cmdline, machine=machine)

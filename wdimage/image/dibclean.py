@@ -10,10 +10,10 @@ removes a directory that still has something mounted under it: that would delete
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 from wdimage import log
+from wdimage.run import run_quiet
 
 
 def _unescape(field: str) -> str:
@@ -35,10 +35,10 @@ def mounts_under(directory: Path, mountinfo: Path = Path("/proc/self/mountinfo")
 def loops_under(directory: Path) -> list[str]:
     """Loop devices whose backing file lies below `directory`."""
     root = str(Path(directory).resolve())
+    out = run_quiet(["losetup", "--json", "--list"]).stdout
     try:
-        out = subprocess.run(["losetup", "--json", "--list"], capture_output=True, text=True).stdout
         devices = json.loads(out or "{}").get("loopdevices", [])
-    except (OSError, ValueError):
+    except ValueError:
         return []
     return [d["name"] for d in devices
             if str(d.get("back-file") or "").split(" (deleted)")[0].startswith(root + "/")]
@@ -51,11 +51,11 @@ def clean_scratch(directory: Path) -> None:
         return
     for device in loops_under(directory):  # first: a loop device keeps its image's file system busy
         log.info(f"detaching {device}, left attached by diskimage-builder")
-        subprocess.run(["losetup", "--detach", device], capture_output=True)
+        run_quiet(["losetup", "--detach", device])
     for point in mounts_under(directory):
         log.info(f"unmounting what diskimage-builder left mounted: {point}")
-        if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "--lazy", str(point)], capture_output=True)
+        if run_quiet(["umount", str(point)]).returncode != 0:
+            run_quiet(["umount", "--lazy", str(point)])
     left = mounts_under(directory)
     if left:
         log.info(f"left {directory} in place: still mounted there: {', '.join(map(str, left))}")

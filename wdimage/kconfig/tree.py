@@ -18,7 +18,6 @@ import pickle
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from wdimage.errors import usage_error
 from wdimage.fileio import cache_dir, private_cache_dir
 from wdimage.kconfig import compat as kconfig_compat
 from wdimage.kconfig.compat import CompatKconfig, kconfiglib
+from wdimage.run import run_quiet
 
 # Bump when what the cache holds changes meaning (the compatibility layer, this module's parse).
 CACHE_REVISION = 5
@@ -100,11 +100,7 @@ def kconfig_environment(src: Path, arch: str) -> dict[str, str]:
     }
     env.update(_toolchain(env))
     env["CPP"] = f"{env['CC']} -E"
-    try:
-        out = subprocess.run([*env["CC"].split(), "--version"], capture_output=True, text=True,
-                             env={**os.environ, "LC_ALL": "C"}).stdout
-    except OSError:
-        out = ""
+    out = run_quiet([*env["CC"].split(), "--version"], env={**os.environ, "LC_ALL": "C"}).stdout
     # Makefile: CC_VERSION_TEXT = $(subst $(pound),,$(shell LC_ALL=C $(CC) --version | head -n 1))
     env["CC_VERSION_TEXT"] = (out.splitlines() or [""])[0].replace("#", "")
     # Linux 6.11+ exports these two as well (older trees ignore them).
@@ -115,10 +111,7 @@ def kconfig_environment(src: Path, arch: str) -> dict[str, str]:
 
 def _first_line(argv: list[str]) -> str:
     """The first line of a command's output, "" if it cannot run (as make's $(shell ...) gives)."""
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
+    out = run_quiet(argv, timeout=60).stdout
     return (out.splitlines() or [""])[0].strip()
 
 

@@ -15,9 +15,19 @@ import abc
 import dataclasses
 import enum
 
-from wdimage.vm.qemu import ExecResult
+from wdimage.models import Action
 
-__all__ = ["Capability", "Event", "EventKind", "ExecResult", "Guest", "Target", "Unsupported"]
+__all__ = ["Capability", "Event", "EventKind", "ExecResult", "Guest", "Target", "Unsupported", "watchdog_action"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """A program run in the guest to completion."""
+
+    exitcode: int | None  # None when killed by a signal
+    stdout: str
+    stderr: str
+    signal: int | None = None
 
 
 class EventKind(enum.StrEnum):
@@ -33,13 +43,22 @@ class EventKind(enum.StrEnum):
 class Event:
     kind: EventKind
     time: float  # wall clock, as time.time() counts it
-    action: str | None = None  # WATCHDOG: reset, shutdown, poweroff, pause, debug, none, inject-nmi
+    action: Action | None = None  # WATCHDOG (and STOP for the watchdog's pause): what the hypervisor did
     reason: str | None = None  # RESET/SHUTDOWN: e.g. guest-reset, guest-shutdown, watchdog, host-qmp-quit
     raw: str = ""  # the backend's own name for it (QMP event name, libvirt event id and detail)
 
     def __str__(self) -> str:
         extra = self.action or self.reason
         return f"{self.raw or self.kind}{' ' + extra if extra else ''}"
+
+
+def watchdog_action(word: str | None) -> Action | None:
+    """A backend's word for what the hypervisor did when the watchdog fired (QMP's and libvirt's are QEMU's
+    `-action watchdog=` words) as an Action; None for no word, or for one this wdimage does not know."""
+    try:
+        return Action(word) if word else None
+    except ValueError:
+        return None
 
 
 class Capability(enum.StrEnum):

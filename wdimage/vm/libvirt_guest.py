@@ -17,7 +17,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from wdimage.errors import failure, usage_error
-from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, Unsupported
+from wdimage.models import Action
+from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, Unsupported, watchdog_action
 
 try:
     import libvirt
@@ -212,7 +213,8 @@ class LibvirtGuest(Guest):
 
     def _on_watchdog(self, conn, domain, action, opaque) -> None:
         name = WATCHDOG_ACTIONS.get(action, str(action))
-        self._add(Event(EventKind.WATCHDOG, time.time(), action=name, raw=f"libvirt watchdog {name}"))
+        self._add(Event(EventKind.WATCHDOG, time.time(), action=watchdog_action(name),
+                        raw=f"libvirt watchdog {name}"))
 
     def _on_reboot(self, conn, domain, opaque) -> None:
         self._add(Event(EventKind.RESET, time.time(), raw="libvirt reboot"))
@@ -223,7 +225,7 @@ class LibvirtGuest(Guest):
             return
         kind, details = _LIFECYCLE[event]
         why = details[detail] if detail < len(details) else str(detail)
-        action = "pause" if kind is EventKind.STOP and why == "watchdog" else None
+        action = Action.PAUSE if kind is EventKind.STOP and why == "watchdog" else None
         self._add(Event(kind, time.time(), action=action, reason=why, raw=f"libvirt lifecycle {name} {why}"))
 
     def clear_events(self) -> None:

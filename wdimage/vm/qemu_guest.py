@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 from wdimage import log
-from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target
+from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, watchdog_action
+from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec
-from wdimage.vm.qemu import Guest as QemuProcess
-from wdimage.vm.qemu import GuestAgent, ProtocolError, create_overlay, event_time
+from wdimage.vm.process import QemuProcess, create_overlay
+from wdimage.vm.qga import GuestAgent
+from wdimage.vm.qmp import event_time
 
 QMP_KINDS = {"WATCHDOG": EventKind.WATCHDOG, "RESET": EventKind.RESET, "SHUTDOWN": EventKind.SHUTDOWN,
              "STOP": EventKind.STOP, "RESUME": EventKind.RESUME}
@@ -23,7 +25,7 @@ CAPABILITIES = frozenset({Capability.PAUSE, Capability.LINK, Capability.MIGRATE,
 
 def to_event(message: dict) -> Event:
     data = message.get("data", {})
-    return Event(QMP_KINDS[message["event"]], event_time(message), action=data.get("action"),
+    return Event(QMP_KINDS[message["event"]], event_time(message), action=watchdog_action(data.get("action")),
                  reason=data.get("reason"), raw=message["event"])
 
 
