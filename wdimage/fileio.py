@@ -1,10 +1,10 @@
 """Files wdimage writes: atomically and durably, never over something of the user's.
 
 write_atomically: a temporary file beside the target, fsynced, renamed over it, the directory fsynced.
-check_replaceable / check_output_dir: a target that exists is replaced only when wdimage wrote it.
+check_replaceable: a target that exists is replaced only when wdimage wrote it (wdimage.jsonfile's kinds say
+which JSON documents are; wdimage.image.outputs.check_output_dir does the same for output directories).
 """
 
-import json
 import os
 import stat
 import tempfile
@@ -92,11 +92,3 @@ def check_replaceable(path: Path, option: str, is_ours: Callable[[Path], bool], 
         raise usage_error(f"{option} {path}: exists and is not {what}; wdimage will not overwrite it",
                           hint="choose another file, or pass --force to replace it")
 
-
-def is_wdimage_json(path: Path, required: tuple[str, ...]) -> bool:
-    """Whether `path` holds a JSON object with wdimage's `schema` and every key in `required`."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("schema") == 1 and all(k in data for k in required)

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.kernel_tr
 from tests.kernel_trees import full_kernel_tree, kernel_tree  # noqa: E402
 from tests.real.conftest import _require_root_or_sudo, cached_build  # noqa: E402
 from wdimage import cli  # noqa: E402
-from wdimage.image import kernel_build  # noqa: E402
 from wdimage.drill.scenarios import MARGIN_SECONDS  # noqa: E402
 from wdimage.errors import ExitCode  # noqa: E402
+from wdimage.image import kernel_build  # noqa: E402
 
 pytestmark = pytest.mark.real
 

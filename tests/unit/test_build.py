@@ -1,6 +1,7 @@
 """`wdimage build`: option validation (exit 2 before any work), mirrors, dry runs per distro, assembling and
 publishing the output directory, and a real (fast-failing) DIB run that must leave nothing behind."""
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -14,6 +15,7 @@ from wdimage import cli, datadir
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.image import build, dib, distros, outputs
 from wdimage.image.distros import apt, debian
+from wdimage.image.manifest import InstalledPackage, Package
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -364,7 +366,7 @@ def _assemble(tmp_path, config: str = KERNEL_CONFIG, layout: dib.Layout = dib.La
     command = build.dib_command(settings, layout, {"watchdog.conf": Path("/w")}, staging / settings.name)
     manifest = build.assemble(settings, layout, command, staging,
                               datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), 12.34)
-    return settings, staging, manifest
+    return settings, staging, manifest.to_json()
 
 
 def test_assemble_writes_the_manifest_contract(tmp_path):
@@ -495,13 +497,14 @@ def test_a_built_in_driver_needs_no_module_file(tmp_path):
 
 def test_centos_itco_requires_kernel_modules_in_the_image(tmp_path):
     settings = build.make_settings("centos", model="itco", output=tmp_path / "out")
-    facts = build.ImageFacts("5.14.0-362.el9.x86_64", tmp_path / "config", [
-        {"name": n, "version": "1", "arch": "x86_64"} for n in ("kernel-core", "watchdog", "qemu-guest-agent")])
+    facts = build.ImageFacts("5.14.0-362.el9.x86_64", tmp_path / "config", tuple(
+        InstalledPackage(n, "1", "x86_64") for n in ("kernel-core", "watchdog", "qemu-guest-agent")))
     with pytest.raises(WdimageError) as e:
         build.package_versions(settings, facts)
     assert "kernel-modules" in e.value.message
-    facts.installed_packages.append({"name": "kernel-modules", "version": "1", "arch": "x86_64"})
-    assert build.package_versions(settings, facts)["kernel-modules"] == {"name": "kernel-modules", "version": "1"}
+    facts = dataclasses.replace(facts, installed_packages=(*facts.installed_packages,
+                                                           InstalledPackage("kernel-modules", "1", "x86_64")))
+    assert build.package_versions(settings, facts)["kernel-modules"] == Package("kernel-modules", "1")
     assert "kernel-modules" in settings.spec.module_hint(settings.model)
 
 

@@ -14,6 +14,7 @@ from wdimage.drill import scenarios
 from wdimage.drill.runner import Check, DrillReport, FaultResult
 from wdimage.drill.scenarios import Outcome, Setup, Window
 from wdimage.errors import ExitCode, WdimageError
+from wdimage.image.manifest import HealthRecord
 from wdimage.models import Action, Model
 
 # What GUEST_PROBE printed in the Debian bookworm guest of `wdimage build debian` (i6300esb, 15 s), through the
@@ -348,14 +349,14 @@ def test_expected_windows_per_fault_and_model():
 def test_a_named_scenario_the_image_cannot_run_is_refused_and_all_leaves_it_out():
     setup = Setup("x", Model.I6300ESB, Action.RESET, 15)
     row = scenarios.Scenario("needs-ping", "x", Outcome.REBOOT, scenarios.nothing, scenarios.quiet_window,
-                             requires=lambda s: None if s.health.get("ping") else "build with --ping ADDR")
+                             requires=lambda s: None if s.health and s.health.ping else "build with --ping ADDR")
     scenarios.SCENARIOS[row.name] = row
     try:
         with pytest.raises(ValueError, match="--fault needs-ping: .*--ping ADDR"):
             scenarios.select(["needs-ping"], setup, frozenset())
         chosen, left_out = scenarios.select(["all"], setup, frozenset())
         assert "needs-ping" not in [c.name for c in chosen] and ("needs-ping", "build with --ping ADDR") in left_out
-        chosen, _ = scenarios.select(["all"], Setup("x", Model.I6300ESB, Action.RESET, 15, health={"ping": ["a"]}),
+        chosen, _ = scenarios.select(["all"], Setup("x", Model.I6300ESB, Action.RESET, 15, health=HealthRecord(ping=("a",))),
                                      frozenset())
         assert "needs-ping" in [c.name for c in chosen]
     finally:

@@ -8,6 +8,7 @@ import pytest
 from wdimage import cli
 from wdimage.image import build, dib, health
 from wdimage.image.health import Timing
+from wdimage.image.manifest import Breaks, health_record
 
 
 def _build(capsys, *args: str) -> tuple[int, str]:
@@ -99,7 +100,7 @@ def test_without_health_tests_the_daemon_keeps_its_defaults():
 
 
 def test_manifest_records_tests_and_how_to_break_them():
-    record = health.manifest_record(_settings(example=True).health)
+    record = health_record(_settings(example=True).health).to_json()
     assert record["ping"] == ["10.0.2.2"] and record["max_load_1"] == 8
     assert record["retry_timeout"] == 60  # the daemon's default, stated
     assert record["pidfiles"] == ["/run/wdimage-example.pid"]
@@ -113,7 +114,9 @@ def test_users_own_test_binary_with_its_break_command(tmp_path):
     test.write_text("#!/bin/sh\npgrep app\n")
     settings = build.make_settings("debian", health_options=dict(test_binary=str(test),
                                                                  test_break="systemctl stop app"))
-    record = health.manifest_record(settings.health)
+    record = health_record(settings.health)
+    assert record.breaks == Breaks(test="systemctl stop app") and record.repair_binary is None
+    record = record.to_json()
     assert record["test_binary"] == "/usr/local/lib/wdimage/health/check-app"
     assert record["break"] == {"test": "systemctl stop app"}
     assert record["repair_binary"] is None

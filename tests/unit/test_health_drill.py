@@ -1,6 +1,8 @@
 """The health scenarios' table rows: which build option each needs (exit 2 naming it), their windows from the
 manifest's record, and the daemon's reason parsed from its real log lines (watchdog 5.16's format strings)."""
 
+import dataclasses
+
 import pytest
 
 from tests.unit.test_drill import write_build
@@ -10,15 +12,16 @@ from wdimage.drill import health as health_drill
 from wdimage.drill.scenarios import Outcome, Setup
 from wdimage.errors import ExitCode
 from wdimage.image import build, health
+from wdimage.image.manifest import Breaks, HealthRecord, health_record
 from wdimage.models import Action, Model
 
-EXAMPLE_RECORD = health.manifest_record(build.make_settings(
+EXAMPLE_RECORD = health_record(build.make_settings(
     "debian", ping=("10.0.2.2",), max_load_1=8, health_options=dict(min_memory=16384, retry_timeout=10,
                                                                     example=True)).health)
 
 
-def _setup(record: dict | None = None, interval: int = 5) -> Setup:
-    return Setup("x", Model.I6300ESB, Action.RESET, 15, interval, dict(record if record is not None else EXAMPLE_RECORD))
+def _setup(record: HealthRecord | None = EXAMPLE_RECORD, interval: int = 5) -> Setup:
+    return Setup("x", Model.I6300ESB, Action.RESET, 15, interval, record)
 
 
 @pytest.mark.parametrize("fault, option", [
@@ -33,7 +36,7 @@ def test_a_fault_the_image_does_not_configure_exits_2_naming_the_option(tmp_path
 
 
 def test_all_leaves_out_what_the_image_cannot_run_and_says_why():
-    chosen, left_out = scenarios.select(["all"], _setup({}), frozenset(scenarios.Capability))
+    chosen, left_out = scenarios.select(["all"], _setup(None), frozenset(scenarios.Capability))
     assert {name for name, _ in left_out} == {"net", "load", "memory", "service", "test", "test-repaired"}
     assert "panic" in [s.name for s in chosen]
     chosen, left_out = scenarios.select(["all"], _setup(), frozenset(scenarios.Capability))
@@ -41,7 +44,7 @@ def test_all_leaves_out_what_the_image_cannot_run_and_says_why():
 
 
 def test_a_user_test_without_a_break_command_cannot_be_drilled():
-    record = dict(EXAMPLE_RECORD, example=False, **{"break": {}})
+    record = dataclasses.replace(EXAMPLE_RECORD, example=False, breaks=Breaks())
     why = health_drill.requires("test")(_setup(record))
     assert "--test-break" in why
 
@@ -60,7 +63,7 @@ def test_windows_come_from_the_manifest_record():
     expected = health.window("net", health.Timing(interval=5, retry_timeout=10, sigterm_delay=5, stages=1))
     assert (net.low, net.high) == (expected.low, expected.high)
     # the ICH9 TCO counts the daemon's final 1 s timeout down twice: one second more at the end
-    itco = scenarios.SCENARIOS["service"].window(Setup("x", Model.ITCO, Action.RESET, 15, 5, dict(EXAMPLE_RECORD)))
+    itco = scenarios.SCENARIOS["service"].window(Setup("x", Model.ITCO, Action.RESET, 15, 5, EXAMPLE_RECORD))
     assert itco.high == scenarios.SCENARIOS["service"].window(setup).high + 1
 
 
@@ -69,7 +72,7 @@ def test_the_healthy_control_waits_out_the_slowest_health_test():
     healthy = scenarios.SCENARIOS["healthy"].window(setup)
     slowest = max(scenarios.SCENARIOS[f].window(setup).high for f in ("net", "load", "memory", "service", "test"))
     assert healthy.high == slowest > setup.fire_after
-    plain = scenarios.SCENARIOS["healthy"].window(_setup({}))
+    plain = scenarios.SCENARIOS["healthy"].window(_setup(None))
     assert plain.high == 15  # no health tests: the watchdog's own window
 
 
@@ -127,7 +130,7 @@ class _Guest:
 
 
 def _memory_ctx(pages):
-    return type("Ctx", (), {"guest": _Guest(), "notes": [], "setup": _setup(dict(EXAMPLE_RECORD, min_memory=pages))})()
+    return type("Ctx", (), {"guest": _Guest(), "notes": [], "setup": _setup(dataclasses.replace(EXAMPLE_RECORD, min_memory=pages))})()
 
 
 def test_memory_fault_refuses_a_min_memory_too_close_to_the_kernels_reserve():

@@ -73,7 +73,8 @@ def write_output(root: Path, name: str, distro: str, model: str, drill: dict | N
     }
     (directory / "manifest.json").write_text(json.dumps(manifest))
     if drill is not None:
-        (directory / matrix.DRILL_REPORT).write_text(json.dumps(drill))
+        report = {"schema": 2, "name": name, "checks": [], **drill}  # the keys every drill report has
+        (directory / matrix.DRILL_REPORT).write_text(json.dumps(report))
     return directory
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from wdimage import cli
 from wdimage.errors import ExitCode, WdimageError
-from wdimage.fileio import check_replaceable, write_atomically
+from wdimage.fileio import check_replaceable
 from wdimage.image import outputs
 
 MANIFEST = {"schema": 1, "name": "img", "files": {"image": "img.qcow2"}, "build": {"wdimage_version": "0.1.0"}}
@@ -168,3 +168,52 @@ def test_junit_target_only_a_previous_wdimage_junit_report_is_replaced(tmp_path,
     code = cli.main(["drill", str(tmp_path / "no-build"), "--junit", str(theirs)])
     assert code == ExitCode.USAGE and f"--junit {theirs}" in capsys.readouterr().err
     assert "400" in theirs.read_text()
+
+
+# --- report files written again: the README's promise that a previous report is replaced ---------------------
+
+def _drill_without_qemu(monkeypatch, accel: str) -> None:
+    """`wdimage drill` as it runs, but run_drill returns a finished report instead of booting QEMU."""
+    from tests.unit.test_drill import sections
+    from wdimage.drill import runner
+
+    def run_drill(build, faults, prepare=(), machine=None):
+        setup = runner.setup_from_build(build)
+        report = runner.DrillReport(target=str(build.directory), setup=setup, build=build,
+                                    faults_requested=["panic"], accel=accel,
+                                    checks=runner.evaluate_checks(sections(), setup.model, setup.timeout))
+        report.faults = [runner.FaultResult("panic", True, "reset", 14.7, True, 20.1, "WATCHDOG reset",
+                                            outcome="fire", path="watchdog")]
+        return report
+
+    monkeypatch.setattr(runner, "run_drill", run_drill)
+
+
+def test_drill_reports_written_twice_to_the_same_files_replace_the_first(tmp_path, monkeypatch, capsys):
+    from tests.unit.test_drill import write_build
+
+    out = write_build(tmp_path)
+    report, junit = tmp_path / "drill.json", tmp_path / "drill.xml"
+    for accel in ("tcg", "kvm"):
+        _drill_without_qemu(monkeypatch, accel)
+        code = cli.main(["drill", str(out), "--fault", "panic", "--json", str(report), "--junit", str(junit)])
+        assert code == ExitCode.OK, capsys.readouterr().err
+        written = json.loads(report.read_text())
+        assert written["schema"] == 2 and written["accel"] == accel and written["passed"] is True
+        assert outputs.is_drill_report(report) and outputs.is_junit_report(junit)
+    assert 'name="wdimage drill debian-i6300esb"' in junit.read_text()
+
+
+def test_an_output_directory_holding_its_drill_reports_is_a_previous_output(tmp_path, monkeypatch, capsys):
+    from tests.unit.test_drill import write_build
+
+    build = write_build(tmp_path)
+    _drill_without_qemu(monkeypatch, "tcg")
+    out = _previous_output(tmp_path / "out")
+    assert cli.main(["drill", str(build), "--fault", "panic", "--json", str(out / "drill.json"),
+                     "--junit", str(out / "drill.xml")]) == ExitCode.OK
+    assert json.loads((out / "drill.json").read_text())["schema"] == 2
+    assert outputs.foreign_entry(out) is None
+    outputs.check_output_dir(out)
+    (out / "drill.json").write_text(json.dumps({**REPORT, "schema": 3}))  # a report of a later wdimage
+    assert outputs.foreign_entry(out) == f"{out / 'drill.json'} is not part of it"

@@ -53,7 +53,8 @@ def test_a_directory_name_that_is_not_a_plain_word_is_never_published(tmp_path):
 
 def test_the_drill_error_is_the_reason_when_no_fault_ran(tmp_path):
     directory = make_output(tmp_path, "debian-ib700", None)
-    (directory / "drill.json").write_text(json.dumps({"passed": False, "error": "no KVM, TCG too slow"}))
+    (directory / "drill.json").write_text(json.dumps({"schema": 2, "name": "debian-ib700", "checks": [], "faults": [],
+                                                      "passed": False, "error": "no KVM, TCG too slow"}))
     plan = release.release_plan(matrix.build_index([directory]), [])
     assert plan["withheld"] == [{"name": "debian-ib700", "why": "the drill FAILED (no KVM, TCG too slow)"}]
 
@@ -118,6 +119,6 @@ def test_manifest_records_the_layout_and_how_it_was_chosen(tmp_path):
         command = build.dib_command(settings, dib.Layout.DIRECT, {"watchdog.conf": staging}, staging / "x")
         manifest = build.assemble(settings, dib.Layout.DIRECT, command, staging,
                                   datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), 1.0)
-        assert manifest["boot"] == "direct" and manifest["build"]["layout"] == "direct"
-        assert manifest["build"]["layout_option"] == option
+        assert manifest.boot == "direct" and manifest.build.layout == "direct"
+        assert manifest.build.layout_option == option
         assert json.loads((staging / "manifest.json").read_text())["build"]["layout_option"] == option

@@ -5,11 +5,13 @@ import hashlib
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from wdimage.image.manifest import InstalledPackage, Manifest, from_json
 from wdimage.image.sbom import ROLE_PROPERTY, package_url, sbom_json, write_sbom
 
 
@@ -26,6 +28,11 @@ def debian_manifest() -> dict:
         "checksums": {"debian-i6300esb.raw": "ab" * 32},
         "build": {"started": "2026-11-24T19:00:00Z", "seconds": 131.5},
     }
+
+
+def manifest_of(data: dict, installed_packages: list[dict]) -> Manifest:
+    """The Manifest of `data` with these installed packages, as wdimage.image.manifest reads it."""
+    return from_json({**data, "installed_packages": installed_packages}, Path("manifest.json"))
 
 
 def debian_packages() -> list[dict]:
@@ -62,7 +69,7 @@ def roles_of(sbom: dict) -> dict[str, dict]:
 
 def test_sbom_is_valid_cyclonedx_and_marks_the_watchdog_packages(tmp_path):
     path = tmp_path / "sbom.cdx.json"
-    write_sbom(debian_manifest(), debian_packages(), path)
+    write_sbom(manifest_of(debian_manifest(), debian_packages()), path)
     text = path.read_text()
     validate(text)
     sbom = json.loads(text)
@@ -83,12 +90,12 @@ def test_sbom_is_valid_cyclonedx_and_marks_the_watchdog_packages(tmp_path):
 
 
 def test_sbom_is_byte_identical_for_identical_inputs_and_changes_with_them():
-    first = sbom_json(debian_manifest(), debian_packages())
-    assert first == sbom_json(debian_manifest(), debian_packages())
+    first = sbom_json(manifest_of(debian_manifest(), debian_packages()))
+    assert first == sbom_json(manifest_of(debian_manifest(), debian_packages()))
     assert json.loads(first)["metadata"]["timestamp"].startswith("2026-11-24T19:00:00")
     newer = debian_packages()
     newer[0] = {**newer[0], "version": "2.36-9+deb12u11"}
-    second = sbom_json(debian_manifest(), newer)
+    second = sbom_json(manifest_of(debian_manifest(), newer))
     assert json.loads(first)["serialNumber"] != json.loads(second)["serialNumber"]
 
 
@@ -98,15 +105,15 @@ def test_sbom_regenerated_from_the_published_manifest_is_the_same_document(tmp_p
     before = debian_manifest()
     del before["files"]["sbom"]
     path = tmp_path / "sbom.cdx.json"
-    write_sbom(before, debian_packages(), path)
+    write_sbom(manifest_of(before, debian_packages()), path)
     published = {**before, "files": {**before["files"], "sbom": path.name},
                  "checksums": {**before["checksums"], path.name: hashlib.sha256(path.read_bytes()).hexdigest()}}
-    assert sbom_json(published, debian_packages()) == path.read_text()
+    assert sbom_json(manifest_of(published, debian_packages())) == path.read_text()
 
 
 def test_role_package_missing_from_the_list_is_still_listed():
     packages = [p for p in debian_packages() if p["name"] != "watchdog"]
-    sbom = json.loads(sbom_json(debian_manifest(), packages))
+    sbom = json.loads(sbom_json(manifest_of(debian_manifest(), packages)))
     assert roles_of(sbom)["watchdog"]["version"] == "5.16-1+b2"
 
 
@@ -114,7 +121,7 @@ def test_real_dpkg_list_of_this_machine(tmp_path):
     packages = host_dpkg_packages()
     assert len(packages) > 100
     path = tmp_path / "sbom.cdx.json"
-    write_sbom(debian_manifest(), packages, path)
+    write_sbom(manifest_of(debian_manifest(), packages), path)
     text = path.read_text()
     validate(text)
     sbom = json.loads(text)
@@ -134,7 +141,7 @@ def test_real_dpkg_list_of_this_machine(tmp_path):
      "pkg:deb/debian/libstdc%2B%2B6@12.2.0-14?arch=amd64&distro=debian-bookworm"),
 ])
 def test_package_urls_per_distro(distro, release, package, purl):
-    assert package_url(distro, release, package).to_string() == purl
+    assert package_url(distro, release, InstalledPackage(**package)).to_string() == purl
 
 
 def test_gentoo_sbom_is_valid():
@@ -143,7 +150,7 @@ def test_gentoo_sbom_is_valid():
                              "watchdog": {"name": "sys-apps/watchdog", "version": "5.16"},
                              "qemu-guest-agent": {"name": "app-emulation/qemu-guest-agent", "version": "9.0.2"}}}
     packages = [{"name": "sys-apps/watchdog", "version": "5.16", "arch": "amd64"}]
-    text = sbom_json(manifest, packages)
+    text = sbom_json(manifest_of(manifest, packages))
     validate(text)
     assert set(roles_of(json.loads(text))) == {"kernel", "watchdog", "qemu-guest-agent"}
 
@@ -151,7 +158,7 @@ def test_gentoo_sbom_is_valid():
 def test_write_sbom_replaces_atomically_and_leaves_no_temp_files(tmp_path):
     path = tmp_path / "sbom.cdx.json"
     path.write_text("old")
-    write_sbom(debian_manifest(), debian_packages(), path)
+    write_sbom(manifest_of(debian_manifest(), debian_packages()), path)
     assert json.loads(path.read_text())["bomFormat"] == "CycloneDX"
     assert [p.name for p in tmp_path.iterdir()] == ["sbom.cdx.json"]
 
@@ -177,7 +184,7 @@ def test_a_kernel_compiled_from_source_is_marked_on_its_package():
                              "kernel": {"name": f"linux-image-{release}", "version": f"{release}-1"}}}
     packages = [p for p in debian_packages() if not p["name"].startswith("linux-image")]
     packages.append({"name": f"linux-image-{release}", "version": f"{release}-1", "arch": "amd64"})
-    text = sbom_json(manifest, packages)
+    text = sbom_json(manifest_of(manifest, packages))
     validate(text)
     kernel = roles_of(json.loads(text))["kernel"]
     assert kernel["name"] == f"linux-image-{release}"
@@ -189,7 +196,7 @@ def test_a_kernel_compiled_from_source_is_marked_on_its_package():
 def test_a_kernel_from_source_without_a_package_is_a_component_of_its_own():
     manifest = {**debian_manifest(), "distro": "gentoo", "release": "", "kernel_source": KERNEL_SOURCE,
                 "packages": {"watchdog": {"name": "sys-apps/watchdog", "version": "5.16"}}}
-    text = sbom_json(manifest, [{"name": "sys-apps/watchdog", "version": "5.16", "arch": "amd64"}])
+    text = sbom_json(manifest_of(manifest, [{"name": "sys-apps/watchdog", "version": "5.16", "arch": "amd64"}]))
     validate(text)
     kernel = roles_of(json.loads(text))["kernel"]
     assert (kernel["name"], kernel["version"]) == ("linux", KERNEL_SOURCE["release"])

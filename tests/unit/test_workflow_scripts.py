@@ -50,7 +50,8 @@ def make_output(root: Path, name: str, drill_passed: bool | None) -> Path:
     (directory / f"run-{name}.sh").write_text("#!/bin/sh\n")  # as downloaded: artifacts keep no file modes
     if drill_passed is not None:
         faults = [{"fault": "panic", "passed": drill_passed, "seconds_to_reset": 14.7 if drill_passed else None}]
-        (directory / "drill.json").write_text(json.dumps({"passed": drill_passed, "accel": "tcg", "faults": faults}))
+        (directory / "drill.json").write_text(json.dumps({"schema": 2, "name": name, "checks": [],
+                                                          "passed": drill_passed, "accel": "tcg", "faults": faults}))
     return directory
 
 

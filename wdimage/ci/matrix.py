@@ -10,7 +10,9 @@ import dataclasses
 from pathlib import Path
 
 from wdimage.image import distros
-from wdimage.jsonfile import read_json_object
+from wdimage.image.manifest import Files, read_manifest
+from wdimage.jsonfile import DRILL_REPORT as DRILL_REPORT_JSON
+from wdimage.jsonfile import INDEX
 from wdimage.models import Model
 
 DISTROS = tuple(distros.DISTROS)  # the distros `wdimage build` knows, in its registry's order
@@ -83,23 +85,24 @@ def render_matrix_text() -> str:
 
 def load_result(directory: Path) -> dict:
     """One row of the index: what DIR/manifest.json and DIR/drill.json say about the image."""
-    manifest = _read_json(directory / "manifest.json", required=True)
-    drill = _read_json(directory / DRILL_REPORT, required=False)
-    packages = manifest.get("packages") or {}
-    files = manifest.get("files") or {}
+    manifest = read_manifest(directory, "pass build output directories (each holds manifest.json)")
+    report = directory / DRILL_REPORT
+    drill = DRILL_REPORT_JSON.read(report) if report.exists() else None
+    packages = manifest.packages or {}
+    files = manifest.files or Files()
     return {
         "directory": directory.name,
-        "name": manifest.get("name"),
-        "distro": manifest.get("distro"),
-        "release": manifest.get("release"),
-        "model": manifest.get("model"),
-        "action": manifest.get("action"),
-        "timeout": manifest.get("timeout"),
-        "versions": {role: (packages.get(role) or {}).get("version") for role in sorted(packages)},
-        "image": files.get("image"),
-        "image_sha256": (manifest.get("checksums") or {}).get(files.get("image") or ""),
-        "sbom": files.get("sbom"),
-        "build_seconds": (manifest.get("build") or {}).get("seconds"),
+        "name": manifest.name,
+        "distro": manifest.distro,
+        "release": manifest.release,
+        "model": manifest.model and str(manifest.model),
+        "action": manifest.action and str(manifest.action),
+        "timeout": manifest.timeout,
+        "versions": {role: packages[role].version for role in sorted(packages)},
+        "image": files.image,
+        "image_sha256": (manifest.checksums or {}).get(files.image or ""),
+        "sbom": files.sbom,
+        "build_seconds": manifest.build.seconds if manifest.build else None,
         "drill": _drill_summary(drill),
     }
 
@@ -108,7 +111,7 @@ def build_index(directories: list[Path]) -> dict:
     """The index of several output directories, sorted by image name."""
     rows = [load_result(d) for d in directories]
     rows.sort(key=lambda row: (row["distro"] or "", row["model"] or "", row["name"] or ""))
-    return {"schema": 1, "images": rows}
+    return {"schema": INDEX.schema, "images": rows}
 
 
 def render_index_markdown(index: dict) -> str:
@@ -144,8 +147,3 @@ def cell_text(value) -> str:
     """A Markdown table cell: no pipes or newlines from the data can break the table."""
     return "-" if value in (None, "") else str(value).replace("|", "\\|").replace("\n", " ")
 
-
-def _read_json(path: Path, required: bool) -> dict | None:
-    if not path.exists() and not required:
-        return None
-    return read_json_object(path, "pass build output directories (each holds manifest.json)")

@@ -127,12 +127,12 @@ def _cmd_build(args) -> int:
         print(result.command)
     else:
         manifest = result.manifest
-        print(f"built {settings.output} ({manifest['boot']} boot, {manifest['build']['seconds']} s)")
-        for role, package in manifest["packages"].items():
-            print(f"  {role}: {package['name']} {package['version']}")
-        if "kernel_source" in manifest:
-            source = manifest["kernel_source"]
+        print(f"built {settings.output} ({manifest.boot} boot, {manifest.build.seconds} s)")
+        for role, package in manifest.packages.items():
+            print(f"  {role}: {package.name} {package.version}")
+        if manifest.kernel_source is not None:
+            source = manifest.kernel_source
             print(f"  kernel from source: {source['release']} (Linux {source['version']}, config sha256 "
                   f"{source['config_sha256'][:16]}, {source['compiler']})")
-        print(f"  run it: {settings.output / manifest['files']['launch_stub']}")
+        print(f"  run it: {settings.output / manifest.files.launch_stub}")
     return 0

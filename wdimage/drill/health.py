@@ -4,7 +4,8 @@ daemon logged, read back after the reboot.
 
 The faults break what a test watches, never the daemon: what is proven is the daemon's own soft reboot
 (wdimage.image.health explains its timing), whose last step is the hardware timer set to 1 s.
-Functions here take the scenario table's Context/Setup (duck-typed: guest, setup, notes; health, interval, model).
+Functions here take the scenario table's Context/Setup (duck-typed: guest, setup, notes; health, interval, model);
+setup.health is the manifest's HealthRecord (wdimage.image.manifest), None when the build recorded none.
 """
 
 import math
@@ -12,9 +13,10 @@ import re
 import time
 
 from wdimage.image import health
+from wdimage.image.manifest import HealthRecord
 from wdimage.models import info
 
-# Which manifest `health` key each fault needs, and the build option that sets it.
+# Which HealthRecord field (manifest `health` key) each fault needs, and the build option that sets it.
 NEEDS = {
     "net": ("ping", "--ping 10.0.2.2"),
     "load": ("max_load_1", "--max-load N"),
@@ -76,30 +78,29 @@ def requires(fault: str):
     key, option = NEEDS[fault]
 
     def missing(setup) -> str | None:
-        record = setup.health or {}
-        if not record.get(key):
+        record = setup.health or HealthRecord()
+        if not getattr(record, key):
             return f"build the image with {option}"
-        breaks = record.get("break") or {}
-        if fault == "test" and not breaks.get("test"):
+        if fault == "test" and not record.breaks.test:
             return "build with --test-break COMMAND: the manifest records no way to make the test binary fail"
-        if fault == "test-repaired" and not (breaks.get("test") and record.get("test_binary")):
+        if fault == "test-repaired" and not (record.breaks.test and record.test_binary):
             return "build with --test-binary and --test-break: nothing for the repair binary to repair"
         return None
     return missing
 
 
 def timing(setup) -> health.Timing:
-    record = setup.health or {}
+    record = setup.health or HealthRecord()
     return health.Timing(interval=setup.interval,
-                         retry_timeout=record.get("retry_timeout", health.DEFAULT_RETRY_TIMEOUT),
-                         sigterm_delay=record.get("sigterm_delay", health.DEFAULT_SIGTERM_DELAY),
+                         retry_timeout=record.retry_timeout,
+                         sigterm_delay=record.sigterm_delay,
                          stages=info(setup.model).stages)
 
 
 def window(fault: str, setup) -> health.Window:
     t = timing(setup)
     if fault == "load":
-        max_load = setup.health["max_load_1"]
+        max_load = setup.health.max_load_1
         return health.load_window(t, max_load, health.spinners_for(max_load), LOAD_SETTLED)
     if fault == "memory":
         return health.unretried_window(t, "memory", MEMORY_SECONDS, f"allocated within {MEMORY_SECONDS}s")
@@ -131,13 +132,13 @@ def load(ctx) -> None:
     while start > LOAD_SETTLED and time.monotonic() < deadline:
         time.sleep(5)
         start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
-    spinners = health.spinners_for(ctx.setup.health["max_load_1"])
+    spinners = health.spinners_for(ctx.setup.health.max_load_1)
     ctx.guest.spawn(LOAD_SH, str(spinners))
     ctx.notes.append(f"{spinners} busy loops from a 1-minute load of {start:.2f}")
 
 
 def fill_memory(ctx) -> None:
-    pages = ctx.setup.health["min_memory"]
+    pages = ctx.setup.health.min_memory
     reserve = int(ctx.guest.run(RESERVE_SH, timeout=30).stdout.strip() or 0)
     target = pages * 4 * 7 // 8
     if target < reserve + RESERVE_MARGIN_KB:
@@ -152,7 +153,7 @@ def fill_memory(ctx) -> None:
 
 
 def kill_service(ctx) -> None:
-    pidfile = ctx.setup.health["pidfiles"][0]
+    pidfile = ctx.setup.health.pidfiles[0]
     result = ctx.guest.run(SERVICE_SH, pidfile, timeout=30)
     if result.exitcode != 0:
         raise RuntimeError(f"could not kill the process in {pidfile}: {result.stderr.strip()}")
@@ -161,14 +162,14 @@ def kill_service(ctx) -> None:
 
 def break_test(ctx) -> None:
     """Make the test binary fail so that its repair fails too (where the build recorded how), or plainly."""
-    breaks = ctx.setup.health["break"]
-    command = breaks.get("test_unrepairable") or breaks["test"]
+    breaks = ctx.setup.health.breaks
+    command = breaks.test_unrepairable or breaks.test
     ctx.guest.run(BREAK_SH, command, timeout=30)
     ctx.notes.append(f"broke the test: {command}")
 
 
 def break_test_repairably(ctx) -> None:
-    command = ctx.setup.health["break"]["test"]
+    command = ctx.setup.health.breaks.test
     ctx.guest.run(BREAK_SH, command, timeout=30)
     ctx.notes.append(f"broke the test: {command}")
 
@@ -176,7 +177,7 @@ def break_test_repairably(ctx) -> None:
 def repaired(ctx) -> str | None:
     """After the quiet wait: the repair binary must have put back what the example test watches (else the
     quiet proves nothing: a test that never ran would be quiet too). Returns what went wrong, if anything."""
-    if not ctx.setup.health.get("example"):
+    if not (ctx.setup.health and ctx.setup.health.example):
         return None
     said = ctx.guest.run(WATCHED_BACK_SH, timeout=30).stdout.strip()
     if said != "back":

@@ -3,6 +3,7 @@
 import dataclasses
 
 from wdimage.drill.runner import DrillReport, FaultResult
+from wdimage.jsonfile import DRILL_REPORT
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -24,12 +25,12 @@ def fault_json(f: FaultResult, timeout: int) -> dict:
 def report_json(report: DrillReport) -> dict:
     setup, build = report.setup, report.build
     return {
-        "schema": 2,
+        "schema": DRILL_REPORT.schema,
         "target": report.target,
         "directory": str(build.directory) if build else None, "name": setup.name,
         "distro": build.distro if build else None, "release": build.release if build else None,
         "model": str(setup.model), "action": str(setup.action), "timeout": setup.timeout,
-        "interval": setup.interval, "health": setup.health or None,
+        "interval": setup.interval, "health": setup.health.to_json() if setup.health else None,
         "accel": report.accel, "accel_reason": report.accel_reason, "kernel": report.kernel or None,
         "boot_to_agent_seconds": _round(report.boot_to_agent_seconds),
         "boot_to_armed_seconds": _round(report.boot_to_armed_seconds),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wdimage import log
 from wdimage.drill import health as health_drill
+from wdimage.drill.build_output import BuildOutput, load_build, setup_from_build  # noqa: F401  (re-exported)
 from wdimage.drill.checks import (  # noqa: F401  (re-exported: the drill's public names)
     GUEST_PROBE,
     BootTimeline,
@@ -25,11 +26,10 @@ from wdimage.drill.checks import (  # noqa: F401  (re-exported: the drill's publ
     ping_interval,
     run_checks,
 )
-from wdimage.drill.scenarios import MARGIN_SECONDS, SCENARIOS, Context, Outcome, Scenario, Setup, Window, names, select
+from wdimage.drill.scenarios import MARGIN_SECONDS, Context, Outcome, Scenario, Setup, Window, names, select
 from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.image import distros
-from wdimage.jsonfile import read_json_object
-from wdimage.models import Action, Model, info
+from wdimage.models import Action, Model
 from wdimage.vm.guest import Event, EventKind, Guest, Target, Unsupported
 from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec
@@ -57,93 +57,6 @@ def faults_for(choices: str | Sequence[str]) -> list[str]:
     choices = [choices] if isinstance(choices, str) else list(choices)
     ordered = names() if "all" in choices else choices
     return list(dict.fromkeys(ordered))
-
-
-# --- the build output ------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class BuildOutput:
-    """What the drill needs from a `wdimage build` output directory's manifest.json."""
-
-    directory: Path
-    name: str
-    distro: str
-    release: str
-    model: Model
-    action: Action
-    timeout: int
-    image: Path
-    kernel: Path | None  # direct kernel boot when set
-    initrd: Path | None
-    kernel_cmdline: str | None
-    health: dict = dataclasses.field(default_factory=dict)  # the daemon's health tests, as the build recorded them
-    drill_agent: bool | None = None  # CentOS: the guest agent allows guest-exec (None: the manifest does not say)
-
-
-def load_build(directory: Path) -> BuildOutput:
-    """Read and validate DIR/manifest.json; a usage error (exit 2) names the file and the key at fault."""
-    manifest_path = directory / "manifest.json"
-    if not directory.is_dir():
-        raise usage_error(f"{directory}: not a directory", hint="give the output directory of 'wdimage build'")
-    manifest = read_json_object(manifest_path, hint="give the output directory of 'wdimage build'")
-
-    def field(key: str, kind: type, required: bool = True):
-        value = manifest.get(key)
-        if value is None and not required:
-            return None
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            raise usage_error(f"{manifest_path}: key {key!r}: expected {kind.__name__}, found {value!r}")
-        return value
-
-    def choice(key: str, enum_type):
-        value = field(key, str)
-        try:
-            return enum_type(value)
-        except ValueError:
-            raise usage_error(f"{manifest_path}: key {key!r}: {value!r} is not one of "
-                              f"{', '.join(enum_type)}") from None
-
-    model = choice("model", Model)
-    timeout = field("timeout", int)
-    low, high = info(model).timeout_range
-    if not low <= timeout <= high:
-        raise usage_error(f"{manifest_path}: key 'timeout': {timeout} is outside {model}'s range {low}..{high}")
-    if not manifest.get("agent"):
-        raise usage_error(f"{manifest_path}: key 'agent': the image has no QEMU guest agent; the drill needs it")
-    boot = field("boot", str)
-    if boot not in ("direct", "disk"):
-        raise usage_error(f"{manifest_path}: key 'boot': {boot!r} is not 'direct' or 'disk'")
-    files = field("files", dict)
-    direct = boot == "direct"
-    return BuildOutput(
-        directory=directory, name=field("name", str), distro=field("distro", str),
-        release=str(manifest.get("release", "")), model=model, action=choice("action", Action), timeout=timeout,
-        image=_member(manifest_path, files, "image", True),
-        kernel=_member(manifest_path, files, "kernel", direct) if direct else None,
-        initrd=_member(manifest_path, files, "initrd", False) if direct else None,
-        kernel_cmdline=field("kernel_cmdline", str, required=direct),
-        health=field("health", dict, required=False) or {},
-        drill_agent=field("drill_agent", bool, required=False),
-    )
-
-
-def _member(manifest_path: Path, files: dict, key: str, required: bool) -> Path | None:
-    """A file named in the manifest: a plain name inside the output directory, and present."""
-    name = files.get(key)
-    if name is None and not required:
-        return None
-    where = f"{manifest_path}: key 'files.{key}'"
-    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
-        raise usage_error(f"{where}: expected a file name inside the output directory, found {name!r}")
-    path = manifest_path.parent / name
-    if not path.is_file():
-        raise usage_error(f"{where}: {path}: no such file")
-    return path
-
-
-def setup_from_build(build: BuildOutput) -> Setup:
-    return Setup(name=build.name, model=build.model, action=build.action, timeout=build.timeout,
-                 health=dict(build.health))
 
 
 # --- results ----------------------------------------------------------------------------------------------

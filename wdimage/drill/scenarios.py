@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from wdimage.drill import health as health_drill
 from wdimage.drill.checks import HOLDERS_SH, Probe, parse_holders, parse_sections
+from wdimage.image.manifest import HealthRecord
 from wdimage.models import Action, Model, info
 from wdimage.vm.guest import Capability, Guest
 
@@ -40,7 +41,7 @@ class Setup:
     action: Action
     timeout: int  # watchdog-timeout in the guest's watchdog.conf (seconds)
     interval: int = 1  # the daemon's keepalive interval (its default is 1)
-    health: dict = dataclasses.field(default_factory=dict)  # the daemon's health tests, as the manifest records
+    health: HealthRecord | None = None  # the daemon's health tests, as the manifest records them
 
     @property
     def fire_after(self) -> int:

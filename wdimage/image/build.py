@@ -21,6 +21,7 @@ from wdimage.fileio import cache_dir, write_atomically
 from wdimage.image import dib, distros, kernel_build, kmodules, outputs, render
 from wdimage.image import health as health_
 from wdimage.image.distros import Init, Kernel, apt
+from wdimage.image.manifest import FILE, BuildInfo, Files, InstalledPackage, Manifest, Package, health_record
 from wdimage.image.render import LibvirtType
 from wdimage.kconfig.config import check_config
 from wdimage.kconfig.fragments import fragments_dir
@@ -244,11 +245,11 @@ class BuildResult:
     settings: BuildSettings
     layout: dib.Layout
     command: dib.DibCommand
-    manifest: dict | None = None  # None on a dry run
+    manifest: Manifest | None = None  # None on a dry run
 
     def to_dict(self) -> dict:
         return {"command": str(self.command), "layout": str(self.layout), "output": str(self.settings.output),
-                "dry_run": self.manifest is None, "manifest": self.manifest}
+                "dry_run": self.manifest is None, "manifest": self.manifest.to_json() if self.manifest else None}
 
 
 def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout | None = None) -> BuildResult:
@@ -314,16 +315,13 @@ def sha256_file(path: Path) -> str:
 
 # --- assembling the output directory --------------------------------------------------------------------------
 
-MANIFEST_SCHEMA = 1
-
-
 @dataclasses.dataclass(frozen=True)
 class ImageFacts:
     """What the watchdog element recorded inside the image (DIB's manifest directory)."""
 
     kernel_release: str
     kernel_config: Path
-    installed_packages: list[dict]
+    installed_packages: tuple[InstalledPackage, ...]
 
 
 def read_image_facts(manifests_dir: Path) -> ImageFacts:
@@ -337,8 +335,8 @@ def read_image_facts(manifests_dir: Path) -> ImageFacts:
     for row in rows:
         fields = row.split("\t")
         if len(fields) == 3 and fields[0]:
-            packages.append({"name": fields[0], "version": fields[1], "arch": fields[2]})
-    return ImageFacts(release, manifests_dir / "wdimage-kernel.config", packages)
+            packages.append(InstalledPackage(*fields))
+    return ImageFacts(release, manifests_dir / "wdimage-kernel.config", tuple(packages))
 
 
 def check_image_kernel(config: Path, model: Model) -> dict:
@@ -355,9 +353,10 @@ def check_image_kernel(config: Path, model: Model) -> dict:
     return json.loads(json.dumps(report.to_dict()).replace(checkout_prefix, "kconfig-fragments/"))
 
 
-def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict:
+def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict[str, Package]:
+    """The packages the watchdog setup depends on, by role, with their versions in the image."""
     spec = distros.get(settings.distro)
-    by_name = {p["name"]: p["version"] for p in facts.installed_packages}
+    by_name = {p.name: p.version for p in facts.installed_packages}
     kernel = spec.kernel_package(facts.kernel_release, settings.kernel)
     roles = {**({"kernel": kernel} if kernel else {}), "watchdog": spec.watchdog_package}
     if settings.agent:
@@ -367,20 +366,20 @@ def package_versions(settings: BuildSettings, facts: ImageFacts) -> dict:
     missing = [name for name in roles.values() if name not in by_name]
     if missing:
         raise failure(f"the image lacks the package(s) {', '.join(missing)}", hint="see the DIB log")
-    return {role: {"name": name, "version": by_name[name]} for role, name in roles.items()}
+    return {role: Package(name, by_name[name]) for role, name in roles.items()}
 
 
 def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibCommand, staging: Path,
-             started: datetime.datetime, seconds: float, kernel: kernel_build.KernelBuild | None = None) -> dict:
+             started: datetime.datetime, seconds: float, kernel: kernel_build.KernelBuild | None = None) -> Manifest:
     """Turn DIB's output in `staging` into the published layout: image, launch stub, XML, manifest, sums."""
     name = settings.name
     dib_side = staging / f"{name}.d"
     facts = read_image_facts(dib_side / "dib-manifests")
-    files = {"image": f"{name}.qcow2", "kernel_config": f"{name}.kernel-config"}
-    shutil.copyfile(facts.kernel_config, staging / files["kernel_config"])
+    files = Files(image=f"{name}.qcow2", kernel_config=f"{name}.kernel-config")
+    shutil.copyfile(facts.kernel_config, staging / files.kernel_config)
     with log.step(f"checking the image's kernel {facts.kernel_release} for {settings.model}"):
-        check = check_image_kernel(staging / files["kernel_config"], settings.model)
-    check["config"] = files["kernel_config"]  # relative to the output directory, as every file name here
+        check = check_image_kernel(staging / files.kernel_config, settings.model)
+    check["config"] = files.kernel_config  # relative to the output directory, as every file name here
     if kernel is not None and facts.kernel_release != kernel.release:
         raise failure(f"the image boots kernel {facts.kernel_release}, not {kernel.release} that wdimage compiled",
                       hint="see the DIB log (the wdimage-kernel element)")
@@ -392,46 +391,44 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     shutil.rmtree(dib_side)
     direct = layout is dib.Layout.DIRECT
     if direct:
-        files.update(kernel=f"{name}.vmlinuz", initrd=f"{name}.initrd")
-    files.update(launch_stub=f"run-{name}.sh", libvirt_xml=f"{name}.xml")
-    guest = render.GuestFiles(name=name, model=settings.model, action=settings.action, image=files["image"],
-                              kernel=files.get("kernel"), initrd=files.get("initrd"),
+        files = dataclasses.replace(files, kernel=f"{name}.vmlinuz", initrd=f"{name}.initrd")
+    files = dataclasses.replace(files, launch_stub=f"run-{name}.sh", libvirt_xml=f"{name}.xml")
+    guest = render.GuestFiles(name=name, model=settings.model, action=settings.action, image=files.image,
+                              kernel=files.kernel, initrd=files.initrd,
                               cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent)
-    write_atomically(staging / files["launch_stub"], render.render_launch_stub(guest), mode=0o755)
-    write_atomically(staging / files["libvirt_xml"], render.render_libvirt_xml(guest, settings.output,
-                                                                                     settings.libvirt_type))
-    manifest = {
-        "schema": MANIFEST_SCHEMA, "name": name, "distro": settings.distro, "release": settings.release,
-        "model": str(settings.model), "action": str(settings.action), "timeout": settings.timeout,
-        "boot": str(layout), "machine": info(settings.model).machine,
-        "kernel_cmdline": guest.cmdline, "kernel_release": facts.kernel_release, "agent": settings.agent,
-        "drill_agent": settings.drill_agent, "init_system": init_system(settings),
-        "health": health_.manifest_record(settings.health),
-        "elements": list(command.elements), "packages": packages,
-        "installed_packages": facts.installed_packages, "kernel_config_check": check,
-        "kernel_modules": modules,
-        "libvirt": {"type": settings.libvirt_type},
-        "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},
-        "files": files, "checksums": {},
-        **({"kernel_source": kernel.to_manifest()} if kernel else {}),
-        "build": {"wdimage_version": __version__, "dib_version": dib.version(),
-                  "started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 1),
-                  "layout": str(layout), "layout_option": settings.layout},
-    }
-    _write_checksums_and_sbom(staging, manifest)
-    return manifest
+    write_atomically(staging / files.launch_stub, render.render_launch_stub(guest), mode=0o755)
+    write_atomically(staging / files.libvirt_xml, render.render_libvirt_xml(guest, settings.output,
+                                                                              settings.libvirt_type))
+    manifest = Manifest(
+        name=name, distro=settings.distro, release=settings.release, model=settings.model,
+        action=settings.action, timeout=settings.timeout, boot=str(layout), machine=info(settings.model).machine,
+        kernel_cmdline=guest.cmdline, kernel_release=facts.kernel_release, agent=settings.agent,
+        drill_agent=settings.drill_agent, init_system=init_system(settings),
+        health=health_record(settings.health), elements=tuple(command.elements), packages=packages,
+        installed_packages=facts.installed_packages, kernel_config_check=check, kernel_modules=modules,
+        libvirt_type=settings.libvirt_type, openstack_watchdog_action=render.OPENSTACK_ACTIONS.get(settings.action),
+        files=files, checksums={}, kernel_source=kernel.to_manifest() if kernel else None,
+        build=BuildInfo(wdimage_version=__version__, dib_version=dib.version(),
+                        started=started.isoformat(timespec="seconds"), seconds=round(seconds, 1),
+                        layout=str(layout), layout_option=settings.layout))
+    return _write_checksums_and_sbom(staging, manifest)
 
 
-def _write_checksums_and_sbom(staging: Path, manifest: dict) -> None:
-    files = manifest["files"]
-    from wdimage.image.sbom import SBOM_FILE, write_sbom  # cyclonedx is slow to import: only where it is used
+def _write_checksums_and_sbom(staging: Path, manifest: Manifest) -> Manifest:
+    """Hash the files, write the SBOM (it records the image's checksum), then manifest.json and SHA256SUMS;
+    returns the manifest as written."""
+    from wdimage.image.sbom import (  # cyclonedx is slow to import: only where it is used
+        SBOM_FILE,
+        write_sbom,
+    )
 
-    checksums = manifest["checksums"] = {f: sha256_file(staging / f) for f in sorted(files.values())}
-    write_sbom(manifest, manifest["installed_packages"], staging / SBOM_FILE)  # it records the image's checksum
-    files["sbom"] = SBOM_FILE
-    checksums[SBOM_FILE] = sha256_file(staging / SBOM_FILE)
-    text = json.dumps(manifest, indent=2) + "\n"
-    write_atomically(staging / "manifest.json", text)
+    checksums = {f: sha256_file(staging / f) for f in sorted(manifest.files.names())}
+    manifest = dataclasses.replace(manifest, checksums=checksums)
+    write_sbom(manifest, staging / SBOM_FILE)
+    manifest = dataclasses.replace(manifest, files=dataclasses.replace(manifest.files, sbom=SBOM_FILE),
+                                   checksums={**checksums, SBOM_FILE: sha256_file(staging / SBOM_FILE)})
+    text = manifest.write(staging)
     # Every file is hashed once: SHA256SUMS reuses the manifest's checksums.
-    sums = {**checksums, "manifest.json": hashlib.sha256(text.encode()).hexdigest()}
+    sums = {**manifest.checksums, FILE: hashlib.sha256(text.encode()).hexdigest()}
     write_atomically(staging / "SHA256SUMS", "".join(f"{sums[f]}  {f}\n" for f in sorted(sums)))
+    return manifest

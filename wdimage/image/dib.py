@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from wdimage import datadir, log, run
+from wdimage import log, run
 from wdimage.errors import failure, usage_error
 from wdimage.image import dibclean
 

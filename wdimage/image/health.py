@@ -175,22 +175,6 @@ def conf_values(health: HealthSettings) -> dict:
     }
 
 
-def manifest_record(health: HealthSettings) -> dict:
-    """manifest.json's `health`: what is configured, and how the drill breaks each watched thing."""
-    test = health.guest_path(health.test_binary)
-    breaks = {}
-    if health.example:
-        breaks = {"test": EXAMPLE_BREAK, "test_unrepairable": EXAMPLE_BREAK_UNREPAIRABLE}
-    if health.test_break:
-        breaks["test"] = health.test_break
-    return {
-        **{k: list(v) if isinstance(v, tuple) else v for k, v in conf_values(health).items()},
-        "retry_timeout": health.retry_timeout if health.retry_timeout is not None else DEFAULT_RETRY_TIMEOUT,
-        "repair_maximum": DEFAULT_REPAIR_MAXIMUM, "sigterm_delay": DEFAULT_SIGTERM_DELAY,
-        "example": health.example, "break": breaks, "test_binary": test,
-    }
-
-
 # --- the expected windows -----------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

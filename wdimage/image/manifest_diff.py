@@ -11,10 +11,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from wdimage.errors import usage_error
-from wdimage.jsonfile import read_json_object
+from wdimage.image.manifest import read_manifest_json
 
-SUPPORTED_SCHEMA = 1
 # Dotted keys that differ between any two builds of the same inputs (a kernel compiled from source: how long
 # it took, and whether this build reused an earlier compile).
 EXPECTED_TO_DIFFER = ("build.started", "build.seconds", "kernel_source.seconds", "kernel_source.cached")
@@ -56,14 +54,9 @@ class ManifestDiff:
 
 
 def load_manifest(path: Path) -> tuple[dict, Path]:
-    """The manifest at `path` (a build output directory or a manifest.json file) and the file it came from."""
-    path = Path(path)
-    file = path / "manifest.json" if path.is_dir() else path
-    data = read_json_object(file, "pass a 'wdimage build' output directory or its manifest.json")
-    if data.get("schema") != SUPPORTED_SCHEMA:
-        raise usage_error(f"{file}: manifest schema {data.get('schema')!r} is not supported",
-                          f"this wdimage reads schema {SUPPORTED_SCHEMA}")
-    return data, file
+    """The manifest at `path` (a build output directory or a manifest.json file) as JSON, validated by
+    wdimage.image.manifest, and the file it came from. The diff compares the JSON: every key, known or not."""
+    return read_manifest_json(path, "pass a 'wdimage build' output directory or its manifest.json")
 
 
 def diff_manifests(a: dict, b: dict, a_label: str = "A", b_label: str = "B") -> ManifestDiff:

@@ -2,12 +2,12 @@
 
 `--output DIR` may name a directory that already exists. wdimage replaces it (keeping it as DIR.old) only
 when it is a previous wdimage output: a directory (not a symbolic link) whose manifest.json is wdimage's
-(schema, name, files, build.wdimage_version) and which holds nothing but the files that manifest lists,
-manifest.json, SHA256SUMS and drill reports. Anything else is refused with exit 2 naming it, so that
-`--output ~/images` never deletes what the user kept there; `--force` replaces it anyway.
+(wdimage.image.manifest reads it; it names the image, its files and build.wdimage_version) and which holds
+nothing but the files that manifest lists, manifest.json, SHA256SUMS and drill reports (JSON of any schema
+wdimage reads, JUnit XML). Anything else is refused with exit 2 naming it, so that `--output ~/images` never
+deletes what the user kept there; `--force` replaces it anyway.
 """
 
-import json
 import os
 import shutil
 import stat
@@ -15,14 +15,15 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from wdimage import log
-from wdimage.errors import usage_error
-from wdimage.fileio import fsync_directory, is_wdimage_json
-
-DRILL_REPORT_KEYS = ("name", "checks", "faults", "passed")  # a `wdimage drill --json` report
+from wdimage.errors import WdimageError, usage_error
+from wdimage.fileio import fsync_directory
+from wdimage.image.manifest import FILE, read_manifest
+from wdimage.jsonfile import DRILL_REPORT
 
 
 def is_drill_report(path: Path) -> bool:
-    return is_wdimage_json(path, DRILL_REPORT_KEYS)
+    """A `wdimage drill --json` report, of any schema this wdimage reads."""
+    return DRILL_REPORT.recognizes(path)
 
 
 def is_junit_report(path: Path) -> bool:
@@ -38,18 +39,17 @@ def is_junit_report(path: Path) -> bool:
 
 def foreign_entry(directory: Path) -> str | None:
     """None when `directory` is a previous wdimage output; otherwise why not (naming the file at fault)."""
-    manifest_path = directory / "manifest.json"
+    manifest_path = directory / FILE
+    if not manifest_path.exists():
+        return f"it has no {FILE}"
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "it has no manifest.json"
-    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = read_manifest(manifest_path)
+    except WdimageError:
+        manifest = None
+    if not (manifest and manifest.name is not None and manifest.files is not None
+            and manifest.build is not None and manifest.build.wdimage_version is not None):
         return f"{manifest_path} is not wdimage's manifest"
-    if not (isinstance(manifest, dict) and manifest.get("schema") == 1 and isinstance(manifest.get("files"), dict)
-            and isinstance(manifest.get("build"), dict) and "wdimage_version" in manifest["build"]
-            and isinstance(manifest.get("name"), str)):
-        return f"{manifest_path} is not wdimage's manifest"
-    ours = {str(f) for f in manifest["files"].values()} | {"manifest.json", "SHA256SUMS"}
+    ours = {*manifest.files.names(), FILE, "SHA256SUMS"}
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         if entry.name in ours and entry.is_file(follow_symlinks=False):
             continue

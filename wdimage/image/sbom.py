@@ -3,7 +3,7 @@
 Every installed package becomes a component with a package URL for its distro (pkg:deb/debian/...,
 pkg:rpm/centos/..., pkg:ebuild/gentoo/...). The packages the watchdog setup depends on (the kernel, the watchdog
 daemon, the QEMU guest agent) carry the property `wdimage:role`. A kernel that wdimage compiled from source
-(manifest["kernel_source"]) carries `wdimage:kernel-source:*` properties (tree version, release, config hash,
+(Manifest.kernel_source) carries `wdimage:kernel-source:*` properties (tree version, release, config hash,
 fragments, compiler) on its package, or is a component of its own where no package holds it (Gentoo). The
 metadata component is the image itself.
 Identical inputs give byte-identical output: the serial number is derived from the content and the timestamp
@@ -27,51 +27,52 @@ from packageurl import PackageURL
 from wdimage import __version__
 from wdimage.fileio import write_atomically
 from wdimage.image import distros
+from wdimage.image.manifest import InstalledPackage, Manifest
 
 SBOM_FILE = "sbom.cdx.json"
 ROLE_PROPERTY = "wdimage:role"
-# Roles named in manifest["packages"], in the order they are reported.
+# Roles named in the manifest's `packages`, in the order they are reported.
 ROLES = ("kernel", "watchdog", "qemu-guest-agent")
 # Namespace for content-derived serial numbers (uuid5), fixed forever so equal inputs give equal serials.
 _SERIAL_NAMESPACE = uuid.UUID("5f0c8f8e-3c8e-4b8a-9d3e-7a0e2f1c9b41")
 
 
-def package_url(distro: str, release: str, package: dict) -> PackageURL:
-    """The purl of one installed package of `distro` (`package` has name, version and arch)."""
+def package_url(distro: str, release: str, package: InstalledPackage) -> PackageURL:
+    """The purl of one installed package of `distro`."""
     kind, vendor = distros.get(distro).purl if distro in distros.DISTROS else ("generic", distro)
-    name, namespace = package["name"], vendor
+    name, namespace = package.name, vendor
     if kind == "ebuild" and "/" in name:  # Gentoo atoms are category/name
         category, name = name.split("/", 1)
         namespace = f"{vendor}/{category}"
-    version, qualifiers = package.get("version") or None, {}
+    version, qualifiers = package.version or None, {}
     if kind == "rpm" and version and re.fullmatch(r"\d+:.+", version):  # the purl spec: epoch as a qualifier
         qualifiers["epoch"], version = version.split(":", 1)
-    if package.get("arch"):
-        qualifiers["arch"] = package["arch"]
+    if package.arch:
+        qualifiers["arch"] = package.arch
     if release and "/" not in release:  # a Gentoo profile path is no release name
         qualifiers["distro"] = f"{distro}-{release}"
     return PackageURL(type=kind, namespace=namespace, name=name, version=version, qualifiers=qualifiers)
 
 
-def package_roles(manifest: dict) -> dict[str, str]:
-    """Package name -> role, for the packages manifest["packages"] names."""
+def package_roles(manifest: Manifest) -> dict[str, str]:
+    """Package name -> role, for the packages the manifest's `packages` names."""
     roles = {}
     for role in ROLES:
-        name = (manifest.get("packages") or {}).get(role, {}).get("name")
-        if name:
-            roles.setdefault(name, role)
+        package = (manifest.packages or {}).get(role)
+        if package and package.name:
+            roles.setdefault(package.name, role)
     return roles
 
 
-def build_bom(manifest: dict, installed_packages: list[dict]) -> Bom:
-    """The CycloneDX document for the image that `manifest` describes."""
-    distro, release = manifest.get("distro", ""), str(manifest.get("release") or "")
+def build_bom(manifest: Manifest) -> Bom:
+    """The CycloneDX document for the image that `manifest` describes (its installed packages included)."""
+    distro, release = manifest.distro or "", manifest.release or ""
     roles = package_roles(manifest)
-    components = _package_components(distro, release, _with_role_packages(manifest, installed_packages), roles)
-    _add_kernel_source(components, manifest.get("kernel_source"))
+    components = _package_components(distro, release, _with_role_packages(manifest), roles)
+    _add_kernel_source(components, manifest.kernel_source)
     image = _image_component(manifest)
     bom = Bom(
-        serial_number=_content_serial(manifest, installed_packages),
+        serial_number=_content_serial(manifest),
         metadata=BomMetaData(component=image, timestamp=_build_time(manifest)),
         components=components,
     )
@@ -81,38 +82,39 @@ def build_bom(manifest: dict, installed_packages: list[dict]) -> Bom:
     return bom
 
 
-def sbom_json(manifest: dict, installed_packages: list[dict]) -> str:
+def sbom_json(manifest: Manifest) -> str:
     """The SBOM as CycloneDX 1.6 JSON text."""
-    return JsonV1Dot6(build_bom(manifest, installed_packages)).output_as_string(indent=2) + "\n"
+    return JsonV1Dot6(build_bom(manifest)).output_as_string(indent=2) + "\n"
 
 
-def write_sbom(manifest: dict, installed_packages: list[dict], path: Path) -> None:
+def write_sbom(manifest: Manifest, path: Path) -> None:
     """Write the image's CycloneDX JSON SBOM to `path` (atomically: temp file + rename)."""
-    write_atomically(path, sbom_json(manifest, installed_packages))
+    write_atomically(path, sbom_json(manifest))
 
 
-def _with_role_packages(manifest: dict, installed_packages: list[dict]) -> list[dict]:
+def _with_role_packages(manifest: Manifest) -> list[InstalledPackage]:
     """The installed packages, plus any role package the manifest names but the list lacks."""
-    listed = {p.get("name") for p in installed_packages}
+    installed = list(manifest.installed_packages or ())
+    listed = {p.name for p in installed}
     extra = []
     for role in ROLES:
-        package = (manifest.get("packages") or {}).get(role) or {}
-        if package.get("name") and package["name"] not in listed:
-            extra.append({"name": package["name"], "version": package.get("version", ""), "arch": ""})
-    return list(installed_packages) + extra
+        package = (manifest.packages or {}).get(role)
+        if package and package.name and package.name not in listed:
+            extra.append(InstalledPackage(package.name, package.version, ""))
+    return installed + extra
 
 
-def _package_components(distro: str, release: str, packages: Iterable[dict],
+def _package_components(distro: str, release: str, packages: Iterable[InstalledPackage],
                         roles: dict[str, str]) -> list[Component]:
     components: dict[str, Component] = {}
-    for package in sorted(packages, key=lambda p: (p["name"], p.get("arch") or "", p.get("version") or "")):
+    for package in sorted(packages, key=lambda p: (p.name, p.arch, p.version)):
         purl = package_url(distro, release, package)
         ref = purl.to_string()
         if ref in components:  # the same package listed twice
             continue
-        properties = [Property(name=ROLE_PROPERTY, value=roles[package["name"]])] if package["name"] in roles else []
+        properties = [Property(name=ROLE_PROPERTY, value=roles[package.name])] if package.name in roles else []
         components[ref] = Component(
-            type=ComponentType.LIBRARY, name=package["name"], version=package.get("version") or None,
+            type=ComponentType.LIBRARY, name=package.name, version=package.version or None,
             purl=purl, bom_ref=ref, properties=properties)
     return list(components.values())
 
@@ -143,27 +145,28 @@ def _add_kernel_source(components: list[Component], source: dict | None) -> None
         properties=[Property(name=ROLE_PROPERTY, value="kernel"), *_kernel_source_properties(source)]))
 
 
-def _image_component(manifest: dict) -> Component:
+def _image_component(manifest: Manifest) -> Component:
     properties = [
-        Property(name=f"wdimage:{key}", value=str(manifest[key]))
+        Property(name=f"wdimage:{key}", value=str(getattr(manifest, key)))
         for key in ("distro", "release", "model", "action", "timeout", "boot", "machine", "agent")
-        if manifest.get(key) is not None
+        if getattr(manifest, key) is not None
     ]
     hashes = []
-    image_file = (manifest.get("files") or {}).get("image")
-    digest = (manifest.get("checksums") or {}).get(image_file or "")
+    image_file = manifest.files.image if manifest.files else None
+    digest = (manifest.checksums or {}).get(image_file or "")
     if digest:
         hashes.append(HashType(alg=HashAlgorithm.SHA_256, content=digest))
-    name = manifest.get("name") or f"{manifest.get('distro', 'image')}-{manifest.get('model', '')}".rstrip("-")
+    name = manifest.name or f"{manifest.distro or 'image'}-{manifest.model or ''}".rstrip("-")
     return Component(
-        type=ComponentType.OPERATING_SYSTEM, name=name, version=str(manifest.get("release") or "") or None,
+        type=ComponentType.OPERATING_SYSTEM, name=name, version=manifest.release or None,
         bom_ref=f"image:{name}", description="QEMU/KVM guest image built by wdimage", hashes=hashes,
         properties=properties)
 
 
-def _content_serial(manifest: dict, installed_packages: list[dict]) -> uuid.UUID:
+def _content_serial(manifest: Manifest) -> uuid.UUID:
     """A serial number that is the same exactly when the SBOM's inputs are."""
-    content = json.dumps({"manifest": _without_sbom_fields(manifest), "packages": installed_packages},
+    data = manifest.to_json()
+    content = json.dumps({"manifest": _without_sbom_fields(data), "packages": data["installed_packages"] or []},
                          sort_keys=True, default=str)
     return uuid.uuid5(_SERIAL_NAMESPACE, hashlib.sha256(content.encode()).hexdigest())
 
@@ -180,9 +183,9 @@ def _without_sbom_fields(manifest: dict) -> dict:
     return stripped
 
 
-def _build_time(manifest: dict) -> datetime.datetime:
+def _build_time(manifest: Manifest) -> datetime.datetime:
     """The build's start time from the manifest (UTC), or the epoch when it has none."""
-    started = (manifest.get("build") or {}).get("started")
+    started = manifest.build.started if manifest.build else None
     if started:
         try:
             moment = datetime.datetime.fromisoformat(str(started).replace("Z", "+00:00"))
