@@ -11,6 +11,7 @@ from wdimage import cli
 from wdimage.ci import matrix
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.image import build, dib, distros, kernel_build, sbom
+from wdimage.image.manifest import InstalledPackage
 from wdimage.image.distros import Distro, Init, Kernel, KernelPackaging, Release
 from wdimage.image.render import LibvirtType
 
@@ -105,7 +106,7 @@ def test_refusals_name_the_distros_that_take_the_option(alpine, tmp_path):
 def test_ci_sbom_and_drill_read_the_entry(alpine):
     cell = next(c for c in matrix.build_matrix()["include"] if c["distro"] == "alpine")
     assert cell["minutes"] == 30 and cell["release"] == "3.20"
-    purl = sbom.package_url("alpine", "3.20", {"name": "busybox", "version": "1.36", "arch": "x86_64"})
+    purl = sbom.package_url("alpine", "3.20", InstalledPackage("busybox", "1.36", "x86_64"))
     assert purl.type == "apk" and purl.namespace == "alpine"
     assert distros.drill_agent_warning("alpine", False) == "an alpine warning"
     assert distros.drill_agent_warning("alpine", True) is None
@@ -119,7 +120,7 @@ def test_only_centos_warns_the_drill_about_its_agent():
 
 
 def test_the_sbom_keeps_a_generic_purl_for_an_unknown_distro():
-    purl = sbom.package_url("plan9", "4", {"name": "rc", "version": "1", "arch": "386"})
+    purl = sbom.package_url("plan9", "4", InstalledPackage("rc", "1", "386"))
     assert purl.type == "generic" and purl.namespace == "plan9"
 
 

@@ -177,7 +177,7 @@ def _drill_without_qemu(monkeypatch, accel: str) -> None:
     from tests.unit.test_drill import sections
     from wdimage.drill import runner
 
-    def run_drill(build, faults, prepare=(), machine=None):
+    def run_drill(build, faults, prepare=(), machine=None, scratch=None):
         setup = runner.setup_from_build(build)
         report = runner.DrillReport(target=str(build.directory), setup=setup, build=build,
                                     faults_requested=["panic"], accel=accel,
