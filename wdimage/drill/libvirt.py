@@ -18,15 +18,9 @@ from wdimage.drill.checks import Check
 from wdimage.drill.runner import AGENT_TIMEOUT, DrillReport, run_scenarios
 from wdimage.drill.scenarios import Setup
 from wdimage.errors import ExitCode, WdimageError, failure, usage_error
-from wdimage.models import Action, Model, info
+from wdimage.models import MODELS, action_from_libvirt, action_info, info, model_from_libvirt
 from wdimage.vm.libvirt_guest import LibvirtTarget
 
-# libvirt's <watchdog model=> -> wdimage's models; others (diag288: s390x) are not drilled.
-LIBVIRT_MODELS = {"i6300esb": Model.I6300ESB, "ib700": Model.IB700, "itco": Model.ITCO}
-# libvirt's <watchdog action=> -> QEMU's action. libvirt implements "dump" as QEMU's pause, then dumps and resumes.
-LIBVIRT_ACTIONS = {"reset": Action.RESET, "shutdown": Action.SHUTDOWN, "poweroff": Action.POWEROFF,
-                   "pause": Action.PAUSE, "none": Action.NONE, "inject-nmi": Action.INJECT_NMI,
-                   "dump": Action.PAUSE}
 DAEMON_DEFAULT_TIMEOUT = 60  # watchdog(8): watchdog-timeout when watchdog.conf does not set it
 DAEMON_DEFAULT_INTERVAL = 1
 HARMLESS = {"healthy"}  # the only scenario that leaves the guest entirely alone
@@ -70,17 +64,17 @@ def add_watchdog_fix(domain: str) -> str:
 
 def expectations(domain: str, watchdog: dict, conf: str) -> tuple[Setup, list[str]]:
     """The Setup the drill holds the guest to, and notes on where each value came from."""
-    model = LIBVIRT_MODELS.get(watchdog["model"])
+    model = model_from_libvirt(watchdog["model"])
     if model is None:
         raise failure(f"libvirt domain {domain}: watchdog model {watchdog['model']!r} is not one wdimage drills "
-                      f"({', '.join(LIBVIRT_MODELS)})")
-    action = LIBVIRT_ACTIONS.get(watchdog["action"])
+                      f"({', '.join(m.libvirt_model for m in MODELS.values())})")
+    action = action_from_libvirt(watchdog["action"])
     if action is None:
         raise failure(f"libvirt domain {domain}: watchdog action {watchdog['action']!r} is not one wdimage knows")
     notes = []
-    if watchdog["action"] == "dump":
-        notes.append("libvirt's action dump pauses the guest (QEMU's pause), dumps its memory and resumes it: "
-                     "expecting pause")
+    if watchdog["action"] != action_info(action).libvirt:  # dump, the one libvirt carries out as QEMU's pause
+        notes.append(f"libvirt's action {watchdog['action']} pauses the guest (QEMU's {action}), dumps its memory "
+                     f"and resumes it: expecting {action}")
     values = {}
     for line in conf.splitlines():
         match = re.fullmatch(r"\s*(watchdog-timeout|interval)\s*=\s*(\d+)\s*(#.*)?", line)

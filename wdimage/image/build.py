@@ -23,7 +23,7 @@ from wdimage.image import dib, distro_env, distros, kernel_build, kmodules, outp
 from wdimage.image import health as health_
 from wdimage.kconfig.config import check_config
 from wdimage.kconfig.fragments import fragments_dir
-from wdimage.models import Action, Model, info
+from wdimage.models import Action, Model, action_info, info
 
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
@@ -454,7 +454,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         "installed_packages": facts.installed_packages, "kernel_config_check": check,
         "kernel_modules": modules,
         "libvirt": {"type": settings.libvirt_type},
-        "openstack": {"hw_watchdog_action": render.OPENSTACK_ACTIONS.get(settings.action)},
+        "openstack": {"hw_watchdog_action": action_info(settings.action).openstack},
         "files": files, "checksums": {},
         **({"kernel_source": kernel.to_manifest()} if kernel else {}),
         "build": {"wdimage_version": __version__, "dib_version": dib.version(),
