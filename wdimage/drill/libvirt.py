@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from wdimage import log
 from wdimage.drill.checks import Check
-from wdimage.drill.runner import AGENT_TIMEOUT, DrillReport, run_scenarios
+from wdimage.drill.runner import DrillReport, run_scenarios
+from wdimage.drill.session import AGENT_TIMEOUT
 from wdimage.drill.scenarios import Setup
 from wdimage.errors import ExitCode, WdimageError, failure, usage_error
 from wdimage.models import MODELS, action_from_libvirt, action_info, info, model_from_libvirt
