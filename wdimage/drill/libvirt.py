@@ -5,7 +5,7 @@ What the drill expects comes from what the guest really has, not from a manifest
 interval, read through the guest agent), and its kernel (the readiness checks: driver, module, device, service,
 the device line, who holds the device). A guest that is not ready gets those checks answered one by one, in the
 seed comment thread's order, each failure with its fix; the scenarios themselves are the same rows as for a
-built image (wdimage.drill.scenarios), run by the same runner (wdimage.drill.run_scenarios).
+built image (wdimage.drill.scenarios), run by the same runner (wdimage.drill.runner.run_scenarios).
 
 The domain is someone's machine: nothing that crashes, stops or pauses it runs without --yes-crash-it.
 """

@@ -105,7 +105,7 @@ def watch_reboot(session: Session, scenario: Scenario, ctx: Context, result: Fau
     result.passed = seconds <= limit
     how = (f"WATCHDOG {event.action}" if event.kind is EventKind.WATCHDOG else f"{event}")
     result.detail = f"{how} {seconds:.1f}s after the fault (expected {_span(window)}: {window.why})"
-    if event.kind is EventKind.SHUTDOWN or (event.kind is EventKind.WATCHDOG and event.action != "reset"):
+    if event.kind is EventKind.SHUTDOWN or (event.kind is EventKind.WATCHDOG and event.action != Action.RESET):
         result.rebooted_armed = False
         result.detail += "; the guest did not reboot"
         result.passed = False
