@@ -135,3 +135,20 @@ def test_a_later_boot_resets_the_domain_the_runner_left_unusable():
     finally:
         target.domain.destroy()
         target.close()
+
+
+def test_watchdog_event_numbers_come_out_as_qemus_action_words():
+    """libvirt's watchdog callback gives virDomainEventWatchdogAction numbers; the drill compares QEMU's words."""
+    target = libvirt_guest.LibvirtTarget("test", TEST_URI)
+    guest = target.boot()
+    try:
+        guest.clear_events()
+        for number in (2, 4, 6, 9):
+            guest._on_watchdog(None, None, number, None)
+        guest._on_lifecycle(None, None, 3, 3, None)  # suspended, detail watchdog: the pause action
+        assert [(e.kind, e.action) for e in guest.events()] == [
+            (EventKind.WATCHDOG, "reset"), (EventKind.WATCHDOG, "shutdown"), (EventKind.WATCHDOG, "inject-nmi"),
+            (EventKind.WATCHDOG, "9"), (EventKind.STOP, "pause")]
+    finally:
+        guest.close()
+        target.close()
