@@ -8,6 +8,7 @@ import pytest
 
 from wdimage import cli
 from wdimage.drill import libvirt as libvirt_drill
+from wdimage.drill.scenarios import SCENARIOS
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.image import render
 from wdimage.models import Action, Model
@@ -87,3 +88,11 @@ def test_the_domain_wdimage_writes_is_drilled_as_built(model, action):
     watchdog = libvirt_guest.domain_watchdog(render.render_libvirt_xml(guest, Path("/srv"), "qemu"))
     setup, _ = libvirt_drill.expectations("wd", watchdog, "")
     assert (setup.model, setup.action) == (model, action)
+
+
+def test_only_the_harmless_rows_run_without_consent():
+    assert [s.name for s in SCENARIOS.values() if s.harmless] == ["healthy"]
+    libvirt_drill.check_options("web1", None, ["healthy"], yes_crash_it=False)  # no exit 2
+    with pytest.raises(WdimageError, match="--yes-crash-it: the drill would run stop, all"):
+        libvirt_drill.check_options("web1", None, ["healthy", "stop", "all"], yes_crash_it=False)
+    libvirt_drill.check_options("web1", None, ["healthy", "stop", "all"], yes_crash_it=True)

@@ -17,14 +17,13 @@ from wdimage import log
 from wdimage.drill.checks import Check
 from wdimage.drill.runner import DrillReport, run_scenarios
 from wdimage.drill.session import AGENT_TIMEOUT
-from wdimage.drill.scenarios import Setup
+from wdimage.drill.scenarios import SCENARIOS, Setup
 from wdimage.errors import ExitCode, WdimageError, failure, usage_error
 from wdimage.models import MODELS, action_from_libvirt, action_info, info, model_from_libvirt
 from wdimage.vm.libvirt_guest import LibvirtTarget
 
 DAEMON_DEFAULT_TIMEOUT = 60  # watchdog(8): watchdog-timeout when watchdog.conf does not set it
 DAEMON_DEFAULT_INTERVAL = 1
-HARMLESS = {"healthy"}  # the only scenario that leaves the guest entirely alone
 
 # libvirt's own rules are looser; these are what wdimage passes on: a domain name, a connection URI.
 DOMAIN_RE = re.compile(r"[A-Za-z0-9_.+:@-][A-Za-z0-9_.+:@ -]{0,199}")
@@ -40,7 +39,7 @@ def check_options(domain: str, uri: str | None, faults: Sequence[str], yes_crash
         raise usage_error(f"--libvirt {domain!r}: not a domain name (letters, digits, ' ._+:@-', at most 200)")
     if uri is not None and not URI_RE.fullmatch(uri):
         raise usage_error(f"--connect {uri!r}: not a libvirt URI (e.g. qemu:///system)")
-    risky = [f for f in faults if f not in HARMLESS]
+    risky = [f for f in faults if not (f in SCENARIOS and SCENARIOS[f].harmless)]
     if risky and not yes_crash_it:
         raise usage_error(
             f"--yes-crash-it: the drill would run {', '.join(risky)} on the libvirt domain {domain}, which crashes, "

@@ -70,6 +70,7 @@ class Scenario:
     inject: Callable[[Context], None]
     window: Callable[[Setup], Window]
     crashes_kernel: bool = False  # the guest's kernel is dead after the fault (it cannot obey an ACPI shutdown)
+    harmless: bool = False  # leaves the guest entirely alone: runs on someone's libvirt domain without consent
     health_test: HealthTest | None = None  # the daemon's health test it drills, which the image must configure
     needs: frozenset[Capability] = frozenset()  # what the backend must be able to do
     # Put the guest back as it was (resume, link up, ...): after the quiet wait, or right after the reboot event.
@@ -210,21 +211,28 @@ def healthy_window(setup: Setup) -> Window:
                                    f"({slowest.why})")
 
 
+# In the order of `--fault all`: controls first (the guest stays up), then the faults that end in a reset.
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
+             nothing, healthy_window, harmless=True),
+    Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
+             Outcome.QUIET, pause_twice_the_timeout, quiet_window, needs=frozenset({Capability.PAUSE})),
+    Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
+             stop_daemon, quiet_window, restore=start_daemon, expect=nowayout),
+    Scenario("migrate", "control: live migration of a healthy guest: no reset on the destination",
+             Outcome.QUIET, migrate_healthy, quiet_window, needs=frozenset({Capability.MIGRATE})),
+    Scenario("test-repaired", "control: the test binary fails and the repair binary fixes it: no reboot",
+             Outcome.QUIET, health_drill.break_test_repairably, health_drill.window_test,
+             health_test=HealthTest("repair_binary", "--test-binary and --repair-binary (or --health-example)",
+                                    without_break="build with --test-binary and --test-break: nothing for the "
+                                                  "repair binary to repair"),
+             restore=health_drill.repaired),
     Scenario("panic", "SysRq crash: the kernel dies and nobody pings the device", Outcome.FIRE, panic,
              keepalives_stop, crashes_kernel=True),
     Scenario("kill", "SIGKILL to the daemon: the device is never closed cleanly", Outcome.FIRE, kill_daemon,
              unclean_close),
     Scenario("hang", "SIGSTOP to the daemon: it holds the device and stops pinging it", Outcome.FIRE,
              hang_daemon, keepalives_stop),
-    Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
-             nothing, healthy_window),
-    Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
-             stop_daemon, quiet_window, restore=start_daemon, expect=nowayout),
-    Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
-             Outcome.QUIET, pause_twice_the_timeout, quiet_window, needs=frozenset({Capability.PAUSE})),
-    Scenario("migrate", "control: live migration of a healthy guest: no reset on the destination",
-             Outcome.QUIET, migrate_healthy, quiet_window, needs=frozenset({Capability.MIGRATE})),
     Scenario("migrate-panic", "panic, then live migration mid-countdown: the destination fires in time",
              Outcome.FIRE, panic_then_migrate, keepalives_stop, crashes_kernel=True,
              needs=frozenset({Capability.MIGRATE})),
@@ -244,22 +252,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              health_test=HealthTest("test_binary", "--test-binary FILE --test-break COMMAND (or --health-example)",
                                     without_break="build with --test-break COMMAND: the manifest records no way "
                                                   "to make the test binary fail")),
-    Scenario("test-repaired", "control: the test binary fails and the repair binary fixes it: no reboot",
-             Outcome.QUIET, health_drill.break_test_repairably, health_drill.window_test,
-             health_test=HealthTest("repair_binary", "--test-binary and --repair-binary (or --health-example)",
-                                    without_break="build with --test-binary and --test-break: nothing for the "
-                                                  "repair binary to repair"),
-             restore=health_drill.repaired),
 ]}
 
-# `--fault all`: controls first (the guest stays up), then the faults that end in a reset.
-ALL_ORDER = ("healthy", "pause", "stop", "migrate", "test-repaired", "panic", "kill", "hang", "migrate-panic",
-             "net", "load", "memory", "service", "test")
-
-
 def names() -> list[str]:
-    ordered = [n for n in ALL_ORDER if n in SCENARIOS]
-    return ordered + sorted(n for n in SCENARIOS if n not in ordered)
+    """The scenarios in table order, which is `--fault all`'s."""
+    return list(SCENARIOS)
 
 
 def select(choices: list[str], setup: Setup, capabilities: frozenset[Capability]) -> tuple[list[Scenario], list[tuple[str, str]]]:
