@@ -44,7 +44,6 @@ class FaultResult:
         return self.seconds_to_reset / self.window.high
 
 
-
 def _deadline(wall: float) -> float:
     """A time.time() as a time.monotonic() deadline."""
     return time.monotonic() + wall - time.time()
