@@ -1,4 +1,6 @@
-"""The QEMU-emulated watchdog models and what each needs, in one table shared by every command."""
+"""The QEMU-emulated watchdog models and actions, in one table shared by every command: each row names the
+thing in every vocabulary wdimage speaks (QEMU, libvirt, OpenStack); the reverse look-ups are derived here.
+A new model or action is one row."""
 
 import dataclasses
 import enum
@@ -30,7 +32,7 @@ class ModelInfo:
     qemu_device: str | None  # `-device NAME`; None where the machine has it built in
     machine: str  # QEMU machine type the device lives on
     timeout_range: tuple[int, int]  # seconds the driver accepts
-    libvirt_model: str
+    libvirt_model: str  # libvirt's <watchdog model=>
     fragment: str  # file name in kconfig-fragments/
     identity: str = ""  # what the driver reports in /sys/class/watchdog/watchdogN/identity
     stages: int = 1  # countdowns of the programmed timeout before the reset (the ICH9 TCO counts down twice)
@@ -54,29 +56,56 @@ def info(model: Model | str) -> ModelInfo:
     return MODELS[Model(model)]
 
 
+def model_from_libvirt(name: str) -> Model | None:
+    """libvirt's <watchdog model=> as wdimage's model; None for those not drilled (diag288: s390x)."""
+    return next((m.model for m in MODELS.values() if m.libvirt_model == name), None)
+
+
 @dataclasses.dataclass(frozen=True)
 class ActionInfo:
-    action: Action
+    action: Action  # its value is QEMU's word (-action watchdog=, the QMP WATCHDOG event's action)
     effect: str  # what QEMU does when the watchdog fires, and what the user then sees
     recovers: bool  # does the guest come back on its own after a crash?
+    libvirt: str | None  # libvirt's <watchdog action=>; None: libvirt has no such action
+    openstack: str | None  # OpenStack's hw_watchdog_action image property; None: no equivalent
+    libvirt_event: int  # libvirt's virDomainEventWatchdogAction number in its watchdog event
+    libvirt_also: tuple[str, ...] = ()  # other libvirt actions that QEMU carries out as this one
 
 
 ACTIONS: dict[Action, ActionInfo] = {a.action: a for a in [
-    ActionInfo(Action.RESET, "QEMU resets the guest, which boots again", True),
+    ActionInfo(Action.RESET, "QEMU resets the guest, which boots again", True, "reset", "reset", 2),
     ActionInfo(Action.SHUTDOWN, "QEMU sends an ACPI power-button request: a crashed guest cannot obey it and "
-                                "stays down", False),
-    ActionInfo(Action.POWEROFF, "QEMU powers the guest off and exits", False),
+                                "stays down", False, "shutdown", "poweroff", 4),
+    ActionInfo(Action.POWEROFF, "QEMU powers the guest off and exits", False, "poweroff", "poweroff", 3),
+    # libvirt's "dump" is QEMU's pause, after which libvirt dumps the guest's memory and resumes it.
     ActionInfo(Action.PAUSE, "QEMU pauses the guest (run state 'watchdog') until someone resumes or resets it",
-               False),
-    ActionInfo(Action.DEBUG, "QEMU prints a debug message and does nothing else: the guest stays hung", False),
-    ActionInfo(Action.NONE, "QEMU does nothing but report the event: the guest stays hung", False),
-    ActionInfo(Action.INJECT_NMI, "QEMU injects an NMI: a live kernel logs it, a crashed one stays hung", False),
+               False, "pause", "pause", 1, libvirt_also=("dump",)),
+    ActionInfo(Action.DEBUG, "QEMU prints a debug message and does nothing else: the guest stays hung", False,
+               None, None, 5),
+    ActionInfo(Action.NONE, "QEMU does nothing but report the event: the guest stays hung", False,
+               "none", "none", 0),
+    ActionInfo(Action.INJECT_NMI, "QEMU injects an NMI: a live kernel logs it, a crashed one stays hung", False,
+               "inject-nmi", None, 6),
 ]}
+
+
+def action_info(action: Action | str) -> ActionInfo:
+    return ACTIONS[Action(action)]
+
+
+def action_from_libvirt(name: str) -> Action | None:
+    """libvirt's <watchdog action=> as the QEMU action that carries it out; None for a word libvirt lacks."""
+    return next((a.action for a in ACTIONS.values() if name == a.libvirt or name in a.libvirt_also), None)
+
+
+def action_from_libvirt_event(number: int) -> Action | None:
+    """The action in libvirt's watchdog event (virDomainEventWatchdogAction); None for a number not known here."""
+    return next((a.action for a in ACTIONS.values() if a.libvirt_event == number), None)
 
 
 def action_warning(action: Action | str) -> str | None:
     """For a build: a warning when the action cannot bring a crashed guest back, naming the better choice."""
-    about = ACTIONS[Action(action)]
+    about = action_info(action)
     if about.recovers:
         return None
     return (f"--action {about.action}: {about.effect}; a crashed guest will not recover by itself "

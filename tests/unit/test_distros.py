@@ -11,8 +11,8 @@ from wdimage import cli
 from wdimage.ci import matrix
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.image import build, dib, distros, kernel_build, sbom
-from wdimage.image.manifest import InstalledPackage
 from wdimage.image.distros import Distro, Init, Kernel, KernelPackaging, Release
+from wdimage.image.manifest import InstalledPackage
 from wdimage.image.render import LibvirtType
 
 

@@ -195,9 +195,24 @@ def test_cli_bad_directory_and_bad_fault_exit_2(tmp_path, capsys):
 
 
 def test_fault_choice_all_is_every_scenario_controls_first():
-    assert drill.faults_for("all") == ["healthy", "pause", "stop", "migrate", "test-repaired", "panic", "kill",
-                                       "hang", "migrate-panic", "net", "load", "memory", "service", "test"]
-    assert drill.faults_for(["hang", "panic", "hang"]) == ["hang", "panic"]
+    order = ["healthy", "pause", "stop", "migrate", "test-repaired", "panic", "kill", "hang", "migrate-panic",
+             "net", "load", "memory", "service", "test"]
+    assert scenarios.names() == order
+    assert drill.FAULT_CHOICES == [*order, "all"]
+    everything = Setup("x", Model.I6300ESB, Action.RESET, 15, health=scenarios_health_record())
+    chosen, left_out = scenarios.select(drill.requested(["all"]), everything, frozenset(scenarios.Capability))
+    assert [s.name for s in chosen] == order and left_out == []
+    assert drill.requested(["hang", "panic", "hang"]) == ["hang", "panic"]
+    assert drill.requested(None) == ["all"]
+    chosen, _ = scenarios.select(drill.requested(["hang", "panic", "hang"]), everything, frozenset())
+    assert [s.name for s in chosen] == ["hang", "panic"]
+
+
+def scenarios_health_record() -> dict:
+    """A manifest `health` record that configures every health test the drill has a scenario for."""
+    from wdimage.image import build, health
+    return health.manifest_record(build.make_settings(
+        "debian", ping=("10.0.2.2",), max_load_1=8, health_options=dict(min_memory=16384, example=True)).health)
 
 
 def test_repeated_fault_option_and_bad_names(tmp_path, capsys):
@@ -349,13 +364,14 @@ def test_expected_windows_per_fault_and_model():
 def test_a_named_scenario_the_image_cannot_run_is_refused_and_all_leaves_it_out():
     setup = Setup("x", Model.I6300ESB, Action.RESET, 15)
     row = scenarios.Scenario("needs-ping", "x", Outcome.REBOOT, scenarios.nothing, scenarios.quiet_window,
-                             requires=lambda s: None if s.health and s.health.ping else "build with --ping ADDR")
+                             health_test=scenarios.HealthTest("ping", "--ping ADDR"))
     scenarios.SCENARIOS[row.name] = row
     try:
         with pytest.raises(ValueError, match="--fault needs-ping: .*--ping ADDR"):
             scenarios.select(["needs-ping"], setup, frozenset())
         chosen, left_out = scenarios.select(["all"], setup, frozenset())
-        assert "needs-ping" not in [c.name for c in chosen] and ("needs-ping", "build with --ping ADDR") in left_out
+        assert "needs-ping" not in [c.name for c in chosen]
+        assert ("needs-ping", "build the image with --ping ADDR") in left_out
         chosen, _ = scenarios.select(["all"], Setup("x", Model.I6300ESB, Action.RESET, 15, health=HealthRecord(ping=("a",))),
                                      frozenset())
         assert "needs-ping" in [c.name for c in chosen]

@@ -7,11 +7,11 @@ import pytest
 
 from tests.unit.test_drill import write_build
 from wdimage import cli
-from wdimage.drill import checks, scenarios
+from wdimage.drill import checks, scenarios, windows
 from wdimage.drill import health as health_drill
 from wdimage.drill.scenarios import Outcome, Setup
 from wdimage.errors import ExitCode
-from wdimage.image import build, health
+from wdimage.image import build
 from wdimage.image.manifest import Breaks, HealthRecord, health_record
 from wdimage.models import Action, Model
 
@@ -45,8 +45,11 @@ def test_all_leaves_out_what_the_image_cannot_run_and_says_why():
 
 def test_a_user_test_without_a_break_command_cannot_be_drilled():
     record = dataclasses.replace(EXAMPLE_RECORD, example=False, breaks=Breaks())
-    why = health_drill.requires("test")(_setup(record))
-    assert "--test-break" in why
+    why = scenarios.SCENARIOS["test"].missing(_setup(record))
+    assert "--test-break" in why and "no way to make the test binary fail" in why
+    why = scenarios.SCENARIOS["test-repaired"].missing(_setup(record))
+    assert "--test-break" in why and "nothing for the repair binary to repair" in why
+    assert scenarios.SCENARIOS["test"].missing(_setup()) is None
 
 
 def test_health_rows_reboot_and_the_repaired_test_is_quiet():
@@ -60,7 +63,7 @@ def test_health_rows_reboot_and_the_repaired_test_is_quiet():
 def test_windows_come_from_the_manifest_record():
     setup = _setup()
     net = scenarios.SCENARIOS["net"].window(setup)
-    expected = health.window("net", health.Timing(interval=5, retry_timeout=10, sigterm_delay=5, stages=1))
+    expected = windows.ping_window(windows.Timing(interval=5, retry_timeout=10, sigterm_delay=5, stages=1))
     assert (net.low, net.high) == (expected.low, expected.high)
     # the ICH9 TCO counts the daemon's final 1 s timeout down twice: one second more at the end
     itco = scenarios.SCENARIOS["service"].window(Setup("x", Model.ITCO, Action.RESET, 15, 5, EXAMPLE_RECORD))

@@ -2,12 +2,17 @@
 in-process test driver (test:///default, whose domain "test" has no watchdog). The drill itself runs against a
 real libvirtd in tests/real/test_libvirt.py."""
 
+from pathlib import Path
+
 import pytest
 
 from wdimage import cli
 from wdimage.drill import libvirt as libvirt_drill
+from wdimage.drill.scenarios import SCENARIOS
 from wdimage.errors import ExitCode, WdimageError
+from wdimage.image import render
 from wdimage.models import Action, Model
+from wdimage.vm import libvirt_guest
 
 TEST_URI = "test:///default"
 
@@ -70,3 +75,24 @@ def test_domain_check_is_the_checklists_first_question():
     assert libvirt_drill.domain_check("d", {"model": "i6300esb", "action": "reset"}).passed
     check = libvirt_drill.domain_check("d", None)
     assert not check.passed and "virsh edit d" in check.fix
+
+
+@pytest.mark.parametrize("model", list(Model))
+@pytest.mark.parametrize("action", [Action.RESET, Action.SHUTDOWN, Action.POWEROFF, Action.PAUSE, Action.NONE,
+                                    Action.INJECT_NMI])
+def test_the_domain_wdimage_writes_is_drilled_as_built(model, action):
+    """render's <watchdog> (or q35's iTCO on the QEMU command line) read back by the drill: the same model and
+    action, through the one vocabulary table in wdimage.models."""
+    guest = render.GuestFiles(name="wd", model=model, action=action, image="x.qcow2", kernel=None, initrd=None,
+                              cmdline=None, agent=True)
+    watchdog = libvirt_guest.domain_watchdog(render.render_libvirt_xml(guest, Path("/srv"), "qemu"))
+    setup, _ = libvirt_drill.expectations("wd", watchdog, "")
+    assert (setup.model, setup.action) == (model, action)
+
+
+def test_only_the_harmless_rows_run_without_consent():
+    assert [s.name for s in SCENARIOS.values() if s.harmless] == ["healthy"]
+    libvirt_drill.check_options("web1", None, ["healthy"], yes_crash_it=False)  # no exit 2
+    with pytest.raises(WdimageError, match="--yes-crash-it: the drill would run stop, all"):
+        libvirt_drill.check_options("web1", None, ["healthy", "stop", "all"], yes_crash_it=False)
+    libvirt_drill.check_options("web1", None, ["healthy", "stop", "all"], yes_crash_it=True)

@@ -138,19 +138,21 @@ def test_a_later_boot_resets_the_domain_the_runner_left_unusable():
 
 
 def test_libvirts_watchdog_and_pause_callbacks_give_typed_actions():
-    """libvirt's numbers through WATCHDOG_ACTIONS become Actions; a number it may add later gives no action."""
+    """libvirt's virDomainEventWatchdogAction numbers become QEMU's Actions (models.py's rows); a number it may add
+    later gives no action, and the raw text names it."""
     target = libvirt_guest.LibvirtTarget("test", TEST_URI)
     guest = target.boot()
     try:
         guest.clear_events()
-        guest._on_watchdog(None, None, 2, None)  # VIR_DOMAIN_EVENT_WATCHDOG_RESET
-        guest._on_watchdog(None, None, 99, None)
-        guest._on_lifecycle(None, None, 3, 3, None)  # suspended, detail watchdog: the watchdog's pause
-        reset, later, paused = guest.events()[-3:]
-        assert (reset.kind, reset.action) == (EventKind.WATCHDOG, Action.RESET)
-        assert str(reset) == "libvirt watchdog reset reset"
-        assert (later.action, later.raw) == (None, "libvirt watchdog 99")
-        assert (paused.kind, paused.action, paused.reason) == (EventKind.STOP, Action.PAUSE, "watchdog")
+        for number in (2, 4, 6, 9):
+            guest._on_watchdog(None, None, number, None)
+        guest._on_lifecycle(None, None, 3, 3, None)  # suspended, detail watchdog: the pause action
+        events = guest.events()
+        assert [(e.kind, e.action) for e in events] == [
+            (EventKind.WATCHDOG, Action.RESET), (EventKind.WATCHDOG, Action.SHUTDOWN),
+            (EventKind.WATCHDOG, Action.INJECT_NMI), (EventKind.WATCHDOG, None), (EventKind.STOP, Action.PAUSE)]
+        assert str(events[0]) == "libvirt watchdog reset reset" and events[3].raw == "libvirt watchdog 9"
+        assert events[4].reason == "watchdog"
     finally:
         guest.close()
         target.close()

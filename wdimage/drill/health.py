@@ -1,30 +1,33 @@
 """The drill's health-test scenarios (rows of wdimage.drill.scenarios.SCENARIOS): how each breaks what a daemon
-health test watches, what the image's manifest must configure for it, its expected window, and the reason the
-daemon logged, read back after the reboot.
+health test watches, what the image's manifest must configure for it (HealthTest), its expected window from the
+manifest's record, and the reason the daemon logged, read back after the reboot.
 
 The faults break what a test watches, never the daemon: what is proven is the daemon's own soft reboot
-(wdimage.image.health explains its timing), whose last step is the hardware timer set to 1 s.
+(wdimage.drill.windows explains its timing), whose last step is the hardware timer set to 1 s.
 Functions here take the scenario table's Context/Setup (duck-typed: guest, setup, notes; health, interval, model);
 setup.health is the manifest's HealthRecord (wdimage.image.manifest), None when the build recorded none.
 """
 
+import dataclasses
 import math
 import re
 import time
 
-from wdimage.image import health
+from wdimage.drill import windows
+from wdimage.drill.windows import Window
 from wdimage.image.manifest import HealthRecord
 from wdimage.models import info
 
-# Which HealthRecord field (manifest `health` key) each fault needs, and the build option that sets it.
-NEEDS = {
-    "net": ("ping", "--ping 10.0.2.2"),
-    "load": ("max_load_1", "--max-load N"),
-    "memory": ("min_memory", "--min-memory PAGES"),
-    "service": ("pidfiles", "--pidfile PATH (or --health-example)"),
-    "test": ("test_binary", "--test-binary FILE --test-break COMMAND (or --health-example)"),
-    "test-repaired": ("repair_binary", "--test-binary and --repair-binary (or --health-example)"),
-}
+
+@dataclasses.dataclass(frozen=True)
+class HealthTest:
+    """The daemon health test a scenario drills: the manifest `health` key that configures it, the build option
+    that sets it, and, for a fault that breaks the test binary, what to build with when the manifest records no
+    way to break it."""
+
+    key: str
+    option: str
+    without_break: str = ""
 
 LOAD_SETTLED = 2.0  # the load window assumes the fault starts from a 1-minute load at most this
 LOAD_SETTLE_SECONDS = 90
@@ -73,45 +76,44 @@ SHUTDOWN_RE = re.compile(r"shutting down the system because of error (\d+) = '([
 RETRY_RE = re.compile(r"Retry timed-out at (\d+) seconds for (\S+)")
 
 
-def requires(fault: str):
-    """The scenario's `requires`: None when the image configures the fault's test, else the build option."""
-    key, option = NEEDS[fault]
-
-    def missing(setup) -> str | None:
-        record = setup.health or HealthRecord()
-        if not getattr(record, key):
-            return f"build the image with {option}"
-        if fault == "test" and not record.breaks.test:
-            return "build with --test-break COMMAND: the manifest records no way to make the test binary fail"
-        if fault == "test-repaired" and not (record.breaks.test and record.test_binary):
-            return "build with --test-binary and --test-break: nothing for the repair binary to repair"
-        return None
-    return missing
-
-
-def timing(setup) -> health.Timing:
+def missing(test: HealthTest, setup) -> str | None:
+    """None when the image configures the test, else the build option that would."""
     record = setup.health or HealthRecord()
-    return health.Timing(interval=setup.interval,
-                         retry_timeout=record.retry_timeout,
-                         sigterm_delay=record.sigterm_delay,
-                         stages=info(setup.model).stages)
+    if not getattr(record, test.key):
+        return f"build the image with {test.option}"
+    if test.without_break and not (record.breaks.test and record.test_binary):
+        return test.without_break
+    return None
 
 
-def window(fault: str, setup) -> health.Window:
-    t = timing(setup)
-    if fault == "load":
-        max_load = setup.health.max_load_1
-        return health.load_window(t, max_load, health.spinners_for(max_load), LOAD_SETTLED)
-    if fault == "memory":
-        return health.unretried_window(t, "memory", MEMORY_SECONDS, f"allocated within {MEMORY_SECONDS}s")
-    return health.window("test" if fault == "test-repaired" else fault, t)
+def timing(setup) -> windows.Timing:
+    record = setup.health or HealthRecord()
+    return windows.Timing(interval=setup.interval, retry_timeout=record.retry_timeout,
+                          sigterm_delay=record.sigterm_delay, stages=info(setup.model).stages)
 
 
-def slowest_window(setup) -> health.Window | None:
-    """The slowest configured test's window: the `healthy` control waits twice that long."""
-    windows = [window(f, setup) for f in ("net", "load", "memory", "service", "test")
-               if requires(f)(setup) is None]
-    return max(windows, key=lambda w: w.high, default=None)
+# --- the scenarios' windows -----------------------------------------------------------------------------------
+
+def window_net(setup) -> Window:
+    return windows.ping_window(timing(setup))
+
+
+def window_load(setup) -> Window:
+    max_load = setup.health.max_load_1
+    return windows.load_window(timing(setup), max_load, windows.spinners_for(max_load), LOAD_SETTLED)
+
+
+def window_memory(setup) -> Window:
+    return windows.unretried_window(timing(setup), "memory", MEMORY_SECONDS, f"allocated within {MEMORY_SECONDS}s")
+
+
+def window_service(setup) -> Window:
+    return windows.pidfile_window(timing(setup))
+
+
+def window_test(setup) -> Window:
+    """The test binary's; the repaired control waits on the same one."""
+    return windows.binary_window(timing(setup))
 
 
 # --- inject functions ---------------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def load(ctx) -> None:
     while start > LOAD_SETTLED and time.monotonic() < deadline:
         time.sleep(5)
         start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
-    spinners = health.spinners_for(ctx.setup.health.max_load_1)
+    spinners = windows.spinners_for(ctx.setup.health.max_load_1)
     ctx.guest.spawn(LOAD_SH, str(spinners))
     ctx.notes.append(f"{spinners} busy loops from a 1-minute load of {start:.2f}")
 

@@ -5,7 +5,7 @@ What the drill expects comes from what the guest really has, not from a manifest
 interval, read through the guest agent), and its kernel (the readiness checks: driver, module, device, service,
 the device line, who holds the device). A guest that is not ready gets those checks answered one by one, in the
 seed comment thread's order, each failure with its fix; the scenarios themselves are the same rows as for a
-built image (wdimage.drill.scenarios), run by the same runner (wdimage.drill.run_scenarios).
+built image (wdimage.drill.scenarios), run by the same runner (wdimage.drill.runner.run_scenarios).
 
 The domain is someone's machine: nothing that crashes, stops or pauses it runs without --yes-crash-it.
 """
@@ -15,21 +15,15 @@ from collections.abc import Sequence
 
 from wdimage import log
 from wdimage.drill.checks import Check
-from wdimage.drill.runner import AGENT_TIMEOUT, DrillReport, run_scenarios
-from wdimage.drill.scenarios import Setup
+from wdimage.drill.runner import DrillReport, run_scenarios
+from wdimage.drill.scenarios import SCENARIOS, Setup
+from wdimage.drill.session import AGENT_TIMEOUT
 from wdimage.errors import ExitCode, WdimageError, failure, usage_error
-from wdimage.models import Action, Model, info
+from wdimage.models import MODELS, action_from_libvirt, action_info, info, model_from_libvirt
 from wdimage.vm.libvirt_guest import LibvirtTarget
 
-# libvirt's <watchdog model=> -> wdimage's models; others (diag288: s390x) are not drilled.
-LIBVIRT_MODELS = {"i6300esb": Model.I6300ESB, "ib700": Model.IB700, "itco": Model.ITCO}
-# libvirt's <watchdog action=> -> QEMU's action. libvirt implements "dump" as QEMU's pause, then dumps and resumes.
-LIBVIRT_ACTIONS = {"reset": Action.RESET, "shutdown": Action.SHUTDOWN, "poweroff": Action.POWEROFF,
-                   "pause": Action.PAUSE, "none": Action.NONE, "inject-nmi": Action.INJECT_NMI,
-                   "dump": Action.PAUSE}
 DAEMON_DEFAULT_TIMEOUT = 60  # watchdog(8): watchdog-timeout when watchdog.conf does not set it
 DAEMON_DEFAULT_INTERVAL = 1
-HARMLESS = {"healthy"}  # the only scenario that leaves the guest entirely alone
 
 # libvirt's own rules are looser; these are what wdimage passes on: a domain name, a connection URI.
 DOMAIN_RE = re.compile(r"[A-Za-z0-9_.+:@-][A-Za-z0-9_.+:@ -]{0,199}")
@@ -45,7 +39,7 @@ def check_options(domain: str, uri: str | None, faults: Sequence[str], yes_crash
         raise usage_error(f"--libvirt {domain!r}: not a domain name (letters, digits, ' ._+:@-', at most 200)")
     if uri is not None and not URI_RE.fullmatch(uri):
         raise usage_error(f"--connect {uri!r}: not a libvirt URI (e.g. qemu:///system)")
-    risky = [f for f in faults if f not in HARMLESS]
+    risky = [f for f in faults if not (f in SCENARIOS and SCENARIOS[f].harmless)]
     if risky and not yes_crash_it:
         raise usage_error(
             f"--yes-crash-it: the drill would run {', '.join(risky)} on the libvirt domain {domain}, which crashes, "
@@ -70,17 +64,17 @@ def add_watchdog_fix(domain: str) -> str:
 
 def expectations(domain: str, watchdog: dict, conf: str) -> tuple[Setup, list[str]]:
     """The Setup the drill holds the guest to, and notes on where each value came from."""
-    model = LIBVIRT_MODELS.get(watchdog["model"])
+    model = model_from_libvirt(watchdog["model"])
     if model is None:
         raise failure(f"libvirt domain {domain}: watchdog model {watchdog['model']!r} is not one wdimage drills "
-                      f"({', '.join(LIBVIRT_MODELS)})")
-    action = LIBVIRT_ACTIONS.get(watchdog["action"])
+                      f"({', '.join(m.libvirt_model for m in MODELS.values())})")
+    action = action_from_libvirt(watchdog["action"])
     if action is None:
         raise failure(f"libvirt domain {domain}: watchdog action {watchdog['action']!r} is not one wdimage knows")
     notes = []
-    if watchdog["action"] == "dump":
-        notes.append("libvirt's action dump pauses the guest (QEMU's pause), dumps its memory and resumes it: "
-                     "expecting pause")
+    if watchdog["action"] != action_info(action).libvirt:  # dump, the one libvirt carries out as QEMU's pause
+        notes.append(f"libvirt's action {watchdog['action']} pauses the guest (QEMU's {action}), dumps its memory "
+                     f"and resumes it: expecting {action}")
     values = {}
     for line in conf.splitlines():
         match = re.fullmatch(r"\s*(watchdog-timeout|interval)\s*=\s*(\d+)\s*(#.*)?", line)

@@ -8,8 +8,9 @@ libvirt domains alike. Three outcomes:
 - QUIET: a control: nothing may happen (no WATCHDOG, RESET or SHUTDOWN) for twice the window in which it
   would have fired, and the guest is still armed afterwards.
 
-Adding a fault is adding a row to SCENARIOS: an inject function, an outcome, a window function, and which
-build option (or backend capability) it needs.
+Adding a fault is adding a row to SCENARIOS: an inject function, an outcome, a window function
+(wdimage.drill.windows), whether it crashes the guest's kernel, and which daemon health test (the build option
+that configures it) or backend capability it needs.
 """
 
 import dataclasses
@@ -19,6 +20,8 @@ from collections.abc import Callable
 
 from wdimage.drill import health as health_drill
 from wdimage.drill.checks import HOLDERS_SH, Probe, parse_holders, parse_sections
+from wdimage.drill.health import HealthTest
+from wdimage.drill.windows import Window, keepalives_stop, quiet_window, unclean_close
 from wdimage.image.manifest import HealthRecord
 from wdimage.models import Action, Model, info
 from wdimage.vm.guest import Capability, Guest
@@ -49,15 +52,6 @@ class Setup:
         return info(self.model).stages * self.timeout
 
 
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """Seconds from the fault to the expected event: [low, high], and how that was worked out."""
-
-    low: float
-    high: float
-    why: str
-
-
 @dataclasses.dataclass
 class Context:
     """What an inject function works with: the guest, the setup, the last readiness probe, and its notes."""
@@ -76,28 +70,18 @@ class Scenario:
     outcome: Outcome
     inject: Callable[[Context], None]
     window: Callable[[Setup], Window]
-    requires: Callable[[Setup], str | None] = lambda setup: None  # why this image cannot run it: the build option
+    crashes_kernel: bool = False  # the guest's kernel is dead after the fault (it cannot obey an ACPI shutdown)
+    harmless: bool = False  # leaves the guest entirely alone: runs on someone's libvirt domain without consent
+    health_test: HealthTest | None = None  # the daemon's health test it drills, which the image must configure
     needs: frozenset[Capability] = frozenset()  # what the backend must be able to do
     # Put the guest back as it was (resume, link up, ...): after the quiet wait, or right after the reboot event.
     # A returned text says what is wrong (a control whose fault left no trace proves nothing).
     restore: Callable[[Context], str | None] | None = None
     expect: Callable[[Context], tuple[Outcome, str] | None] | None = None  # overrides `outcome` from the guest
 
-
-# --- windows ------------------------------------------------------------------------------------------------
-
-def keepalives_stop(setup: Setup) -> Window:
-    """Nobody pings any more: the last keepalive came at most one interval before the fault."""
-    after = setup.fire_after
-    stages = f" ({info(setup.model).stages} countdowns of {setup.timeout}s)" if info(setup.model).stages > 1 else ""
-    return Window(max(after - setup.interval, 0), after,
-                  f"{after}s after the last keepalive{stages}, which came every {setup.interval}s")
-
-
-def unclean_close(setup: Setup) -> Window:
-    """watchdog_release(): the kernel answers an unclean close of /dev/watchdog with one last keepalive."""
-    after = setup.fire_after
-    return Window(after, after, f"{after}s: the kernel pings the device once when it is closed uncleanly")
+    def missing(self, setup: Setup) -> str | None:
+        """Why this image cannot run it (the build option to add); None when it can."""
+        return health_drill.missing(self.health_test, setup) if self.health_test else None
 
 
 # --- inject functions ---------------------------------------------------------------------------------------
@@ -216,68 +200,64 @@ def panic_then_migrate(ctx: Context) -> None:
     migrate(ctx)
 
 
-def quiet_window(setup: Setup) -> Window:
-    """A control: the window in which the watchdog would have fired (the runner waits twice as long)."""
-    after = setup.fire_after
-    return Window(0, after, f"the watchdog would fire {after}s after the last keepalive")
-
-
 def healthy_window(setup: Setup) -> Window:
-    """Left alone, neither the watchdog nor any configured health test may act: the slowest of their windows."""
-    slowest = health_drill.slowest_window(setup)
+    """Left alone, neither the watchdog nor any configured health test may act: the slowest window of the health
+    tests that reboot (the REBOOT rows this image can run)."""
+    slowest = max((s.window(setup) for s in SCENARIOS.values()
+                   if s.outcome is Outcome.REBOOT and s.health_test and s.missing(setup) is None),
+                  key=lambda w: w.high, default=None)
     if slowest is None or slowest.high <= setup.fire_after:
         return quiet_window(setup)
     return Window(0, slowest.high, f"the slowest health test would have rebooted within {slowest.high:.0f}s "
-                                   f"({slowest.reasoning})")
+                                   f"({slowest.why})")
 
 
-def health_window(fault: str) -> Callable[[Setup], Window]:
-    def window(setup: Setup) -> Window:
-        w = health_drill.window(fault, setup)
-        return Window(w.low, w.high, w.reasoning)
-    return window
-
-
-def _health(name: str, summary: str, outcome: Outcome, inject, **kw) -> Scenario:
-    return Scenario(name, summary, outcome, inject, health_window(name), requires=health_drill.requires(name), **kw)
-
-
+# In the order of `--fault all`: controls first (the guest stays up), then the faults that end in a reset.
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
+             nothing, healthy_window, harmless=True),
+    Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
+             Outcome.QUIET, pause_twice_the_timeout, quiet_window, needs=frozenset({Capability.PAUSE})),
+    Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
+             stop_daemon, quiet_window, restore=start_daemon, expect=nowayout),
+    Scenario("migrate", "control: live migration of a healthy guest: no reset on the destination",
+             Outcome.QUIET, migrate_healthy, quiet_window, needs=frozenset({Capability.MIGRATE})),
+    Scenario("test-repaired", "control: the test binary fails and the repair binary fixes it: no reboot",
+             Outcome.QUIET, health_drill.break_test_repairably, health_drill.window_test,
+             health_test=HealthTest("repair_binary", "--test-binary and --repair-binary (or --health-example)",
+                                    without_break="build with --test-binary and --test-break: nothing for the "
+                                                  "repair binary to repair"),
+             restore=health_drill.repaired),
     Scenario("panic", "SysRq crash: the kernel dies and nobody pings the device", Outcome.FIRE, panic,
-             keepalives_stop),
+             keepalives_stop, crashes_kernel=True),
     Scenario("kill", "SIGKILL to the daemon: the device is never closed cleanly", Outcome.FIRE, kill_daemon,
              unclean_close),
     Scenario("hang", "SIGSTOP to the daemon: it holds the device and stops pinging it", Outcome.FIRE,
              hang_daemon, keepalives_stop),
-    Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
-             nothing, healthy_window),
-    Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
-             stop_daemon, quiet_window, restore=start_daemon, expect=nowayout),
-    Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
-             Outcome.QUIET, pause_twice_the_timeout, quiet_window, needs=frozenset({Capability.PAUSE})),
-    Scenario("migrate", "control: live migration of a healthy guest: no reset on the destination",
-             Outcome.QUIET, migrate_healthy, quiet_window, needs=frozenset({Capability.MIGRATE})),
     Scenario("migrate-panic", "panic, then live migration mid-countdown: the destination fires in time",
-             Outcome.FIRE, panic_then_migrate, keepalives_stop, needs=frozenset({Capability.MIGRATE})),
-    _health("net", "the host cuts the guest's link: the daemon's ping test fails", Outcome.REBOOT,
-            health_drill.cut_link, needs=frozenset({Capability.LINK}), restore=health_drill.restore_link),
-    _health("load", "busy loops past max-load-1: the daemon's load test fails", Outcome.REBOOT, health_drill.load),
-    _health("memory", "memory filled under min-memory: the daemon's memory test fails", Outcome.REBOOT,
-            health_drill.fill_memory),
-    _health("service", "SIGKILL to the process of the watched pidfile", Outcome.REBOOT, health_drill.kill_service),
-    _health("test", "the test binary fails and its repair fails too", Outcome.REBOOT, health_drill.break_test),
-    _health("test-repaired", "control: the test binary fails and the repair binary fixes it: no reboot",
-            Outcome.QUIET, health_drill.break_test_repairably, restore=health_drill.repaired),
+             Outcome.FIRE, panic_then_migrate, keepalives_stop, crashes_kernel=True,
+             needs=frozenset({Capability.MIGRATE})),
+    Scenario("net", "the host cuts the guest's link: the daemon's ping test fails", Outcome.REBOOT,
+             health_drill.cut_link, health_drill.window_net, health_test=HealthTest("ping", "--ping 10.0.2.2"),
+             needs=frozenset({Capability.LINK}), restore=health_drill.restore_link),
+    Scenario("load", "busy loops past max-load-1: the daemon's load test fails", Outcome.REBOOT,
+             health_drill.load, health_drill.window_load, health_test=HealthTest("max_load_1", "--max-load N")),
+    Scenario("memory", "memory filled under min-memory: the daemon's memory test fails", Outcome.REBOOT,
+             health_drill.fill_memory, health_drill.window_memory,
+             health_test=HealthTest("min_memory", "--min-memory PAGES")),
+    Scenario("service", "SIGKILL to the process of the watched pidfile", Outcome.REBOOT,
+             health_drill.kill_service, health_drill.window_service,
+             health_test=HealthTest("pidfiles", "--pidfile PATH (or --health-example)")),
+    Scenario("test", "the test binary fails and its repair fails too", Outcome.REBOOT,
+             health_drill.break_test, health_drill.window_test,
+             health_test=HealthTest("test_binary", "--test-binary FILE --test-break COMMAND (or --health-example)",
+                                    without_break="build with --test-break COMMAND: the manifest records no way "
+                                                  "to make the test binary fail")),
 ]}
 
-# `--fault all`: controls first (the guest stays up), then the faults that end in a reset.
-ALL_ORDER = ("healthy", "pause", "stop", "migrate", "test-repaired", "panic", "kill", "hang", "migrate-panic",
-             "net", "load", "memory", "service", "test")
-
-
 def names() -> list[str]:
-    ordered = [n for n in ALL_ORDER if n in SCENARIOS]
-    return ordered + sorted(n for n in SCENARIOS if n not in ordered)
+    """The scenarios in table order, which is `--fault all`'s."""
+    return list(SCENARIOS)
 
 
 def select(choices: list[str], setup: Setup, capabilities: frozenset[Capability]) -> tuple[list[Scenario], list[tuple[str, str]]]:
@@ -288,7 +268,7 @@ def select(choices: list[str], setup: Setup, capabilities: frozenset[Capability]
     chosen, left_out = [], []
     for name in (names() if "all" in choices else choices):
         scenario = SCENARIOS[name]
-        missing = scenario.requires(setup)
+        missing = scenario.missing(setup)
         if missing:
             if "all" not in choices:
                 raise ValueError(f"--fault {name}: this image has no such test configured; {missing}")

@@ -25,7 +25,7 @@ from wdimage.image.manifest import FILE, BuildInfo, Files, InstalledPackage, Man
 from wdimage.image.render import LibvirtType
 from wdimage.kconfig.config import check_config
 from wdimage.kconfig.fragments import fragments_dir
-from wdimage.models import Action, Model, info
+from wdimage.models import Action, Model, action_info, info
 
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
@@ -406,7 +406,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         drill_agent=settings.drill_agent, init_system=init_system(settings),
         health=health_record(settings.health), elements=tuple(command.elements), packages=packages,
         installed_packages=facts.installed_packages, kernel_config_check=check, kernel_modules=modules,
-        libvirt_type=settings.libvirt_type, openstack_watchdog_action=render.OPENSTACK_ACTIONS.get(settings.action),
+        libvirt_type=settings.libvirt_type, openstack_watchdog_action=action_info(settings.action).openstack,
         files=files, checksums={}, kernel_source=kernel.to_manifest() if kernel else None,
         build=BuildInfo(wdimage_version=__version__, dib_version=dib.version(),
                         started=started.isoformat(timespec="seconds"), seconds=round(seconds, 1),

@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from wdimage import __version__
-from wdimage.models import Action, Model, info
+from wdimage.models import Action, Model, action_info, info
 from wdimage.vm.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
 
 _ENV = jinja2.Environment(
@@ -29,12 +29,6 @@ _ENV = jinja2.Environment(
 _HERE = "@WDIMAGE_HERE@"
 _RUNDIR = "@WDIMAGE_RUNDIR@"
 
-# QEMU's `-action watchdog=` values -> libvirt's <watchdog action=> (no libvirt "debug") and
-# OpenStack's hw_watchdog_action image property (disabled|reset|poweroff|pause|none).
-LIBVIRT_ACTIONS = {Action.RESET: "reset", Action.SHUTDOWN: "shutdown", Action.POWEROFF: "poweroff",
-                   Action.PAUSE: "pause", Action.NONE: "none", Action.INJECT_NMI: "inject-nmi"}
-
-
 class LibvirtType(enum.StrEnum):
     """`wdimage build --libvirt-type`: the libvirt domain's type."""
 
@@ -46,8 +40,6 @@ class LibvirtType(enum.StrEnum):
 LIBVIRT_TYPES = {LibvirtType.KVM: "kvm", LibvirtType.QEMU: "tcg"}
 # What libvirt takes as a domain name and wdimage writes (build's --name is narrower still).
 LIBVIRT_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
-OPENSTACK_ACTIONS = {Action.RESET: "reset", Action.SHUTDOWN: "poweroff", Action.POWEROFF: "poweroff",
-                     Action.PAUSE: "pause", Action.NONE: "none"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,4 +141,4 @@ def domain_xml(spec: LaunchSpec, name: str) -> str:
     return _ENV.get_template("domain.xml.j2").render(
         version=__version__, name=name, spec=spec, model=model, machine=machine_type(spec), cpu_host=cpu_is_host(spec),
         domain_type="kvm" if spec.accel == "kvm" else "qemu", agent=spec.qga_socket is not None,
-        libvirt_action=LIBVIRT_ACTIONS.get(spec.action))
+        libvirt_action=action_info(spec.action).libvirt)

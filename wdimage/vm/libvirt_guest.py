@@ -17,8 +17,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from wdimage.errors import failure, usage_error
-from wdimage.models import Action
-from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, Unsupported, watchdog_action
+from wdimage.models import Action, Model, action_from_libvirt_event, action_info, info
+from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, Unsupported
 
 try:
     import libvirt
@@ -28,8 +28,6 @@ except ImportError:  # the [libvirt] extra is optional; say how to get it when i
 
 INSTALL_HINT = "pip install 'wdimage[libvirt]' (it builds libvirt-python: needs libvirt-dev and pkg-config)"
 
-# virDomainEventWatchdogAction -> QEMU's -action watchdog= words (as wdimage.models.Action and QMP say them)
-WATCHDOG_ACTIONS = {0: "none", 1: "pause", 2: "reset", 3: "poweroff", 4: "shutdown", 5: "debug", 6: "inject-nmi"}
 # virDomainEventType -> (our kind, the names of its details), for the lifecycle events the drill cares about
 _LIFECYCLE = {
     3: (EventKind.STOP, ["paused", "migrated", "io-error", "watchdog", "restored", "from-snapshot",
@@ -97,7 +95,8 @@ def define(uri: str | None, xml: str) -> str:
 def watchdogs(xml: str) -> list[dict]:
     """The domain's <watchdog> devices: [{"model": ..., "action": ...}] (libvirt's default action is reset)."""
     root = ET.fromstring(xml)
-    return [{"model": w.get("model"), "action": w.get("action") or "reset"} for w in root.iterfind("devices/watchdog")]
+    default = action_info(Action.RESET).libvirt
+    return [{"model": w.get("model"), "action": w.get("action") or default} for w in root.iterfind("devices/watchdog")]
 
 
 def domain_watchdog(xml: str) -> dict | None:
@@ -114,7 +113,8 @@ def _qemu_commandline_watchdog(xml: str) -> dict | None:
     if "ICH9-LPC.noreboot=false" not in args:
         return None
     actions = [a.split("=", 1)[1] for a in args if a.startswith("watchdog=")]
-    return {"model": "itco", "action": actions[-1] if actions else "reset"}
+    default = action_info(Action.RESET).libvirt
+    return {"model": info(Model.ITCO).libvirt_model, "action": actions[-1] if actions else default}
 
 
 class LibvirtTarget(Target):
@@ -212,9 +212,9 @@ class LibvirtGuest(Guest):
             self._cond.notify_all()
 
     def _on_watchdog(self, conn, domain, action, opaque) -> None:
-        name = WATCHDOG_ACTIONS.get(action, str(action))
-        self._add(Event(EventKind.WATCHDOG, time.time(), action=watchdog_action(name),
-                        raw=f"libvirt watchdog {name}"))
+        known = action_from_libvirt_event(action)  # QEMU's word, as QMP says it
+        name = str(known) if known else str(action)
+        self._add(Event(EventKind.WATCHDOG, time.time(), action=known, raw=f"libvirt watchdog {name}"))
 
     def _on_reboot(self, conn, domain, opaque) -> None:
         self._add(Event(EventKind.RESET, time.time(), raw="libvirt reboot"))

@@ -1,0 +1,75 @@
+"""The drill's guest session: boot a guest from the target, wait until the watchdog is armed (the readiness
+checks of wdimage.drill.checks passing), and keep an armed guest for the next scenario."""
+
+import time
+from collections.abc import Sequence
+
+from wdimage import log
+from wdimage.drill.checks import Probe, run_checks
+from wdimage.drill.scenarios import Setup
+from wdimage.vm.guest import Guest, Target
+
+AGENT_TIMEOUT = 240  # seconds from QEMU start (or a reset) to an answering guest agent; TCG on a busy host
+BOOT_SETTLE_TIMEOUT = 120  # seconds for systemd to finish starting units once the agent answers
+CHECK_RETRY_SECONDS = 10  # how long failing checks are retried (a daemon still starting) before they count
+CHECK_RETRY_WITHOUT_SYSTEMD = 60  # OpenRC has no "boot finished" to wait for: poll the checks longer
+
+
+class Session:
+    """The current guest and its last readiness probe; a guest that is still armed serves the next scenario."""
+
+    def __init__(self, target: Target, setup: Setup):
+        self.target = target
+        self.setup = setup
+        self.guest: Guest | None = None
+        self.probe: Probe | None = None
+
+    def boot(self) -> Guest:
+        self.close()
+        self.guest = self.target.boot()
+        return self.guest
+
+    def wait_armed(self, since: float, prepare: Sequence[str] = ()) -> tuple[Probe, float, float]:
+        """Once the guest agent answers and the boot settled: (probe, seconds to agent, seconds to armed), the
+        seconds counted from `since` (a time.monotonic()). Failing checks are retried a little (a daemon still
+        starting), then count as failed."""
+        guest = self.guest
+        guest.wait_agent(AGENT_TIMEOUT)
+        to_agent = time.monotonic() - since
+        log.info(f"guest agent answered after {to_agent:.1f}s")
+        retry = CHECK_RETRY_SECONDS
+        try:  # systemd: wait for the start jobs
+            settle = guest.run("if [ -d /run/systemd/system ]; then systemctl is-system-running --wait; "
+                               "else echo no-systemd; fi", timeout=BOOT_SETTLE_TIMEOUT)
+            if settle.stdout.strip() == "no-systemd":
+                retry = CHECK_RETRY_WITHOUT_SYSTEMD  # OpenRC: nothing to wait on; the checks are polled
+        except TimeoutError:
+            log.info(f"the guest's boot did not settle within {BOOT_SETTLE_TIMEOUT}s; checking anyway")
+            guest.wait_agent(30)  # a timed-out command leaves the channel to resynchronise
+            retry = CHECK_RETRY_WITHOUT_SYSTEMD  # start jobs still queued (the daemon after the network): poll
+        for command in prepare:
+            result = guest.run(command, timeout=60)
+            output = (result.stdout + result.stderr).strip()
+            log.info(f"guest$ {command} -> exit {result.exitcode}{': ' + output if output else ''}")
+        deadline = time.monotonic() + retry
+        while True:
+            probe = run_checks(guest, self.setup.model, self.setup.timeout)
+            if probe.armed or time.monotonic() > deadline:
+                self.probe = probe
+                # Armed when the daemon holding the device started (guest clocks), not when we happened to look.
+                armed = probe.daemon_started if probe.daemon_started is not None else time.monotonic()
+                return probe, to_agent, max(armed - since, 0.0)
+            time.sleep(1)
+
+    def ensure_armed(self) -> str | None:
+        """A guest that is up and armed for the next scenario (booting one if needed); None, or what failed."""
+        if self.guest is not None and self.probe is not None and self.probe.armed and self.guest.status() == "running":
+            return None
+        guest = self.boot()
+        probe, _, _ = self.wait_armed(guest.started_at)
+        return None if probe.armed else ", ".join(c.title for c in probe.checks if not c.passed)
+
+    def close(self) -> None:
+        if self.guest is not None:
+            self.guest.close()
+        self.guest, self.probe = None, None
