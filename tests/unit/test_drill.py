@@ -208,10 +208,11 @@ def test_fault_choice_all_is_every_scenario_controls_first():
     assert [s.name for s in chosen] == ["hang", "panic"]
 
 
-def scenarios_health_record() -> dict:
+def scenarios_health_record() -> HealthRecord:
     """A manifest `health` record that configures every health test the drill has a scenario for."""
-    from wdimage.image import build, health
-    return health.manifest_record(build.make_settings(
+    from wdimage.image import build
+    from wdimage.image.manifest import health_record
+    return health_record(build.make_settings(
         "debian", ping=("10.0.2.2",), max_load_1=8, health_options=dict(min_memory=16384, example=True)).health)
 
 

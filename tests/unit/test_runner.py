@@ -14,7 +14,8 @@ from wdimage.drill import checks, scenarios, session, watch
 from wdimage.drill import health as health_drill
 from wdimage.drill.runner import DrillReport, run_scenarios
 from wdimage.drill.scenarios import Setup
-from wdimage.image import build, health
+from wdimage.image import build
+from wdimage.image.manifest import HealthRecord, health_record
 from wdimage.models import Action, Model
 from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target
 
@@ -199,13 +200,13 @@ def clock(monkeypatch) -> Clock:
     return clock
 
 
-HEALTH_RECORD = health.manifest_record(build.make_settings(
+HEALTH_RECORD = health_record(build.make_settings(
     "debian", ping=("10.0.2.2",), health_options=dict(retry_timeout=10, example=True)).health)
 
 
-def drill(target: FakeTarget, faults: list[str], action: Action = Action.RESET, record: dict | None = None):
+def drill(target: FakeTarget, faults: list[str], action: Action = Action.RESET, record: HealthRecord | None = None):
     """run_scenarios on the target for an i6300esb guest with a 15 s timeout (the recorded probe's)."""
-    setup = Setup("fake", Model.I6300ESB, action, 15, health=dict(record or {}))
+    setup = Setup("fake", Model.I6300ESB, action, 15, health=record)
     report = DrillReport(target=target.describe(), setup=setup, faults_requested=[])
     run_scenarios(target, report, faults)
     return report

@@ -13,7 +13,7 @@ from wdimage.drill.session import CHECK_RETRY_SECONDS, Session
 from wdimage.drill.windows import Window
 from wdimage.models import Action
 from wdimage.vm.guest import Event, EventKind, Guest
-from wdimage.vm.qemu import ProtocolError
+from wdimage.vm.jsonstream import ProtocolError
 
 AFTERMATH_SECONDS = 15  # after the WATCHDOG event: how long to watch what the hypervisor and the guest do
 
