@@ -56,7 +56,7 @@ def runnable_scripts(elements: Path) -> list[Path]:
 
 def elements_dir() -> Path:
     """The elements directory to give DIB (ELEMENTS_PATH)."""
-    return executable_elements(find("elements", "watchdog/element-deps"))
+    return executable_elements(find("elements", "wdimage-watchdog/element-deps"))
 
 
 def executable_elements(elements: Path) -> Path:

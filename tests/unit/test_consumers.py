@@ -125,7 +125,7 @@ def test_elements_without_exec_bits_get_a_copy_with_them(tmp_path, monkeypatch):
     usable = datadir.executable_elements(stripped)
     assert usable != stripped and usable.is_relative_to(tmp_path / "cache")
     assert all(os.access(p, os.X_OK) for p in datadir.runnable_scripts(usable))
-    assert not os.access(usable / "watchdog" / "element-deps", os.X_OK)
+    assert not os.access(usable / "wdimage-watchdog" / "element-deps", os.X_OK)
     assert datadir.executable_elements(REPO / "elements") == REPO / "elements"  # a checkout: used as it is
     assert datadir.executable_elements(stripped) == usable  # made once
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 ELEMENTS = Path(__file__).resolve().parents[2] / "elements"
-SETUP = ELEMENTS / "watchdog/install.d/75-watchdog-setup"
-GENTOO_KERNEL = ELEMENTS / "watchdog/pre-install.d/60-watchdog-gentoo-kernel"
-MANIFEST = ELEMENTS / "watchdog/finalise.d/90-watchdog-manifest"
-MODULES = ELEMENTS / "watchdog/finalise.d/97-watchdog-modules"
-GENTOO_KEYWORDS = ELEMENTS / "watchdog/pre-install.d/55-watchdog-gentoo-keywords"
-EXTRA_DATA = ELEMENTS / "watchdog/extra-data.d/50-watchdog-conf"
-AGENT_POLICY = ELEMENTS / "watchdog/install.d/76-watchdog-agent-policy"
+SETUP = ELEMENTS / "wdimage-watchdog/install.d/75-wdimage-watchdog-setup"
+GENTOO_KERNEL = ELEMENTS / "wdimage-watchdog/pre-install.d/60-wdimage-watchdog-gentoo-kernel"
+MANIFEST = ELEMENTS / "wdimage-watchdog/finalise.d/90-wdimage-watchdog-manifest"
+MODULES = ELEMENTS / "wdimage-watchdog/finalise.d/97-wdimage-watchdog-modules"
+GENTOO_KEYWORDS = ELEMENTS / "wdimage-watchdog/pre-install.d/55-wdimage-watchdog-gentoo-keywords"
+EXTRA_DATA = ELEMENTS / "wdimage-watchdog/extra-data.d/50-wdimage-watchdog-conf"
+AGENT_POLICY = ELEMENTS / "wdimage-watchdog/install.d/76-wdimage-watchdog-agent-policy"
 SLIM = ELEMENTS / "wdimage-slim/finalise.d/95-wdimage-slim"
 SLIM_INITRD = ELEMENTS / "wdimage-slim/pre-install.d/10-wdimage-slim-initrd"
 TOOLS = ("bash", "sed", "find", "sort", "tail", "cp", "mkdir", "basename", "dirname", "install", "rm",
@@ -520,7 +520,7 @@ def test_module_records_of_a_kernel_without_modules(sandbox):
 
 def test_el9_kernel_filter_puts_lpc_ich_in_kernel_modules_and_the_element_installs_it(tmp_path):
     """Run the EL9 kernel's own filter script over our modules' paths: what lands outside kernel-core is
-    exactly what the watchdog element's pkg-map and the distro table install for CentOS."""
+    exactly what the wdimage-watchdog element's pkg-map and the distro table install for CentOS."""
     import json
 
     import yaml
@@ -540,10 +540,10 @@ def test_el9_kernel_filter_puts_lpc_ich_in_kernel_modules_and_the_element_instal
     extra = (UPSTREAM / "el9/mod-extra.list.rhel").read_text().split()
     assert not {Path(p).name for p in ours} & set(extra)  # nothing of ours in kernel-modules-extra
     # So: i6300esb and ib700 need nothing beyond kernel-core; itco needs kernel-modules.
-    pkg_map = json.loads((ELEMENTS / "watchdog/pkg-map").read_text())
+    pkg_map = json.loads((ELEMENTS / "wdimage-watchdog/pkg-map").read_text())
     assert pkg_map["family"]["redhat"]["kernel-modules-itco"] == "kernel-modules"
     assert pkg_map["default"]["kernel-modules-itco"] == ""
-    installs = yaml.safe_load((ELEMENTS / "watchdog/package-installs.yaml").read_text())
+    installs = yaml.safe_load((ELEMENTS / "wdimage-watchdog/package-installs.yaml").read_text())
     assert installs["kernel-modules-itco"] == {"when": "DIB_WATCHDOG_MODULE = iTCO_wdt"}
     assert distros.get("centos").module_packages == {"itco": ("kernel-modules",)}
 
@@ -576,7 +576,7 @@ def test_gentoo_keywords_only_for_gentoo_with_the_agent(sandbox, env):
 
 
 def test_gentoo_openrc_service_is_the_one_upstream_ships():
-    """The watchdog element adds `watchdog` to OpenRC's default runlevel: Gentoo's ebuild installs
+    """The wdimage-watchdog element adds `watchdog` to OpenRC's default runlevel: Gentoo's ebuild installs
     watchdog-init.d-r1 under that name, and it needs only localmount."""
     ebuild = (UPSTREAM / "gentoo/watchdog-5.16-r1.ebuild").read_text()
     assert 'newinitd "${FILESDIR}"/${PN}-init.d-r1 ${PN}' in ebuild

@@ -13,9 +13,9 @@ import pytest
 from tests.unit.test_elements import ELEMENTS, _calls, _run
 from tests.unit.test_elements import sandbox as elements_sandbox  # noqa: F401 (a fixture)
 
-HEALTH = ELEMENTS / "watchdog/install.d/77-watchdog-health"
+HEALTH = ELEMENTS / "wdimage-watchdog/install.d/77-wdimage-watchdog-health"
 NETWORK = ELEMENTS / "wdimage-network/install.d/74-wdimage-network"
-SETUP = ELEMENTS / "watchdog/install.d/75-watchdog-setup"
+SETUP = ELEMENTS / "wdimage-watchdog/install.d/75-wdimage-watchdog-setup"
 UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures/upstream"
 EXAMPLE = Path(__file__).resolve().parents[2] / "wdimage/image/health_example"
 
@@ -286,7 +286,7 @@ def test_take_over_ends_wd_keepalive_with_sigkill_only(sandbox, tmp_path):
                                         "stale pidfile removed", "no pidfile: nothing to do"], proc.stderr
 
 
-INITRAMFS = ELEMENTS / "watchdog/install.d/78-watchdog-initramfs"
+INITRAMFS = ELEMENTS / "wdimage-watchdog/install.d/78-wdimage-watchdog-initramfs"
 
 
 def test_initramfs_hook_and_script_for_initramfs_tools(sandbox):

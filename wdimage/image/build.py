@@ -269,7 +269,7 @@ def init_system(settings: BuildSettings) -> str:
 def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
     init = ("debian-openrc",) if settings.distro == "debian" and settings.init == "openrc" else ()
     source = ("wdimage-kernel",) if settings.kernel_source else ()
-    return (*distros.get(settings.distro).elements, *init, *dib.layout_elements(layout), "watchdog", *source,
+    return (*distros.get(settings.distro).elements, *init, *dib.layout_elements(layout), "wdimage-watchdog", *source,
             "wdimage-slim")
 
 

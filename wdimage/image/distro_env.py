@@ -37,7 +37,7 @@ def block_device(settings, fixed_size: str) -> str:
 def module_hint(settings) -> str:
     packages = distros.get(settings.distro).module_packages.get(str(settings.model), ())
     if packages:
-        return (f"{', '.join(packages)} should have provided them (elements/watchdog/pkg-map); see the DIB log, "
+        return (f"{', '.join(packages)} should have provided them (elements/wdimage-watchdog/pkg-map); see the DIB log, "
                 f"or choose another --model")
     return "install the package that ships them, or choose another --model"
 
