@@ -1,6 +1,6 @@
 """The elements' phase scripts, each distro branch run for real against a scratch root with stub commands.
 
-The scripts write under DIB_WATCHDOG_ROOT / DIB_SLIM_ROOT; systemctl, rc-update, usermod, install-packages,
+The scripts write under DIB_WDIMAGE_TEST_ROOT; systemctl, rc-update, usermod, install-packages,
 depmod, dpkg-query and rpm are stubs that record their arguments. PATH holds only the stubs and the few
 coreutils the scripts use, so that the host's own dpkg does not leak into the CentOS and Gentoo branches.
 """
@@ -53,7 +53,7 @@ def _stub(bindir: Path, name: str, body: str) -> None:
 
 def _run(script: Path, sandbox, **env) -> subprocess.CompletedProcess:
     root, bindir, _ = sandbox
-    full = {"PATH": str(bindir), "DIB_WATCHDOG_ROOT": str(root), "DIB_SLIM_ROOT": str(root),
+    full = {"PATH": str(bindir), "DIB_WDIMAGE_TEST_ROOT": str(root),
             "DIB_WATCHDOG_MODULE": "i6300esb", "DIB_WATCHDOG_BLACKLIST": "iTCO_wdt ib700wdt",
             "DIB_WATCHDOG_AGENT": "1", "DIB_WATCHDOG_GENTOO_KERNEL": "bin", "DIB_MANIFEST_IMAGE_DIR": "/etc/dib-manifests",
             **env}
@@ -393,6 +393,13 @@ def test_shellcheck_passes_on_every_phase_script():
     assert proc.returncode == 0, proc.stdout
 
 
+def test_every_script_takes_its_scratch_root_from_one_variable():
+    """The tests point every element at a scratch root through DIB_WDIMAGE_TEST_ROOT alone."""
+    import re  # noqa: PLC0415
+    roots = {name for script in _scripts() for name in re.findall(r"\bDIB_\w*ROOT\b", script.read_text())}
+    assert roots == {"DIB_WDIMAGE_TEST_ROOT"}
+
+
 def test_dib_lint_passes(tmp_path):
     dib_lint = Path(os.sys.executable).parent / "dib-lint"
     lib = tmp_path / "lib"
@@ -634,7 +641,7 @@ def test_kernel_debian_installs_the_package_and_purges_the_distro_kernels(sandbo
     _stub(bindir, "dpkg-query", f"printf 'linux-image-6.1.0-28-amd64\\nlinux-image-{KREL}\\nlinux-image-amd64\\n'")
     _stub(bindir, "apt-get", f'echo "apt-get $*" >> "{calls}"')
     proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="debian", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
-                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL)
     assert proc.returncode == 0, proc.stderr
     assert _calls(sandbox) == [
         "install-packages initramfs-tools kmod",
@@ -650,7 +657,7 @@ def test_kernel_debian_fails_when_no_initrd_was_built(sandbox):
     _stub(bindir, "dpkg", "true")
     _stub(bindir, "dpkg-query", f"echo linux-image-{KREL}")
     proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="debian", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
-                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL)
     assert proc.returncode != 0 and f"did not build /boot/initrd.img-{KREL}" in proc.stderr
 
 
@@ -669,7 +676,7 @@ def test_kernel_gentoo_unpacks_the_tarball_and_builds_a_dracut_initramfs(sandbox
     (root / "lib").symlink_to("usr/lib")
     _stub(bindir, "dracut", f'echo "dracut $*" >> "{calls}"')
     proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="gentoo", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
-                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL)
     assert proc.returncode == 0, proc.stderr
     assert (root / f"boot/vmlinuz-{KREL}").read_text() == "kernel"
     assert (root / "lib").is_symlink()
