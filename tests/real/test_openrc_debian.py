@@ -1,4 +1,4 @@
-"""The watchdog element's OpenRC branch, booted for real: `wdimage build debian --init openrc` (sysvinit-core
+"""The wdimage-watchdog element's OpenRC branch, booted for real: `wdimage build debian --init openrc` (sysvinit-core
 as /sbin/init, openrc as its rc) and `wdimage drill --fault panic` on it under QEMU.
 
 Gentoo cannot be fetched here; Debian with OpenRC runs the same branch of the element (rc-update, the

@@ -245,7 +245,7 @@ def test_debian_dry_run_prints_the_command_and_builds_nothing(capsys, tmp_path):
     if result["layout"] == "direct":
         assert env["DIB_BLOCK_DEVICE_CONFIG"].startswith("file://")
         assert "baremetal" in words
-    assert words[-4:] == ["debian-minimal", words[-3], "watchdog", "wdimage-slim"]
+    assert words[-4:] == ["debian-minimal", words[-3], "wdimage-watchdog", "wdimage-slim"]
     assert words[words.index("-o") + 1] == str(out / "debian-ib700")
 
 
@@ -297,7 +297,7 @@ def test_init_system_follows_the_gentoo_profile():
 def test_debian_init_openrc_adds_the_debian_openrc_element(capsys, tmp_path):
     result = _dry_run(capsys, "debian", "--init", "openrc", "--output", str(tmp_path / "o"))
     words = shlex.split(result["command"])
-    assert words[-5:] == ["debian-minimal", "debian-openrc", "baremetal", "watchdog", "wdimage-slim"]
+    assert words[-5:] == ["debian-minimal", "debian-openrc", "baremetal", "wdimage-watchdog", "wdimage-slim"]
     settings = build.make_settings("debian", init="openrc")
     assert build.init_system(settings) == "openrc"
     assert datadir.elements_dir().joinpath(

@@ -1,25 +1,30 @@
 """The elements' phase scripts, each distro branch run for real against a scratch root with stub commands.
 
-The scripts write under DIB_WATCHDOG_ROOT / DIB_SLIM_ROOT; systemctl, rc-update, usermod, install-packages,
+The scripts write under DIB_WDIMAGE_TEST_ROOT; systemctl, rc-update, usermod, install-packages,
 depmod, dpkg-query and rpm are stubs that record their arguments. PATH holds only the stubs and the few
 coreutils the scripts use, so that the host's own dpkg does not leak into the CentOS and Gentoo branches.
 """
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import diskimage_builder
 import pytest
 
+from wdimage import datadir
+
 ELEMENTS = Path(__file__).resolve().parents[2] / "elements"
-SETUP = ELEMENTS / "watchdog/install.d/75-watchdog-setup"
-GENTOO_KERNEL = ELEMENTS / "watchdog/pre-install.d/60-watchdog-gentoo-kernel"
-MANIFEST = ELEMENTS / "watchdog/finalise.d/90-watchdog-manifest"
-MODULES = ELEMENTS / "watchdog/finalise.d/97-watchdog-modules"
-GENTOO_KEYWORDS = ELEMENTS / "watchdog/pre-install.d/55-watchdog-gentoo-keywords"
-EXTRA_DATA = ELEMENTS / "watchdog/extra-data.d/50-watchdog-conf"
-AGENT_POLICY = ELEMENTS / "watchdog/install.d/76-watchdog-agent-policy"
+SETUP = ELEMENTS / "wdimage-watchdog/install.d/75-wdimage-watchdog-setup"
+GENTOO_KERNEL = ELEMENTS / "wdimage-watchdog/pre-install.d/60-wdimage-watchdog-gentoo-kernel"
+MANIFEST = ELEMENTS / "wdimage-watchdog/finalise.d/90-wdimage-watchdog-manifest"
+MODULES = ELEMENTS / "wdimage-watchdog/finalise.d/97-wdimage-watchdog-modules"
+GENTOO_KEYWORDS = ELEMENTS / "wdimage-watchdog/pre-install.d/55-wdimage-watchdog-gentoo-keywords"
+EXTRA_DATA = ELEMENTS / "wdimage-watchdog/extra-data.d/50-wdimage-watchdog-conf"
+AGENT_POLICY = ELEMENTS / "wdimage-watchdog/install.d/76-wdimage-watchdog-agent-policy"
 SLIM = ELEMENTS / "wdimage-slim/finalise.d/95-wdimage-slim"
 SLIM_INITRD = ELEMENTS / "wdimage-slim/pre-install.d/10-wdimage-slim-initrd"
 TOOLS = ("bash", "sed", "find", "sort", "tail", "cp", "mkdir", "basename", "dirname", "install", "rm",
@@ -53,7 +58,7 @@ def _stub(bindir: Path, name: str, body: str) -> None:
 
 def _run(script: Path, sandbox, **env) -> subprocess.CompletedProcess:
     root, bindir, _ = sandbox
-    full = {"PATH": str(bindir), "DIB_WATCHDOG_ROOT": str(root), "DIB_SLIM_ROOT": str(root),
+    full = {"PATH": str(bindir), "DIB_WDIMAGE_TEST_ROOT": str(root),
             "DIB_WATCHDOG_MODULE": "i6300esb", "DIB_WATCHDOG_BLACKLIST": "iTCO_wdt ib700wdt",
             "DIB_WATCHDOG_AGENT": "1", "DIB_WATCHDOG_GENTOO_KERNEL": "bin", "DIB_MANIFEST_IMAGE_DIR": "/etc/dib-manifests",
             **env}
@@ -62,6 +67,44 @@ def _run(script: Path, sandbox, **env) -> subprocess.CompletedProcess:
 
 def _calls(sandbox) -> list[str]:
     return sandbox[2].read_text().splitlines()
+
+
+# The guest files kept beside the phase scripts, by element path: the sha256 of the bytes the scripts wrote from
+# heredocs and printf before the files moved into the elements (a040e49), so that a change to one is deliberate.
+GUEST_FILE_SHA256 = {
+    "wdimage-network/install.d/wdimage-dhcp.interfaces":
+        "052dc518e549c31d0eec722ca29727a24cd481b007852656e73da72d69d1d7dd",
+    "wdimage-network/install.d/wdimage-dhcp.network": "b5e5f1221aa613e1930fcac52afa73932961041b13504b96bae7400b240fceb2",
+    "wdimage-slim/finalise.d/wdimage-slim.dpkg.cfg": "fcca557ec5cc4d935b00e205493231fe8adfe593fd01f2939a08bbc86b292829",
+    "wdimage-slim/pre-install.d/wdimage-slim-initramfs.conf":
+        "2e705f849e972f114914702a5ce93aba91b48b26b85a8ebe4abb166ca6f81e32",
+    "wdimage-slim/pre-install.d/wdimage-slim-initramfs.modules":
+        "c6df1716dfac65a12c5c27409a7687b676c8dec971dc5b746012426a21ebe984",
+    "wdimage-watchdog/install.d/wdimage-example.openrc": "a15562f39eb4606fc95c58e2ee0c43ca691aa91b59b9ccfd5bb9d4e419f208dd",
+    "wdimage-watchdog/install.d/wdimage-example.service":
+        "36512f4502c383c89cdaf6572c13cf9a0c935959a1d75b2726deb24fb1c3f2fd",
+    "wdimage-watchdog/install.d/wdimage-keepalive.openrc":
+        "726d9f9d1dd9c868fb80807cb140dbf57f84940bb888a8c0cb8beae5b20ce42f",
+    "wdimage-watchdog/install.d/wdimage-keepalive.service":
+        "608e5fb8e69aee5d6a5664ed2144f5c475d5701a2803d23a27a172e730bad4d1",
+    "wdimage-watchdog/install.d/wdimage-qemu-ga-permissive.cil":
+        "1cc68c393f2d2e8fe689c9756bcfe52002f1572349e7cde0aa6a5c9157bcd0f4",
+    "wdimage-watchdog/install.d/wdimage-stamp-armed.sh": "2489c251824d56bb92ad3d41c2a3f2116b39cd5ad436c1b2056cfe7dc7e5b732",
+    "wdimage-watchdog/install.d/wdimage-systemd-watchdog-off.conf":
+        "1191d82b187e743db778d4123742e2b9ab28c1c1837af1e8b0376c55faa0b9da",
+    "wdimage-watchdog/install.d/wdimage-take-over-keepalive.sh":
+        "b2feb6dc4468ecea7a1a4d81b6d13d096b7be94895e17d9c4116f9ef69ef946b",
+    "wdimage-watchdog/install.d/wdimage-watchdog.openrc":
+        "9587ab68a47576877f591a364ccafc13fa961f42f209fc0c83a3061c3fc28b87",
+}
+
+
+def assert_installed(root: Path, guest: str, element_file: str, mode: int) -> None:
+    """The guest file is the element's file byte for byte, the bytes the script wrote before, with `mode`."""
+    installed = root / guest
+    assert installed.read_bytes() == (ELEMENTS / element_file).read_bytes(), guest
+    assert hashlib.sha256(installed.read_bytes()).hexdigest() == GUEST_FILE_SHA256[element_file], guest
+    assert installed.stat().st_mode & 0o7777 == mode, f"{guest}: {oct(installed.stat().st_mode)}"
 
 
 def test_debian_systemd_branch(sandbox):
@@ -152,6 +195,17 @@ def test_debian_openrc_branch(sandbox):
     assert _calls(sandbox) == once + once  # the stubs link nothing, so the rerun asks again
 
 
+def test_setup_installs_its_guest_files_as_before(sandbox):
+    root = sandbox[0]
+    assert _run(SETUP, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="systemd").returncode == 0
+    assert_installed(root, "etc/systemd/system.conf.d/50-wdimage-watchdog.conf",
+                     "wdimage-watchdog/install.d/wdimage-systemd-watchdog-off.conf", 0o644)
+    (root / "etc/init.d").mkdir(parents=True)
+    (root / "etc/init.d/watchdog").write_text(LSB_WATCHDOG)  # Debian's LSB script, replaced
+    assert _run(SETUP, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="openrc").returncode == 0
+    assert_installed(root, "etc/init.d/watchdog", "wdimage-watchdog/install.d/wdimage-watchdog.openrc", 0o755)
+
+
 UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures/upstream"  # README.md there names each file's source
 RHEL8_SYSCONFIG = (UPSTREAM / "el8/qemu-ga.sysconfig").read_text()  # BLACKLIST_RPC=
 RHEL9_SYSCONFIG = (UPSTREAM / "el9/qemu-ga.sysconfig").read_text()  # BLOCK_RPCS= (9.0-9.3)
@@ -218,6 +272,8 @@ def test_rpm_agent_policy_makes_only_the_agent_domain_permissive(sandbox):
     assert proc.returncode == 0, proc.stderr
     assert (root / "usr/share/wdimage/wdimage-qemu-ga-permissive.cil").read_text() == \
         "(typepermissive virt_qemu_ga_t)\n"
+    assert_installed(root, "usr/share/wdimage/wdimage-qemu-ga-permissive.cil",
+                     "wdimage-watchdog/install.d/wdimage-qemu-ga-permissive.cil", 0o644)
     assert _calls(sandbox) == ["semodule -i /usr/share/wdimage/wdimage-qemu-ga-permissive.cil"]
     assert (root / "etc/selinux/config").read_text().startswith("SELINUX=enforcing\n")
 
@@ -353,6 +409,7 @@ def test_slim_removes_docs_and_unneeded_drivers_but_keeps_copyright(sandbox):
     assert not (kernel / "drivers/gpu").exists() and not (kernel / "sound").exists()
     assert not (kernel / "drivers/net/wireless").exists()
     assert "path-exclude=/usr/share/doc/*" in (root / "etc/dpkg/dpkg.cfg.d/wdimage-slim").read_text()
+    assert_installed(root, "etc/dpkg/dpkg.cfg.d/wdimage-slim", "wdimage-slim/finalise.d/wdimage-slim.dpkg.cfg", 0o644)
     assert _calls(sandbox) == [f"depmod -b {root} -a 6.1.0-56-amd64"]
 
 
@@ -367,6 +424,10 @@ def test_slim_initrd_is_set_up_before_the_kernel_on_debian(sandbox, distro, expe
         modules = (root / "usr/share/initramfs-tools/modules.d/wdimage-slim").read_text().split()
         assert {"virtio_pci", "virtio_blk", "ext4"} <= set(modules)
         assert not (root / "etc/initramfs-tools/modules").exists()  # the package's conffile stays its own
+        assert_installed(root, "etc/initramfs-tools/conf.d/wdimage-slim",
+                         "wdimage-slim/pre-install.d/wdimage-slim-initramfs.conf", 0o644)
+        assert_installed(root, "usr/share/initramfs-tools/modules.d/wdimage-slim",
+                         "wdimage-slim/pre-install.d/wdimage-slim-initramfs.modules", 0o644)
     assert _run(SLIM_INITRD, sandbox, DISTRO_NAME="debian", DIB_SLIM_INITRD="0").returncode == 0
     assert conf.exists() is expected
 
@@ -381,7 +442,47 @@ def test_slim_can_keep_everything(sandbox):
 
 
 def _scripts() -> list[Path]:
-    return sorted(p for p in ELEMENTS.glob("*/*.d/*") if p.is_file() and os.access(p, os.X_OK))
+    return datadir.runnable_scripts(ELEMENTS)
+
+
+def _guest_files() -> list[Path]:
+    """The files kept beside the phase scripts, which the scripts install into the guest."""
+    return sorted(p for p in ELEMENTS.glob("*/*.d/*")
+                  if p.is_file() and p.parent.name != "environment.d" and p not in _scripts())
+
+
+def test_phase_scripts_carry_their_element_name_and_are_bash():
+    for script in _scripts():
+        assert re.fullmatch(rf"[0-9]{{2}}-{re.escape(script.parent.parent.name)}(-[a-z0-9-]+)?", script.name), script
+        assert script.read_text().startswith("#!/bin/bash\n") and os.access(script, os.X_OK), script
+
+
+def test_guest_files_beside_the_scripts_are_installed_and_never_run():
+    """dib-run-parts runs only names without a dot, and DIB merges every element's phase directory into one: each
+    guest file has a dot in its name, a name no other element (ours or DIB's) uses, and a script beside it that
+    installs it ("${files}/NAME")."""
+    guest = _guest_files()
+    assert [p.relative_to(ELEMENTS).as_posix() for p in guest] == sorted(GUEST_FILE_SHA256)
+    installed = {script.parent / name for script in _scripts()
+                 for name in re.findall(r'"\$\{files\}/([^"]+)"', script.read_text())}
+    assert installed == set(guest)
+    dib = Path(diskimage_builder.__file__).parent / "elements"
+    for path in guest:
+        assert not datadir.PHASE_SCRIPT_NAME.fullmatch(path.name), path
+        phase = path.parent.name
+        same_name = [*ELEMENTS.glob(f"*/{phase}/{path.name}"), *dib.glob(f"*/{phase}/{path.name}")]
+        assert same_name == [path], same_name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == GUEST_FILE_SHA256[path.relative_to(ELEMENTS).as_posix()]
+
+
+def test_shellcheck_passes_on_the_guest_shell_scripts():
+    """The guest's /bin/sh and openrc-run scripts, as sh. openrc-run reads the variables a service sets
+    (description, command, pidfile: SC2034); /etc/default/watchdog exists only in the guest (SC1091)."""
+    scripts = [p for p in _guest_files() if p.read_bytes().startswith(b"#!")]
+    assert {p.read_text().splitlines()[0] for p in scripts} == {"#!/bin/sh", "#!/sbin/openrc-run"}
+    proc = subprocess.run(["shellcheck", "-s", "sh", "-e", "SC2034,SC1091", *map(str, scripts)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_shellcheck_passes_on_every_phase_script():
@@ -391,6 +492,13 @@ def test_shellcheck_passes_on_every_phase_script():
     proc = subprocess.run(["shellcheck", "-s", "bash", *map(str, _scripts() + env_files)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_every_script_takes_its_scratch_root_from_one_variable():
+    """The tests point every element at a scratch root through DIB_WDIMAGE_TEST_ROOT alone."""
+    import re  # noqa: PLC0415
+    roots = {name for script in _scripts() for name in re.findall(r"\bDIB_\w*ROOT\b", script.read_text())}
+    assert roots == {"DIB_WDIMAGE_TEST_ROOT"}
 
 
 def test_dib_lint_passes(tmp_path):
@@ -520,7 +628,7 @@ def test_module_records_of_a_kernel_without_modules(sandbox):
 
 def test_el9_kernel_filter_puts_lpc_ich_in_kernel_modules_and_the_element_installs_it(tmp_path):
     """Run the EL9 kernel's own filter script over our modules' paths: what lands outside kernel-core is
-    exactly what the watchdog element's pkg-map and the distro table install for CentOS."""
+    exactly what the wdimage-watchdog element's pkg-map and the distro table install for CentOS."""
     import json
 
     import yaml
@@ -540,10 +648,10 @@ def test_el9_kernel_filter_puts_lpc_ich_in_kernel_modules_and_the_element_instal
     extra = (UPSTREAM / "el9/mod-extra.list.rhel").read_text().split()
     assert not {Path(p).name for p in ours} & set(extra)  # nothing of ours in kernel-modules-extra
     # So: i6300esb and ib700 need nothing beyond kernel-core; itco needs kernel-modules.
-    pkg_map = json.loads((ELEMENTS / "watchdog/pkg-map").read_text())
+    pkg_map = json.loads((ELEMENTS / "wdimage-watchdog/pkg-map").read_text())
     assert pkg_map["family"]["redhat"]["kernel-modules-itco"] == "kernel-modules"
     assert pkg_map["default"]["kernel-modules-itco"] == ""
-    installs = yaml.safe_load((ELEMENTS / "watchdog/package-installs.yaml").read_text())
+    installs = yaml.safe_load((ELEMENTS / "wdimage-watchdog/package-installs.yaml").read_text())
     assert installs["kernel-modules-itco"] == {"when": "DIB_WATCHDOG_MODULE = iTCO_wdt"}
     assert distros.get("centos").module_packages == {"itco": ("kernel-modules",)}
 
@@ -576,7 +684,7 @@ def test_gentoo_keywords_only_for_gentoo_with_the_agent(sandbox, env):
 
 
 def test_gentoo_openrc_service_is_the_one_upstream_ships():
-    """The watchdog element adds `watchdog` to OpenRC's default runlevel: Gentoo's ebuild installs
+    """The wdimage-watchdog element adds `watchdog` to OpenRC's default runlevel: Gentoo's ebuild installs
     watchdog-init.d-r1 under that name, and it needs only localmount."""
     ebuild = (UPSTREAM / "gentoo/watchdog-5.16-r1.ebuild").read_text()
     assert 'newinitd "${FILESDIR}"/${PN}-init.d-r1 ${PN}' in ebuild
@@ -634,7 +742,7 @@ def test_kernel_debian_installs_the_package_and_purges_the_distro_kernels(sandbo
     _stub(bindir, "dpkg-query", f"printf 'linux-image-6.1.0-28-amd64\\nlinux-image-{KREL}\\nlinux-image-amd64\\n'")
     _stub(bindir, "apt-get", f'echo "apt-get $*" >> "{calls}"')
     proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="debian", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
-                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL)
     assert proc.returncode == 0, proc.stderr
     assert _calls(sandbox) == [
         "install-packages initramfs-tools kmod",
@@ -650,7 +758,7 @@ def test_kernel_debian_fails_when_no_initrd_was_built(sandbox):
     _stub(bindir, "dpkg", "true")
     _stub(bindir, "dpkg-query", f"echo linux-image-{KREL}")
     proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="debian", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
-                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL)
     assert proc.returncode != 0 and f"did not build /boot/initrd.img-{KREL}" in proc.stderr
 
 
@@ -669,7 +777,7 @@ def test_kernel_gentoo_unpacks_the_tarball_and_builds_a_dracut_initramfs(sandbox
     (root / "lib").symlink_to("usr/lib")
     _stub(bindir, "dracut", f'echo "dracut $*" >> "{calls}"')
     proc = _run(KERNEL_INSTALL, sandbox, DISTRO_NAME="gentoo", DIB_WDIMAGE_KERNEL_DIR="/host/dir",
-                DIB_WDIMAGE_KERNEL_RELEASE=KREL, DIB_WDIMAGE_KERNEL_ROOT=str(root))
+                DIB_WDIMAGE_KERNEL_RELEASE=KREL)
     assert proc.returncode == 0, proc.stderr
     assert (root / f"boot/vmlinuz-{KREL}").read_text() == "kernel"
     assert (root / "lib").is_symlink()

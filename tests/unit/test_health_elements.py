@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_elements import ELEMENTS, _calls, _run
+from tests.unit.test_elements import ELEMENTS, _calls, _run, assert_installed
 from tests.unit.test_elements import sandbox as elements_sandbox  # noqa: F401 (a fixture)
 
-HEALTH = ELEMENTS / "watchdog/install.d/77-watchdog-health"
+HEALTH = ELEMENTS / "wdimage-watchdog/install.d/77-wdimage-watchdog-health"
 NETWORK = ELEMENTS / "wdimage-network/install.d/74-wdimage-network"
-SETUP = ELEMENTS / "watchdog/install.d/75-watchdog-setup"
+SETUP = ELEMENTS / "wdimage-watchdog/install.d/75-wdimage-watchdog-setup"
 UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures/upstream"
 EXAMPLE = Path(__file__).resolve().parents[2] / "wdimage/image/health_example"
 
@@ -187,6 +187,32 @@ def test_example_service_installed_from_the_handed_in_binaries(sandbox):
     assert _words(dropin, "Unit", "After") == {"wdimage-example.service"}
 
 
+HEALTH_FILES = {  # guest path: (the file beside 77-wdimage-watchdog-health, mode)
+    "systemd": {
+        "usr/local/lib/wdimage/take-over-keepalive": ("wdimage-take-over-keepalive.sh", 0o755),
+        "usr/local/lib/wdimage/stamp-armed": ("wdimage-stamp-armed.sh", 0o755),
+        "etc/systemd/system/wdimage-keepalive.service": ("wdimage-keepalive.service", 0o644),
+        "etc/systemd/system/wdimage-example.service": ("wdimage-example.service", 0o644),
+    },
+    "openrc": {
+        "usr/local/lib/wdimage/take-over-keepalive": ("wdimage-take-over-keepalive.sh", 0o755),
+        "usr/local/lib/wdimage/stamp-armed": ("wdimage-stamp-armed.sh", 0o755),
+        "etc/init.d/wdimage-keepalive": ("wdimage-keepalive.openrc", 0o755),
+        "etc/init.d/wdimage-example": ("wdimage-example.openrc", 0o755),
+    },
+}
+
+
+@pytest.mark.parametrize("init", sorted(HEALTH_FILES))
+def test_health_installs_its_guest_files_as_before(sandbox, init):
+    root = sandbox[0]
+    _hand_in_example(root)
+    proc = _run(HEALTH, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM=init, DIB_WATCHDOG_HEALTH_EXAMPLE="1")
+    assert proc.returncode == 0, proc.stderr
+    for guest, (name, mode) in HEALTH_FILES[init].items():
+        assert_installed(root, guest, f"wdimage-watchdog/install.d/{name}", mode)
+
+
 def test_example_requested_without_its_binaries_fails(sandbox):
     proc = _run(HEALTH, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="systemd", DIB_WATCHDOG_HEALTH_EXAMPLE="1")
     assert proc.returncode == 1 and "was not handed in" in proc.stderr
@@ -224,6 +250,8 @@ def test_network_systemd_networkd_dhcp(sandbox):
     network = _unit(root / "etc/systemd/network/80-wdimage-dhcp.network")
     assert network.get("Network", "DHCP") == "ipv4" and _words(network, "Match", "Name") == {"en*", "eth*"}
     assert "systemctl enable systemd-networkd.service" in _calls(sandbox)
+    assert_installed(root, "etc/systemd/network/80-wdimage-dhcp.network",
+                     "wdimage-network/install.d/wdimage-dhcp.network", 0o644)
 
 
 def test_network_leaves_networkmanager_alone(sandbox):
@@ -246,6 +274,8 @@ def test_network_debian_openrc_ifupdown_patterns(sandbox):
     assert "source /etc/network/interfaces.d/*" in (root / "etc/network/interfaces").read_text()
     text = (root / "etc/network/interfaces.d/wdimage-dhcp").read_text()
     assert "auto /en*=wdnet /eth*=wdnet\niface wdnet inet dhcp\n" in text
+    assert_installed(root, "etc/network/interfaces.d/wdimage-dhcp", "wdimage-network/install.d/wdimage-dhcp.interfaces",
+                     0o644)
     assert "rc-update add networking boot" in _calls(sandbox)
     assert _run(NETWORK, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="openrc").returncode == 0
     assert (root / "etc/network/interfaces").read_text().count("source /etc/network/interfaces.d/*") == 1
@@ -286,7 +316,7 @@ def test_take_over_ends_wd_keepalive_with_sigkill_only(sandbox, tmp_path):
                                         "stale pidfile removed", "no pidfile: nothing to do"], proc.stderr
 
 
-INITRAMFS = ELEMENTS / "watchdog/install.d/78-watchdog-initramfs"
+INITRAMFS = ELEMENTS / "wdimage-watchdog/install.d/78-wdimage-watchdog-initramfs"
 
 
 def test_initramfs_hook_and_script_for_initramfs_tools(sandbox):

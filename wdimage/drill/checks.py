@@ -150,7 +150,7 @@ def _armed_stamp(sections: dict[str, str]) -> float | None:
 def daemon_age(sections: dict[str, str]) -> float | None:
     """Seconds the device had been armed when the probe ran, from the guest's own clocks: since the daemon
     holding it started, or earlier, since the image's early keepalive armed it (its uptime stamp in
-    /run/wdimage/armed-at, written by the initramfs or elements/watchdog/install.d/77-watchdog-health), while
+    /run/wdimage/armed-at, written by the initramfs or elements/wdimage-watchdog/install.d/77-wdimage-watchdog-health), while
     the daemon holds it."""
     started = _daemon_started(sections)
     if started is None:

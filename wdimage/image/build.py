@@ -228,7 +228,7 @@ def elements(settings: BuildSettings, layout: dib.Layout) -> tuple[str, ...]:
     spec = settings.spec
     init = spec.inits.get(settings.init, ()) if settings.init else ()
     source = ("wdimage-kernel",) if settings.kernel_source else ()
-    return (*spec.elements, *init, *dib.layout_elements(layout), "watchdog", *source, "wdimage-slim")
+    return (*spec.elements, *init, *dib.layout_elements(layout), "wdimage-watchdog", *source, "wdimage-slim")
 
 
 def dib_command(settings: BuildSettings, layout: dib.Layout, inputs: dict[str, Path], image_base: Path,

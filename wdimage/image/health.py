@@ -169,7 +169,7 @@ def input_files(health: HealthSettings) -> dict[str, bytes]:
 
 
 def dib_environment(health: HealthSettings, inputs: dict) -> list[tuple[str, str]]:
-    """The watchdog element's health variables (elements/watchdog/README.rst)."""
+    """The wdimage-watchdog element's health variables (elements/wdimage-watchdog/README.rst)."""
     env = [("DIB_WATCHDOG_NETWORK_TESTS", "1" if health.network_tests else "0"),
            ("DIB_WATCHDOG_HEALTH_EXAMPLE", "1" if health.example else "0")]
     binaries = [path for name, path in inputs.items() if name.startswith("health/")]

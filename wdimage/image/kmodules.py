@@ -2,7 +2,7 @@
 
 The kernel config check says the driver was built; this says it was installed. On EL9 the two differ: the
 drivers live in kernel-core, but lpc_ich, which creates the iTCO device on q35, lives in kernel-modules, which
-cloud images leave out. The watchdog element records the image's module tree (finalise.d/97-watchdog-modules:
+cloud images leave out. The wdimage-watchdog element records the image's module tree (finalise.d/97-wdimage-watchdog-modules:
 modules.dep, modules.builtin and the module files present); the same check runs on a root directory.
 """
 
@@ -58,7 +58,7 @@ class ModuleTree:
 
     @classmethod
     def from_records(cls, manifests: Path, release: str) -> "ModuleTree":
-        """From what the watchdog element recorded in DIB's manifest directory."""
+        """From what the wdimage-watchdog element recorded in DIB's manifest directory."""
         files = frozenset(_read(manifests / RECORD_FILES).split())
         return cls.parse(release, _read(manifests / RECORD_DEP), _read(manifests / RECORD_BUILTIN),
                          files.__contains__)

@@ -123,8 +123,8 @@ class Distro:
         """The hint when the image lacks the model driver's module files."""
         packages = self.module_packages.get(str(model), ())
         if packages:
-            return (f"{', '.join(packages)} should have provided them (elements/watchdog/pkg-map); see the DIB "
-                    f"log, or choose another --model")
+            return (f"{', '.join(packages)} should have provided them (elements/wdimage-watchdog/pkg-map); "
+                    f"see the DIB log, or choose another --model")
         return "install the package that ships them, or choose another --model"
 
     def log_needs(self, settings: BuildSettings) -> None:

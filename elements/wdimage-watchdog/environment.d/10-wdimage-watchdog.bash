@@ -1,4 +1,4 @@
-# Defaults for the watchdog element; wdimage sets every one of these explicitly.
+# Defaults for the wdimage-watchdog element; wdimage sets every one of these explicitly.
 export DIB_WATCHDOG_MODULE=${DIB_WATCHDOG_MODULE:-i6300esb}
 export DIB_WATCHDOG_BLACKLIST=${DIB_WATCHDOG_BLACKLIST:-ib700wdt iTCO_wdt}
 export DIB_WATCHDOG_AGENT=${DIB_WATCHDOG_AGENT:-1}
