@@ -64,7 +64,7 @@ def test_a_new_distro_builds_from_its_entry_alone(alpine, tmp_path, capsys):
     env = dict(command.env)
     assert env["DIB_RELEASE"] == "3.20" and env["DIB_DISTRIBUTION_MIRROR"] == "http://m.test/alpine"
     assert list(env)[-1] == "DIB_ALPINE_TEST"  # after the common variables
-    assert command.elements == ("alpine", "baremetal", "watchdog", "wdimage-slim") and not command.skip_base
+    assert command.elements == ("alpine", "baremetal", "wdimage-watchdog", "wdimage-slim") and not command.skip_base
     # Through the CLI as well: argparse's distro choices come from the registry.
     assert cli.main(["build", "alpine", "--mirror", "http://m.test/alpine", "--output", str(tmp_path / "o"),
                      "--dry-run"]) == 0
