@@ -18,6 +18,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_ENTRY = "wdimage.commands.build"  # the `wdimage build` command: what it imports is the build's code
 DATA_TREES = ("elements", "kconfig-fragments")
 DEBIAN_TOOLS = ("debootstrap", "qemu-utils", "e2fsprogs", "squashfs-tools")  # what DIB runs to make the image
+# Variables of the dry-run command that say how fast the build will be, not what it makes: DIB reuses its
+# debootstrap tarball only while it is fresh, so the first build of a cold cache would otherwise key differently
+# from every later computation of the same key.
+SPEED_HINTS = ("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE",)
 
 
 def module_file(name: str, root: Path = REPO) -> Path | None:
@@ -113,8 +118,9 @@ def dry_run_command(args: tuple[str, ...], root: Path = REPO) -> str:
         proc = subprocess.run([sys.executable, "-m", "wdimage", "build", *args, "--dry-run", "--json",
                                "--output", str(output)], cwd=root, capture_output=True, text=True)
         assert proc.returncode == 0, f"wdimage build {' '.join(args)} --dry-run failed:\n{proc.stderr}"
-        command = json.loads(proc.stdout)["command"]
-        return command.replace(str(output), "<output>").replace(str(root), "<repo>")
+        words = shlex.split(json.loads(proc.stdout)["command"])
+        words = [w for w in words if w.split("=", 1)[0] not in SPEED_HINTS]
+        return shlex.join(words).replace(str(output), "<output>").replace(str(root), "<repo>")
 
 
 def build_key(args: tuple[str, ...], root: Path = REPO) -> str:

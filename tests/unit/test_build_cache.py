@@ -60,3 +60,13 @@ def test_the_key_follows_the_settings_and_not_the_checkout_path(checkout, tmp_pa
     moved = tmp_path / "elsewhere"
     shutil.copytree(checkout, moved)
     assert build_cache.build_key(ARGS, moved) == key  # CI's fresh clone in another folder reuses the cache
+
+
+def test_the_key_does_not_follow_the_debootstrap_cache(checkout, tmp_path, monkeypatch):
+    """The first build of a cold cache leaves a fresh debootstrap tarball behind, which the next dry run reuses
+    (DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1): the key computed before and after that build must be the same."""
+    monkeypatch.setenv("DIB_IMAGE_CACHE", str(tmp_path))
+    cold = build_cache.build_key(ARGS, checkout)
+    (tmp_path / "debootstrap-debian-bookworm-amd64.tar.gz").write_bytes(b"")
+    assert "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1" not in build_cache.dry_run_command(ARGS, checkout)
+    assert build_cache.build_key(ARGS, checkout) == cold
