@@ -291,14 +291,21 @@ def test_github_runs_the_project_tests_on_every_push_and_pull_request():
     assert "if" not in fast and any(s.get("run") == "make deps test-fast" for s in fast["steps"])
     real = jobs["test-real"]
     assert real["container"]["options"] == "--privileged"
-    assert any(s.get("run", "").endswith("pytest -m real -v") for s in real["steps"])
+    assert any("pytest -m real -v --durations=" in s.get("run", "") for s in real["steps"])
+    cache = next(s for s in real["steps"] if str(s.get("uses", "")).startswith("actions/cache@"))
+    paths = cache["with"]["path"].split()
+    assert {".wdimage-cache/kernel-builds", ".wdimage-cache/test-builds"} <= set(paths), paths
+    restored = [i for i, s in enumerate(real["steps"]) if s is cache][0]
+    env = next(i for i, s in enumerate(real["steps"]) if "WDIMAGE_CACHE=" in s.get("run", ""))
+    assert env < restored, "the caches are restored where WDIMAGE_CACHE points"
     assert "pull_request" in workflow()["on"] and "push" in workflow()["on"]
 
 
 def test_gitlab_runs_the_project_tests_on_every_push_and_merge_request():
     data = load_yaml(GITLAB_CI)
     assert data["test-fast"]["script"] == ["make deps test-fast"] and "rules" not in data["test-fast"]
-    assert any("pytest -m real" in line for line in data["test-real"]["script"])
+    assert any("pytest -m real -v --durations=" in line for line in data["test-real"]["script"])
+    assert ".wdimage-cache/test-builds" in data["test-real"]["cache"]["paths"]
     sources = " ".join(rule["if"] for rule in data["workflow"]["rules"])
     assert "merge_request_event" in sources and '"push"' in sources
 
