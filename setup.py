@@ -3,7 +3,6 @@ installed under <prefix>/share/wdimage/ (found by wdimage.datadir). setuptools' 
 file's mode, so the elements' phase scripts stay executable in the wheel and after `pip install`
 (package-data would not). pyproject.toml's data-files table cannot walk a tree, hence this file."""
 
-import re
 from pathlib import Path
 
 from setuptools import Distribution, setup
@@ -12,8 +11,6 @@ install_data = Distribution().get_command_class("install_data")  # its module mo
 
 
 HERE = Path(__file__).parent
-# The names dib-run-parts runs, as in wdimage.datadir.PHASE_SCRIPT_NAME (setup.py does not import the package).
-PHASE_SCRIPT_NAME = re.compile(r"[0-9A-Za-z_-]+")
 
 
 def tree(top: str) -> list[tuple[str, list[str]]]:
@@ -27,18 +24,16 @@ def tree(top: str) -> list[tuple[str, list[str]]]:
 
 
 class InstallData(install_data):
-    """install_data, with every phase script of the elements executable in the installed tree, whatever the
-    checkout's modes (DIB's dib-run-parts runs only executable ones).
+    """install_data, with every file of an element's phase directories executable in the installed tree.
 
-    A phase script is a file directly in a phase directory (`install.d`, ...; not environment.d, which DIB
-    sources) whose name dib-run-parts runs. The guest files kept beside the scripts have a dot in their names
-    and keep their repository mode, as every other element file does."""
+    The repository keeps environment.d files 0644 (dib-lint refuses executable ones; DIB sources them, so
+    their mode never matters at run time). Installed, every *.d/ file carries the run bit, so one rule holds
+    for the whole installed elements tree: anything under a phase directory can be run."""
 
     def run(self):
         super().run()
         for path in map(Path, self.get_outputs()):
-            if path.is_file() and "elements" in path.parts and path.parent.name.endswith(".d") \
-                    and path.parent.name != "environment.d" and PHASE_SCRIPT_NAME.fullmatch(path.name):
+            if path.is_file() and "elements" in path.parts and path.parent.name.endswith(".d"):
                 path.chmod(path.stat().st_mode | 0o111)
 
 

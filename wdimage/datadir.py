@@ -8,7 +8,6 @@ location is found through the distribution's own file list, so a `--user` or pip
 
 import hashlib
 import os
-import re
 import shutil
 import stat
 import sys
@@ -20,8 +19,6 @@ from wdimage.errors import usage_error
 SHARE = ("share", "wdimage")
 # Element files that DIB sources or reads rather than runs: their mode does not matter.
 _NOT_RUN = {"environment.d"}
-# The names dib-run-parts runs (its allowed_regex); the guest files kept beside the scripts have a dot in theirs.
-PHASE_SCRIPT_NAME = re.compile(r"[0-9A-Za-z_-]+")
 
 
 def find(name: str, marker: str) -> Path:
@@ -53,10 +50,8 @@ def _installed(name: str) -> list[Path]:
 
 
 def runnable_scripts(elements: Path) -> list[Path]:
-    """The files dib-run-parts runs: those directly inside each element's phase directories (`*.d`) with a name
-    it accepts. The guest files beside them (installed by the scripts) are data."""
-    return sorted(p for p in elements.glob("*/*.d/*")
-                  if p.is_file() and p.parent.name not in _NOT_RUN and PHASE_SCRIPT_NAME.fullmatch(p.name))
+    """The files dib-run-parts runs: those directly inside each element's phase directories (`*.d`)."""
+    return sorted(p for p in elements.glob("*/*.d/*") if p.is_file() and p.parent.name not in _NOT_RUN)
 
 
 def elements_dir() -> Path:

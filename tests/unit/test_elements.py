@@ -69,32 +69,32 @@ def _calls(sandbox) -> list[str]:
     return sandbox[2].read_text().splitlines()
 
 
-# The guest files kept beside the phase scripts, by element path: the sha256 of the bytes the scripts wrote from
+# The fixed guest files in each element's wdimage-files/, by element path: the sha256 of the bytes the scripts wrote from
 # heredocs and printf before the files moved into the elements (a040e49), so that a change to one is deliberate.
 GUEST_FILE_SHA256 = {
-    "wdimage-network/install.d/wdimage-dhcp.interfaces":
+    "wdimage-network/wdimage-files/wdimage-dhcp.interfaces":
         "052dc518e549c31d0eec722ca29727a24cd481b007852656e73da72d69d1d7dd",
-    "wdimage-network/install.d/wdimage-dhcp.network": "b5e5f1221aa613e1930fcac52afa73932961041b13504b96bae7400b240fceb2",
-    "wdimage-slim/finalise.d/wdimage-slim.dpkg.cfg": "fcca557ec5cc4d935b00e205493231fe8adfe593fd01f2939a08bbc86b292829",
-    "wdimage-slim/pre-install.d/wdimage-slim-initramfs.conf":
+    "wdimage-network/wdimage-files/wdimage-dhcp.network": "b5e5f1221aa613e1930fcac52afa73932961041b13504b96bae7400b240fceb2",
+    "wdimage-slim/wdimage-files/wdimage-slim.dpkg.cfg": "fcca557ec5cc4d935b00e205493231fe8adfe593fd01f2939a08bbc86b292829",
+    "wdimage-slim/wdimage-files/wdimage-slim-initramfs.conf":
         "2e705f849e972f114914702a5ce93aba91b48b26b85a8ebe4abb166ca6f81e32",
-    "wdimage-slim/pre-install.d/wdimage-slim-initramfs.modules":
+    "wdimage-slim/wdimage-files/wdimage-slim-initramfs.modules":
         "c6df1716dfac65a12c5c27409a7687b676c8dec971dc5b746012426a21ebe984",
-    "wdimage-watchdog/install.d/wdimage-example.openrc": "a15562f39eb4606fc95c58e2ee0c43ca691aa91b59b9ccfd5bb9d4e419f208dd",
-    "wdimage-watchdog/install.d/wdimage-example.service":
+    "wdimage-watchdog/wdimage-files/wdimage-example.openrc": "a15562f39eb4606fc95c58e2ee0c43ca691aa91b59b9ccfd5bb9d4e419f208dd",
+    "wdimage-watchdog/wdimage-files/wdimage-example.service":
         "36512f4502c383c89cdaf6572c13cf9a0c935959a1d75b2726deb24fb1c3f2fd",
-    "wdimage-watchdog/install.d/wdimage-keepalive.openrc":
+    "wdimage-watchdog/wdimage-files/wdimage-keepalive.openrc":
         "726d9f9d1dd9c868fb80807cb140dbf57f84940bb888a8c0cb8beae5b20ce42f",
-    "wdimage-watchdog/install.d/wdimage-keepalive.service":
+    "wdimage-watchdog/wdimage-files/wdimage-keepalive.service":
         "608e5fb8e69aee5d6a5664ed2144f5c475d5701a2803d23a27a172e730bad4d1",
-    "wdimage-watchdog/install.d/wdimage-qemu-ga-permissive.cil":
+    "wdimage-watchdog/wdimage-files/wdimage-qemu-ga-permissive.cil":
         "1cc68c393f2d2e8fe689c9756bcfe52002f1572349e7cde0aa6a5c9157bcd0f4",
-    "wdimage-watchdog/install.d/wdimage-stamp-armed.sh": "2489c251824d56bb92ad3d41c2a3f2116b39cd5ad436c1b2056cfe7dc7e5b732",
-    "wdimage-watchdog/install.d/wdimage-systemd-watchdog-off.conf":
+    "wdimage-watchdog/wdimage-files/wdimage-stamp-armed.sh": "2489c251824d56bb92ad3d41c2a3f2116b39cd5ad436c1b2056cfe7dc7e5b732",
+    "wdimage-watchdog/wdimage-files/wdimage-systemd-watchdog-off.conf":
         "1191d82b187e743db778d4123742e2b9ab28c1c1837af1e8b0376c55faa0b9da",
-    "wdimage-watchdog/install.d/wdimage-take-over-keepalive.sh":
+    "wdimage-watchdog/wdimage-files/wdimage-take-over-keepalive.sh":
         "b2feb6dc4468ecea7a1a4d81b6d13d096b7be94895e17d9c4116f9ef69ef946b",
-    "wdimage-watchdog/install.d/wdimage-watchdog.openrc":
+    "wdimage-watchdog/wdimage-files/wdimage-watchdog.openrc":
         "9587ab68a47576877f591a364ccafc13fa961f42f209fc0c83a3061c3fc28b87",
 }
 
@@ -199,11 +199,11 @@ def test_setup_installs_its_guest_files_as_before(sandbox):
     root = sandbox[0]
     assert _run(SETUP, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="systemd").returncode == 0
     assert_installed(root, "etc/systemd/system.conf.d/50-wdimage-watchdog.conf",
-                     "wdimage-watchdog/install.d/wdimage-systemd-watchdog-off.conf", 0o644)
+                     "wdimage-watchdog/wdimage-files/wdimage-systemd-watchdog-off.conf", 0o644)
     (root / "etc/init.d").mkdir(parents=True)
     (root / "etc/init.d/watchdog").write_text(LSB_WATCHDOG)  # Debian's LSB script, replaced
     assert _run(SETUP, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="openrc").returncode == 0
-    assert_installed(root, "etc/init.d/watchdog", "wdimage-watchdog/install.d/wdimage-watchdog.openrc", 0o755)
+    assert_installed(root, "etc/init.d/watchdog", "wdimage-watchdog/wdimage-files/wdimage-watchdog.openrc", 0o755)
 
 
 UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures/upstream"  # README.md there names each file's source
@@ -273,7 +273,7 @@ def test_rpm_agent_policy_makes_only_the_agent_domain_permissive(sandbox):
     assert (root / "usr/share/wdimage/wdimage-qemu-ga-permissive.cil").read_text() == \
         "(typepermissive virt_qemu_ga_t)\n"
     assert_installed(root, "usr/share/wdimage/wdimage-qemu-ga-permissive.cil",
-                     "wdimage-watchdog/install.d/wdimage-qemu-ga-permissive.cil", 0o644)
+                     "wdimage-watchdog/wdimage-files/wdimage-qemu-ga-permissive.cil", 0o644)
     assert _calls(sandbox) == ["semodule -i /usr/share/wdimage/wdimage-qemu-ga-permissive.cil"]
     assert (root / "etc/selinux/config").read_text().startswith("SELINUX=enforcing\n")
 
@@ -409,7 +409,7 @@ def test_slim_removes_docs_and_unneeded_drivers_but_keeps_copyright(sandbox):
     assert not (kernel / "drivers/gpu").exists() and not (kernel / "sound").exists()
     assert not (kernel / "drivers/net/wireless").exists()
     assert "path-exclude=/usr/share/doc/*" in (root / "etc/dpkg/dpkg.cfg.d/wdimage-slim").read_text()
-    assert_installed(root, "etc/dpkg/dpkg.cfg.d/wdimage-slim", "wdimage-slim/finalise.d/wdimage-slim.dpkg.cfg", 0o644)
+    assert_installed(root, "etc/dpkg/dpkg.cfg.d/wdimage-slim", "wdimage-slim/wdimage-files/wdimage-slim.dpkg.cfg", 0o644)
     assert _calls(sandbox) == [f"depmod -b {root} -a 6.1.0-56-amd64"]
 
 
@@ -425,9 +425,9 @@ def test_slim_initrd_is_set_up_before_the_kernel_on_debian(sandbox, distro, expe
         assert {"virtio_pci", "virtio_blk", "ext4"} <= set(modules)
         assert not (root / "etc/initramfs-tools/modules").exists()  # the package's conffile stays its own
         assert_installed(root, "etc/initramfs-tools/conf.d/wdimage-slim",
-                         "wdimage-slim/pre-install.d/wdimage-slim-initramfs.conf", 0o644)
+                         "wdimage-slim/wdimage-files/wdimage-slim-initramfs.conf", 0o644)
         assert_installed(root, "usr/share/initramfs-tools/modules.d/wdimage-slim",
-                         "wdimage-slim/pre-install.d/wdimage-slim-initramfs.modules", 0o644)
+                         "wdimage-slim/wdimage-files/wdimage-slim-initramfs.modules", 0o644)
     assert _run(SLIM_INITRD, sandbox, DISTRO_NAME="debian", DIB_SLIM_INITRD="0").returncode == 0
     assert conf.exists() is expected
 
@@ -446,9 +446,8 @@ def _scripts() -> list[Path]:
 
 
 def _guest_files() -> list[Path]:
-    """The files kept beside the phase scripts, which the scripts install into the guest."""
-    return sorted(p for p in ELEMENTS.glob("*/*.d/*")
-                  if p.is_file() and p.parent.name != "environment.d" and p not in _scripts())
+    """The fixed guest files (each element's wdimage-files/), which the phase scripts install into the guest."""
+    return sorted(p for p in ELEMENTS.glob("*/wdimage-files/*") if p.is_file())
 
 
 def test_phase_scripts_carry_their_element_name_and_are_bash():
@@ -457,20 +456,19 @@ def test_phase_scripts_carry_their_element_name_and_are_bash():
         assert script.read_text().startswith("#!/bin/bash\n") and os.access(script, os.X_OK), script
 
 
-def test_guest_files_beside_the_scripts_are_installed_and_never_run():
-    """dib-run-parts runs only names without a dot, and DIB merges every element's phase directory into one: each
-    guest file has a dot in its name, a name no other element (ours or DIB's) uses, and a script beside it that
-    installs it ("${files}/NAME")."""
+def test_guest_files_are_installed_by_their_elements_scripts_and_never_run():
+    """The guest files live outside the phase directories, so dib-run-parts never runs them; DIB copies every
+    element subdirectory into one hooks directory (and stops on a duplicated name), so each name is used by one
+    element only, ours or DIB's; a phase script of the same element installs each ("${files}/NAME")."""
     guest = _guest_files()
     assert [p.relative_to(ELEMENTS).as_posix() for p in guest] == sorted(GUEST_FILE_SHA256)
-    installed = {script.parent / name for script in _scripts()
+    installed = {script.parent.parent / "wdimage-files" / name for script in _scripts()
                  for name in re.findall(r'"\$\{files\}/([^"]+)"', script.read_text())}
     assert installed == set(guest)
     dib = Path(diskimage_builder.__file__).parent / "elements"
+    assert not list(dib.glob("*/wdimage-files"))
     for path in guest:
-        assert not datadir.PHASE_SCRIPT_NAME.fullmatch(path.name), path
-        phase = path.parent.name
-        same_name = [*ELEMENTS.glob(f"*/{phase}/{path.name}"), *dib.glob(f"*/{phase}/{path.name}")]
+        same_name = list(ELEMENTS.glob(f"*/wdimage-files/{path.name}"))
         assert same_name == [path], same_name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == GUEST_FILE_SHA256[path.relative_to(ELEMENTS).as_posix()]
 

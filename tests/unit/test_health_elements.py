@@ -187,7 +187,7 @@ def test_example_service_installed_from_the_handed_in_binaries(sandbox):
     assert _words(dropin, "Unit", "After") == {"wdimage-example.service"}
 
 
-HEALTH_FILES = {  # guest path: (the file beside 77-wdimage-watchdog-health, mode)
+HEALTH_FILES = {  # guest path: (the file in wdimage-watchdog/wdimage-files/, mode)
     "systemd": {
         "usr/local/lib/wdimage/take-over-keepalive": ("wdimage-take-over-keepalive.sh", 0o755),
         "usr/local/lib/wdimage/stamp-armed": ("wdimage-stamp-armed.sh", 0o755),
@@ -210,7 +210,7 @@ def test_health_installs_its_guest_files_as_before(sandbox, init):
     proc = _run(HEALTH, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM=init, DIB_WATCHDOG_HEALTH_EXAMPLE="1")
     assert proc.returncode == 0, proc.stderr
     for guest, (name, mode) in HEALTH_FILES[init].items():
-        assert_installed(root, guest, f"wdimage-watchdog/install.d/{name}", mode)
+        assert_installed(root, guest, f"wdimage-watchdog/wdimage-files/{name}", mode)
 
 
 def test_example_requested_without_its_binaries_fails(sandbox):
@@ -251,7 +251,7 @@ def test_network_systemd_networkd_dhcp(sandbox):
     assert network.get("Network", "DHCP") == "ipv4" and _words(network, "Match", "Name") == {"en*", "eth*"}
     assert "systemctl enable systemd-networkd.service" in _calls(sandbox)
     assert_installed(root, "etc/systemd/network/80-wdimage-dhcp.network",
-                     "wdimage-network/install.d/wdimage-dhcp.network", 0o644)
+                     "wdimage-network/wdimage-files/wdimage-dhcp.network", 0o644)
 
 
 def test_network_leaves_networkmanager_alone(sandbox):
@@ -274,7 +274,7 @@ def test_network_debian_openrc_ifupdown_patterns(sandbox):
     assert "source /etc/network/interfaces.d/*" in (root / "etc/network/interfaces").read_text()
     text = (root / "etc/network/interfaces.d/wdimage-dhcp").read_text()
     assert "auto /en*=wdnet /eth*=wdnet\niface wdnet inet dhcp\n" in text
-    assert_installed(root, "etc/network/interfaces.d/wdimage-dhcp", "wdimage-network/install.d/wdimage-dhcp.interfaces",
+    assert_installed(root, "etc/network/interfaces.d/wdimage-dhcp", "wdimage-network/wdimage-files/wdimage-dhcp.interfaces",
                      0o644)
     assert "rc-update add networking boot" in _calls(sandbox)
     assert _run(NETWORK, sandbox, DISTRO_NAME="debian", DIB_INIT_SYSTEM="openrc").returncode == 0
