@@ -93,6 +93,12 @@ def action_info(action: Action | str) -> ActionInfo:
     return ACTIONS[Action(action)]
 
 
+def action_from_qemu(word: str | None) -> Action | None:
+    """QEMU's word for what it did when the watchdog fired (the QMP WATCHDOG event's action) as an Action; None
+    for no word, or for one this wdimage does not know."""
+    return next((a for a in Action if a.value == word), None)
+
+
 def action_from_libvirt(name: str) -> Action | None:
     """libvirt's <watchdog action=> as the QEMU action that carries it out; None for a word libvirt lacks."""
     return next((a.action for a in ACTIONS.values() if name == a.libvirt or name in a.libvirt_also), None)

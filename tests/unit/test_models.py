@@ -10,6 +10,7 @@ from wdimage.models import (
     Model,
     action_from_libvirt,
     action_from_libvirt_event,
+    action_from_qemu,
     action_info,
     info,
     model_from_libvirt,
@@ -52,3 +53,8 @@ def test_openstack_hw_watchdog_action():
     assert {a: action_info(a).openstack for a in Action} == {
         Action.RESET: "reset", Action.SHUTDOWN: "poweroff", Action.POWEROFF: "poweroff", Action.PAUSE: "pause",
         Action.NONE: "none", Action.DEBUG: None, Action.INJECT_NMI: None}
+
+
+def test_qemus_action_words_come_back_as_actions():
+    assert [action_from_qemu(a.value) for a in Action] == list(Action)
+    assert action_from_qemu("dump") is None and action_from_qemu(None) is None

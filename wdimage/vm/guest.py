@@ -17,7 +17,7 @@ import enum
 
 from wdimage.models import Action
 
-__all__ = ["Capability", "Event", "EventKind", "ExecResult", "Guest", "Target", "Unsupported", "watchdog_action"]
+__all__ = ["Capability", "Event", "EventKind", "ExecResult", "Guest", "Target", "Unsupported"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,15 +50,6 @@ class Event:
     def __str__(self) -> str:
         extra = self.action or self.reason
         return f"{self.raw or self.kind}{' ' + extra if extra else ''}"
-
-
-def watchdog_action(word: str | None) -> Action | None:
-    """A backend's word for what the hypervisor did when the watchdog fired (QMP's and libvirt's are QEMU's
-    `-action watchdog=` words) as an Action; None for no word, or for one this wdimage does not know."""
-    try:
-        return Action(word) if word else None
-    except ValueError:
-        return None
 
 
 class Capability(enum.StrEnum):

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from wdimage import log
-from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, watchdog_action
+from wdimage.models import action_from_qemu
+from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target
 from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec
 from wdimage.vm.process import QemuProcess, create_overlay
@@ -25,7 +26,7 @@ CAPABILITIES = frozenset({Capability.PAUSE, Capability.LINK, Capability.MIGRATE,
 
 def to_event(message: dict) -> Event:
     data = message.get("data", {})
-    return Event(QMP_KINDS[message["event"]], event_time(message), action=watchdog_action(data.get("action")),
+    return Event(QMP_KINDS[message["event"]], event_time(message), action=action_from_qemu(data.get("action")),
                  reason=data.get("reason"), raw=message["event"])
 
 
