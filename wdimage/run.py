@@ -42,11 +42,15 @@ def run(
             stderr=subprocess.PIPE if capture else None,
         )
     except FileNotFoundError:
-        raise failure(f"{argv[0]} not found.", hint="run 'make deps' to install the system packages")
+        raise _not_found(argv) from None
     if check and proc.returncode != 0:
         detail = f"\n{proc.stderr.strip()}" if capture and proc.stderr else ""
         raise failure(f"command failed with exit code {proc.returncode}: {shlex.join(argv)}{detail}")
     return proc
+
+
+def _not_found(argv: list[str]):
+    return failure(f"{argv[0]} not found.", hint="run 'make deps' to install the system packages")
 
 
 def run_quiet(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
@@ -108,7 +112,7 @@ def run_group(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None
     except FileNotFoundError:
         if proc is not None:
             raise
-        raise failure(f"{argv[0]} not found.", hint="run 'make deps' to install the system packages") from None
+        raise _not_found(argv) from None
     except BaseException as e:
         if proc is None:
             raise
@@ -210,7 +214,7 @@ def start(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None, ou
                                     stderr=subprocess.STDOUT if merge_stderr else output,
                                     preexec_fn=_die_with_parent if die_with_parent else None)
     except FileNotFoundError:
-        raise failure(f"{argv[0]} not found.", hint="run 'make deps' to install the system packages") from None
+        raise _not_found(argv) from None
     child = Child(proc, argv)
     if noted:
         child.stop()
