@@ -6,7 +6,7 @@ from pathlib import Path
 import wdimage
 
 PACKAGE = Path(wdimage.__file__).parent
-FOUNDATION = {"models", "run", "fileio", "jsonfile", "datadir", "errors", "log", "__init__"}
+FOUNDATION = {"models", "run", "fileio", "jsonfile", "datadir", "errors", "log", "templating", "__init__"}
 # What each layer may import besides itself and the foundation.
 ALLOWED = {
     "vm": set(),

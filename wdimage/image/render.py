@@ -1,4 +1,4 @@
-"""Every file wdimage writes from a template (the only jinja2 module): watchdog.conf, the launch stub, libvirt XML.
+"""The files a build writes from templates (through wdimage.templating): watchdog.conf, the launch stub, libvirt XML.
 
 Values reach these files only after validation (wdimage.image.build.BuildSettings); on top of that, the launch
 stub quotes every QEMU argument for the shell, and the XML template is autoescaped.
@@ -10,20 +10,11 @@ import re
 import shlex
 from pathlib import Path
 
-import jinja2
-
-from wdimage import __version__
+from wdimage import __version__, templating
 from wdimage.models import Action, Model, action_info, info
 from wdimage.vm.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("wdimage.image", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("xml.j2",), default_for_string=False),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+_ENV = templating.environment("wdimage.image")
 
 # Placeholders for the two directories the launch stub only knows when it runs.
 _HERE = "@WDIMAGE_HERE@"
