@@ -63,7 +63,8 @@ class JsonKind:
 
 # manifest.json of a build output directory (wdimage.image.manifest reads it into a Manifest).
 MANIFEST = JsonKind("manifest", schema=1, readable=(1,))
-# `wdimage drill --json`; schema 2 since the scenario table (outcome, path, window per fault).
-DRILL_REPORT = JsonKind("drill report", schema=2, readable=(1, 2), keys=("name", "checks", "faults", "passed"))
+# `wdimage drill --json`; schema 2 since the scenario table (outcome, path, window per fault); 3 since the
+# timelines (each fault's moments, the first boot, the drill's start), the machine and versions, console tails.
+DRILL_REPORT = JsonKind("drill report", schema=3, readable=(1, 2, 3), keys=("name", "checks", "faults", "passed"))
 # `wdimage index` (JSON form).
 INDEX = JsonKind("index", schema=1, readable=(1,), keys=("images",))

@@ -1,7 +1,9 @@
 """The drill's report for people (text), programs (JSON) and CI systems (JUnit XML, the only junitparser module)."""
 
 import dataclasses
+import datetime
 
+from wdimage import __version__
 from wdimage.drill.runner import DrillReport, FaultResult
 from wdimage.jsonfile import DRILL_REPORT
 
@@ -10,7 +12,7 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def fault_json(f: FaultResult, timeout: int) -> dict:
+def fault_json(f: FaultResult, timeout: int, origin: float | None = None) -> dict:
     return {
         "fault": f.fault, "passed": f.passed, "action": f.action, "seconds_to_reset": f.seconds_to_reset,
         "ratio_to_timeout": _round(f.seconds_to_reset / timeout if f.seconds_to_reset else None, 3),
@@ -19,6 +21,9 @@ def fault_json(f: FaultResult, timeout: int) -> dict:
         "expected_window": [f.window.low, f.window.high] if f.window else None,
         "expected_why": f.window.why if f.window else None,
         "ratio_to_window": _round(f.ratio, 3), "skipped": f.skipped, "figures": f.figures or None,
+        # schema 3: the scenario's moments in seconds since the drill started, the console of a failure
+        "timeline": f.marks.relative(origin) if origin is not None and f.marks.fault is not None else None,
+        "console_tail": f.console_tail or None,
     }
 
 
@@ -32,17 +37,24 @@ def report_json(report: DrillReport) -> dict:
         "model": str(setup.model), "action": str(setup.action), "timeout": setup.timeout,
         "interval": setup.interval, "health": setup.health.to_json() if setup.health else None,
         "accel": report.accel, "accel_reason": report.accel_reason, "kernel": report.kernel or None,
+        "machine": report.machine or None, "hypervisor": report.hypervisor or None, "wdimage": __version__,
+        "started_at": datetime.datetime.fromtimestamp(report.started, datetime.timezone.utc).isoformat(
+            timespec="seconds") if report.started is not None else None,
+        "first_boot": report.first_boot.relative(report.started)
+        if report.started is not None and report.first_boot.boot is not None else None,
         "boot_to_agent_seconds": _round(report.boot_to_agent_seconds),
         "boot_to_armed_seconds": _round(report.boot_to_armed_seconds),
         "boot_timeline": {k: _round(v, 2) if isinstance(v, float) else v
                           for k, v in report.boot.as_dict().items()} if report.boot else None,
         "checks": [dataclasses.asdict(c) for c in report.checks],
-        "faults": [fault_json(f, setup.timeout) for f in report.faults],
+        "faults_requested": report.faults_requested,
+        "faults": [fault_json(f, setup.timeout, report.started) for f in report.faults],
         "left_out": [{"fault": name, "why": why} for name, why in report.left_out],
         "warnings": report.warnings,
         "passed": report.passed,
         "error": report.error or None,
         "diagnostics": str(report.diagnostics) if report.diagnostics else None,
+        "console_tail": report.console_tail or None,
     }
 
 

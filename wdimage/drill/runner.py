@@ -7,6 +7,7 @@ watches what follows each fault. It returns a DrillReport; wdimage.drill.report 
 
 import dataclasses
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,13 +28,13 @@ from wdimage.drill.checks import (  # noqa: F401  (re-exported: the drill's publ
 )
 from wdimage.drill.scenarios import MARGIN_SECONDS, Context, Outcome, Scenario, Setup, names, select  # noqa: F401
 from wdimage.drill.session import AGENT_TIMEOUT, Session  # noqa: F401  (AGENT_TIMEOUT re-exported)
-from wdimage.drill.watch import WATCHERS, FaultResult
+from wdimage.drill.watch import WATCHERS, FaultResult, Marks
 from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.image import distros
 from wdimage.models import Model
 from wdimage.vm.guest import Target, Unsupported
 from wdimage.vm.jsonstream import ProtocolError
-from wdimage.vm.launch import LaunchSpec
+from wdimage.vm.launch import LaunchSpec, machine_type
 from wdimage.vm.process import choose_accel, private_dir
 from wdimage.vm.qemu_guest import QemuTarget
 
@@ -72,6 +73,11 @@ class DrillReport:
     warnings: list[str] = dataclasses.field(default_factory=list)
     diagnostics: Path | None = None  # the kept private dir (console logs) after a failure
     error: str = ""  # why the drill stopped early, if it did
+    machine: str = ""  # the QEMU machine type, where wdimage chose it
+    hypervisor: str = ""  # e.g. "QEMU 7.2.0 (Debian 1:7.2+dfsg-7+deb12u16)", where the backend says
+    started: float | None = None  # time.time() when the drill began: the origin of the scenarios' timelines
+    first_boot: Marks = dataclasses.field(default_factory=Marks)  # the first boot: booted, armed (and by whom)
+    console_tail: str = ""  # the end of the guest's console when the drill failed before any scenario
 
     @property
     def passed(self) -> bool:
@@ -110,6 +116,7 @@ def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] 
         probe_spec = dataclasses.replace(base, accel="kvm", qmp_socket=workdir / "probe-qmp.sock",
                                          serial=f"file:{workdir / 'probe-console.log'}")
         report.accel, report.accel_reason = choose_accel(probe_spec, workdir)
+        report.machine = machine_type(base)
         log.info(f"accelerator: {report.accel} ({report.accel_reason})")
         target = QemuTarget(dataclasses.replace(base, accel=report.accel), workdir, build.name)
         run_scenarios(target, report, faults, prepare)
@@ -131,11 +138,15 @@ def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], pr
     except ValueError as e:
         raise usage_error(str(e)) from None
     report.faults_requested = [s.name for s in scenarios]
+    report.started = time.time()
     session = Session(target, report.setup)
     try:
         with log.step(f"Booting {target.describe()} and checking that the watchdog is armed"):
             guest = session.boot()
             probe, to_agent, to_armed = session.wait_armed(guest.started_at, prepare)
+            report.hypervisor = guest.hypervisor()
+            report.first_boot = Marks(boot=session.booted, armed=session.armed, armed_by=session.armed_by,
+                                      end=time.time())
             report.checks, report.kernel = probe.checks, probe.kernel
             report.boot_to_agent_seconds = to_agent
             report.boot_to_armed_seconds = to_armed if probe.armed else None
@@ -143,14 +154,29 @@ def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], pr
             for check in probe.checks:
                 log.info(f"{'ok' if check.passed else 'FAILED'}: {check.title}: {check.seen}")
         if not probe.armed:
+            report.console_tail = _tail(session)
             return
         session.setup = report.setup = dataclasses.replace(report.setup, interval=probe.interval)
         for scenario in scenarios:
             report.faults.append(run_scenario(session, scenario))
     except (TimeoutError, ConnectionError, ProtocolError) as e:
         report.error = getattr(e, "message", None) or str(e) or type(e).__name__
+        report.console_tail = _tail(session)
     finally:
         session.close()
+
+
+CONSOLE_TAIL_LINES = 40
+
+
+def _tail(session: Session) -> str:
+    """The end of the current guest's console ('' when there is none, or it cannot be read)."""
+    if session.guest is None:
+        return ""
+    try:
+        return session.guest.console_tail(CONSOLE_TAIL_LINES)
+    except (OSError, ConnectionError, ProtocolError, Unsupported):
+        return ""
 
 
 def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
@@ -165,15 +191,18 @@ def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
              Outcome.QUIET: "nothing may happen"}
     with log.step(f"'{scenario.name}': {scenario.summary}"):
         not_armed = session.ensure_armed()
+        marks = Marks(boot=session.booted, armed=session.armed, armed_by=session.armed_by)
         if not_armed:
+            marks.end = time.time()
             return FaultResult(scenario.name, False, outcome=str(scenario.outcome), window=window,
-                               detail=f"not armed before the fault: {not_armed}")
+                               detail=f"not armed before the fault: {not_armed}", marks=marks,
+                               console_tail=_tail(session))
         ctx = Context(session.guest, setup, session.probe)
         outcome, why = scenario.outcome, ""
         if scenario.expect and (override := scenario.expect(ctx)):
             outcome, why = override
         log.info(f"{title[outcome]}: {window.why}")
-        result = FaultResult(scenario.name, False, outcome=str(outcome), window=window)
+        result = FaultResult(scenario.name, False, outcome=str(outcome), window=window, marks=marks)
         try:
             WATCHERS[outcome](session, scenario, ctx, result)
         except Unsupported as e:
@@ -183,6 +212,9 @@ def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
         if ctx.notes:
             result.detail += f"; {'; '.join(ctx.notes)}"
         result.figures.update(ctx.figures)
+        result.marks.end = time.time()
+        if not result.passed and not result.skipped:
+            result.console_tail = _tail(session)
         log.info(f"{'ok' if result.passed else 'FAILED'}: {result.detail}")
         if not (result.passed and result.rebooted_armed is not False and session.guest is not None
                 and session.probe is not None and session.probe.armed):

@@ -15,6 +15,17 @@ CHECK_RETRY_SECONDS = 10  # how long failing checks are retried (a daemon still 
 CHECK_RETRY_WITHOUT_SYSTEMD = 60  # OpenRC has no "boot finished" to wait for: poll the checks longer
 
 
+def wall(monotonic: float) -> float:
+    """A time.monotonic() as the time.time() it was."""
+    return time.time() - (time.monotonic() - monotonic)
+
+
+def _first_armer(probe: Probe) -> str:
+    """Who armed the device first in this boot: the image's early keepalive (the initramfs, wdimage-keepalive)
+    as its stamp says, else the daemon that holds it."""
+    return (probe.boot.armed_by if probe.boot and probe.boot.armed_by else "") or "the watchdog daemon"
+
+
 class Session:
     """The current guest and its last readiness probe; a guest that is still armed serves the next scenario."""
 
@@ -23,6 +34,11 @@ class Session:
         self.setup = setup
         self.guest: Guest | None = None
         self.probe: Probe | None = None
+        # The current guest's boot (or reset) and the moment it was armed, on the wall clock (time.time()), and
+        # who armed it first (the report's timelines).
+        self.booted: float | None = None
+        self.armed: float | None = None
+        self.armed_by = ""
 
     def boot(self) -> Guest:
         self.close()
@@ -32,8 +48,9 @@ class Session:
     def wait_armed(self, since: float, prepare: Sequence[str] = ()) -> tuple[Probe, float, float]:
         """Once the guest agent answers and the boot settled: (probe, seconds to agent, seconds to armed), the
         seconds counted from `since` (a time.monotonic()). Failing checks are retried a little (a daemon still
-        starting), then count as failed."""
+        starting), then count as failed. Records the boot and arming moments for the report's timelines."""
         guest = self.guest
+        self.booted, self.armed, self.armed_by = wall(since), None, ""
         guest.wait_agent(AGENT_TIMEOUT)
         to_agent = time.monotonic() - since
         log.info(f"guest agent answered after {to_agent:.1f}s")
@@ -58,6 +75,9 @@ class Session:
                 self.probe = probe
                 # Armed when the daemon holding the device started (guest clocks), not when we happened to look.
                 armed = probe.daemon_started if probe.daemon_started is not None else time.monotonic()
+                if probe.armed:
+                    self.armed = wall(max(armed, since))
+                    self.armed_by = _first_armer(probe)
                 return probe, to_agent, max(armed - since, 0.0)
             time.sleep(1)
 

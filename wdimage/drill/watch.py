@@ -19,6 +19,30 @@ AFTERMATH_SECONDS = 15  # after the WATCHDOG event: how long to watch what the h
 
 
 @dataclasses.dataclass
+class Marks:
+    """A scenario's moments on the wall clock (time.time()), for the report's timeline: the boot (or reset) of
+    the guest that served it, when that guest was armed and by whom, the fault, the event that answered it (the
+    WATCHDOG event, or the RESET of the daemon's reboot), the RESET that followed, armed again, and the end of
+    the watch. None where it did not happen."""
+
+    boot: float | None = None
+    armed: float | None = None
+    armed_by: str = ""
+    fault: float | None = None
+    event: float | None = None
+    event_label: str = ""  # e.g. "WATCHDOG reset", "RESET guest-reset"
+    reset: float | None = None
+    armed_again: float | None = None
+    armed_again_by: str = ""
+    end: float | None = None
+
+    def relative(self, origin: float) -> dict:
+        """Seconds since `origin` (the drill's start), for the JSON report."""
+        return {key: (round(value - origin, 2) if isinstance(value, float) else value or None)
+                for key, value in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass
 class FaultResult:
     """One scenario's result. The field names up to `detail` are the JSON report's since its first schema."""
 
@@ -35,6 +59,8 @@ class FaultResult:
     window: Window | None = None  # expected seconds from the fault
     skipped: str | None = None  # why it was not run on this guest
     figures: dict = dataclasses.field(default_factory=dict)  # e.g. the migration's figures
+    marks: Marks = dataclasses.field(default_factory=Marks)  # the timeline
+    console_tail: str = ""  # the end of the guest's console when the scenario failed
 
     @property
     def ratio(self) -> float | None:
@@ -49,11 +75,15 @@ def _deadline(wall: float) -> float:
     return time.monotonic() + wall - time.time()
 
 
-def _inject(ctx: Context, scenario: Scenario) -> float:
+def _inject(ctx: Context, scenario: Scenario, result: FaultResult) -> float:
     ctx.guest.clear_events()
-    fault_at = time.time()
+    fault_at = result.marks.fault = time.time()
     scenario.inject(ctx)
     return fault_at
+
+
+def _answered(result: FaultResult, event: Event) -> None:
+    result.marks.event, result.marks.event_label = event.time, str(event)
 
 
 def _others(guest: Guest) -> str:
@@ -65,7 +95,7 @@ def watch_fire(session: Session, scenario: Scenario, ctx: Context, result: Fault
     """The hardware watchdog must fire within the window, with the configured action; then the action's
     aftermath (reset: back and armed; poweroff: gone; pause: paused; ...)."""
     guest, setup, window = ctx.guest, ctx.setup, result.window
-    fault_at = _inject(ctx, scenario)
+    fault_at = _inject(ctx, scenario, result)
     limit = window.high + MARGIN_SECONDS
     event = guest.wait_event({EventKind.WATCHDOG}, _deadline(fault_at + limit))
     if event is None:
@@ -74,6 +104,7 @@ def watch_fire(session: Session, scenario: Scenario, ctx: Context, result: Fault
             result.detail += " (the guest reset itself, not through the watchdog)"
         return
     seconds = round(event.time - fault_at, 2)
+    _answered(result, event)
     result.action, result.seconds_to_reset, result.path = event.action, seconds, "watchdog"
     result.passed = event.action == setup.action and seconds <= limit
     result.detail = (f"WATCHDOG {event.action} {seconds:.1f}s after the fault "
@@ -89,13 +120,14 @@ def watch_reboot(session: Session, scenario: Scenario, ctx: Context, result: Fau
     """The daemon's health test must fail and the daemon reboot the guest (or, last resort, the watchdog fire);
     then the guest must come back armed."""
     guest, window = ctx.guest, result.window
-    fault_at = _inject(ctx, scenario)
+    fault_at = _inject(ctx, scenario, result)
     limit = window.high + MARGIN_SECONDS
     event = guest.wait_event({EventKind.RESET, EventKind.WATCHDOG, EventKind.SHUTDOWN}, _deadline(fault_at + limit))
     if event is None:
         result.detail = f"no reboot within {limit:.0f}s of the fault; status: {guest.status()}{_others(guest)}"
         return
     seconds = round(event.time - fault_at, 2)
+    _answered(result, event)
     if scenario.restore:  # e.g. the link back up, or the rebooted guest would fail the same test again
         scenario.restore(ctx)
     result.seconds_to_reset, result.reason = seconds, event.reason
@@ -136,11 +168,12 @@ def _daemon_said(ctx: Context, result: FaultResult, event: Event) -> None:
 def watch_quiet(session: Session, scenario: Scenario, ctx: Context, result: FaultResult) -> None:
     """A control: nothing may happen for twice the window after the injection; the guest stays armed."""
     guest, window = ctx.guest, result.window
-    _inject(ctx, scenario)
+    _inject(ctx, scenario, result)
     quiet = 2 * window.high
     event = guest.wait_event({EventKind.WATCHDOG, EventKind.RESET, EventKind.SHUTDOWN, EventKind.EXITED},
                              time.monotonic() + quiet)
     if event is not None:
+        _answered(result, event)
         result.detail = f"{event} came, where nothing may happen ({window.why}){_others(guest)}"
         return
     result.detail = f"no WATCHDOG or RESET for {quiet:.0f}s (twice {window.high:.0f}s: {window.why})"
@@ -184,9 +217,17 @@ def _back_armed(session: Session, scenario: Scenario, ctx: Context, result: Faul
         result.passed = result.passed and probe.armed
         if probe.armed:
             result.seconds_back_armed = round(to_armed, 1)
+            result.marks.armed_again, result.marks.armed_again_by = session.armed, session.armed_by
             said = f"back and armed {to_armed:.1f}s after the reset"
         else:
             said = "came back but not armed: " + "; ".join(f"{c.title}: {c.seen}" for c in probe.checks if not c.passed)
+    # The reset: the RESET event that follows the watchdog's (read by now), or the daemon's reboot itself.
+    try:
+        seen = ctx.guest.events()
+    except (ConnectionError, ProtocolError, OSError):
+        seen = []
+    reset = next((e for e in [event, *seen] if e.kind is EventKind.RESET), None)
+    result.marks.reset = reset.time if reset else event.time
     if result.outcome == Outcome.REBOOT:
         result.detail += f"; {said}"
     return bool(result.rebooted_armed), said

@@ -126,6 +126,10 @@ class Guest(abc.ABC):
         """The end of the guest's serial console, where the backend can read it ('' otherwise)."""
         return ""
 
+    def hypervisor(self) -> str:
+        """The hypervisor and its version, in words, where the backend knows them ('' otherwise)."""
+        return ""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Let go of the guest. For guests that wdimage started, stop them; never for someone else's."""

@@ -157,6 +157,17 @@ class QemuGuest(Guest):
         return {"seconds": round(seconds, 2), "downtime_ms": info.get("downtime"),
                 "total_time_ms": info.get("total-time")}
 
+    def hypervisor(self) -> str:
+        """From QMP's greeting: "QEMU 7.2.0 (Debian 1:7.2+dfsg-7+deb12u16)"."""
+        qmp = self.process.qmp
+        version = (qmp.greeting.get("QMP") or {}).get("version") or {} if qmp is not None else {}
+        numbers = version.get("qemu") or {}
+        if not numbers:
+            return ""
+        package = str(version.get("package") or "").strip()
+        return (f"QEMU {numbers.get('major')}.{numbers.get('minor')}.{numbers.get('micro')}"
+                + (f" ({package})" if package else ""))
+
     def console_tail(self, lines: int = 40) -> str:
         serial = self.spec.serial
         if not serial.startswith("file:"):
