@@ -12,6 +12,7 @@ from wdimage import cli
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.fileio import check_replaceable
 from wdimage.image import outputs
+from wdimage.jsonfile import DRILL_REPORT
 
 MANIFEST = {"schema": 1, "name": "img", "files": {"image": "img.qcow2"}, "build": {"wdimage_version": "0.1.0"}}
 REPORT = {"schema": 1, "name": "img", "checks": [], "faults": [], "passed": True}
@@ -158,6 +159,24 @@ def test_write_atomically_fsyncs_the_file_before_the_rename_and_the_directory_af
     assert target.read_text() == "data"
 
 
+@pytest.mark.parametrize("option, name, theirs", [
+    ("--html", "report.html", "<!DOCTYPE html>\n<html><head><title>my page</title></head></html>\n"),
+    ("--markdown", "summary.md", "# Release notes\n<!-- wdimage drill report -->\n"),
+])
+def test_html_and_markdown_targets_only_a_previous_report_is_replaced(tmp_path, capsys, option, name, theirs):
+    mine = tmp_path / name
+    mine.write_text(theirs)
+    code = cli.main(["drill", str(tmp_path / "no-build"), option, str(mine)])
+    assert code == ExitCode.USAGE and f"{option} {mine}" in capsys.readouterr().err
+    assert mine.read_text() == theirs
+
+
+def test_two_report_options_naming_one_file_are_refused(tmp_path, capsys):
+    code = cli.main(["drill", str(tmp_path / "no-build"), "--html", str(tmp_path / "r"), "--markdown",
+                     str(tmp_path / "r")])
+    assert code == ExitCode.USAGE and "different files" in capsys.readouterr().err
+
+
 def test_junit_target_only_a_previous_wdimage_junit_report_is_replaced(tmp_path, capsys):
     ours = tmp_path / "drill.xml"
     ours.write_text('<?xml version="1.0"?>\n<testsuites><testsuite name="wdimage drill img" tests="1"/></testsuites>\n')
@@ -194,13 +213,17 @@ def test_drill_reports_written_twice_to_the_same_files_replace_the_first(tmp_pat
 
     out = write_build(tmp_path)
     report, junit = tmp_path / "drill.json", tmp_path / "drill.xml"
+    html, markdown = tmp_path / "drill.html", tmp_path / "drill.md"
     for accel in ("tcg", "kvm"):
         _drill_without_qemu(monkeypatch, accel)
-        code = cli.main(["drill", str(out), "--fault", "panic", "--json", str(report), "--junit", str(junit)])
+        code = cli.main(["drill", str(out), "--fault", "panic", "--json", str(report), "--junit", str(junit),
+                         "--html", str(html), "--markdown", str(markdown)])
         assert code == ExitCode.OK, capsys.readouterr().err
         written = json.loads(report.read_text())
-        assert written["schema"] == 2 and written["accel"] == accel and written["passed"] is True
+        assert written["schema"] == DRILL_REPORT.schema and written["accel"] == accel and written["passed"] is True
         assert outputs.is_drill_report(report) and outputs.is_junit_report(junit)
+        assert outputs.is_html_report(html) and outputs.is_markdown_report(markdown)
+        assert f"<dd>{accel.upper()}</dd>" in html.read_text()  # the machine line: this run's accelerator
     assert 'name="wdimage drill debian-i6300esb"' in junit.read_text()
 
 
@@ -211,9 +234,13 @@ def test_an_output_directory_holding_its_drill_reports_is_a_previous_output(tmp_
     _drill_without_qemu(monkeypatch, "tcg")
     out = _previous_output(tmp_path / "out")
     assert cli.main(["drill", str(build), "--fault", "panic", "--json", str(out / "drill.json"),
-                     "--junit", str(out / "drill.xml")]) == ExitCode.OK
-    assert json.loads((out / "drill.json").read_text())["schema"] == 2
+                     "--junit", str(out / "drill.xml"), "--html", str(out / "drill.html"),
+                     "--markdown", str(out / "drill.md")]) == ExitCode.OK
+    assert json.loads((out / "drill.json").read_text())["schema"] == DRILL_REPORT.schema
     assert outputs.foreign_entry(out) is None
     outputs.check_output_dir(out)
-    (out / "drill.json").write_text(json.dumps({**REPORT, "schema": 3}))  # a report of a later wdimage
+    (out / "drill.md").write_text("# my notes\n")  # the user's own Markdown is not a report
+    assert outputs.foreign_entry(out) == f"{out / 'drill.md'} is not part of it"
+    (out / "drill.md").unlink()
+    (out / "drill.json").write_text(json.dumps({**REPORT, "schema": DRILL_REPORT.schema + 1}))  # a later wdimage
     assert outputs.foreign_entry(out) == f"{out / 'drill.json'} is not part of it"

@@ -15,12 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from wdimage.drill import pages
 from wdimage.drill import report as drill_report
 from wdimage.drill import runner as drill
 from wdimage.drill import scenarios
 from wdimage.errors import Interrupted, usage_error
 from wdimage.fileio import check_replaceable, write_atomically
-from wdimage.image.outputs import is_drill_report, is_junit_report
+from wdimage.image.outputs import is_drill_report, is_html_report, is_junit_report, is_markdown_report
 from wdimage.models import Action
 
 
@@ -56,18 +57,33 @@ def add_parser(sub) -> None:
     p.add_argument("--junit", metavar="FILE", type=Path,
                    help="also write a JUnit XML report to FILE: one test case per check and per scenario; "
                         "an existing FILE is replaced only when it is a previous wdimage JUnit report")
+    p.add_argument("--html", metavar="FILE", type=Path,
+                   help="also write the report as one self-contained HTML page to FILE: a timeline per scenario "
+                        "(boot, armed, fault, the expected window, the event, the reset, armed again), the checks "
+                        "with their fixes, a failure's console; an existing FILE is replaced only when it is a "
+                        "previous wdimage HTML report")
+    p.add_argument("--markdown", metavar="FILE", type=Path,
+                   help="also write the report as Markdown to FILE (a table and a Mermaid timeline: a CI job's "
+                        "summary, e.g. appended to $GITHUB_STEP_SUMMARY); replaced only when a previous one")
     p.add_argument("--force", action="store_true",
                    help="replace the report file(s) even when they are not previous drill reports")
     p.set_defaults(func=_cmd)
 
 
+# Each report file: how a previous one is recognised, in words.
+REPORT_FILES = {
+    "--json": (is_drill_report, "a wdimage drill report"),
+    "--junit": (is_junit_report, "a wdimage JUnit report"),
+    "--html": (is_html_report, "a wdimage HTML report"),
+    "--markdown": (is_markdown_report, "a wdimage Markdown report"),
+}
+
+
 def _check_target(option: str, path: Path | None, force: bool = False) -> None:
     """Nothing of the user's is overwritten: an existing FILE must be a previous report of the same kind."""
     if path and str(path) != "-":
-        if option == "--junit":
-            check_replaceable(path, option, is_junit_report, "a wdimage JUnit report", force)
-        else:
-            check_replaceable(path, option, is_drill_report, "a wdimage drill report", force)
+        is_ours, what = REPORT_FILES[option]
+        check_replaceable(path, option, is_ours, what, force)
 
 
 @contextlib.contextmanager
@@ -91,8 +107,11 @@ def scratch_scope():
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    _check_target("--json", args.json, args.force)
-    _check_target("--junit", args.junit, args.force)
+    for option in REPORT_FILES:
+        _check_target(option, getattr(args, option[2:]), args.force)
+    written = [str(path) for path in (args.json, args.junit, args.html, args.markdown) if path and str(path) != "-"]
+    if len(set(written)) < len(written):
+        raise usage_error("--json, --junit, --html and --markdown must name different files")
     faults = drill.requested(args.fault)
     if args.libvirt is not None:
         report = _libvirt(args, faults)
@@ -100,10 +119,16 @@ def _cmd(args: argparse.Namespace) -> int:
         report = _built_image(args, faults)
     to_stdout = str(args.json) == "-"
     print(drill_report.render_text(report), file=sys.stderr if to_stdout else sys.stdout)  # stdout: the JSON alone
+    data = drill_report.report_json(report)
     if args.json:
-        write_json(args.json, drill_report.report_json(report))
+        write_json(args.json, data)
     if args.junit:
         write_atomically(args.junit, drill_report.report_junit(report, console_tail(report)), mode=0o644)
+    if args.html:
+        write_atomically(args.html, pages.render_html(data), mode=0o644)
+        print(f"HTML report: {args.html}", file=sys.stderr)
+    if args.markdown:
+        write_atomically(args.markdown, pages.render_markdown(data), mode=0o644)
     return int(report.exit_code)
 
 

@@ -4,7 +4,7 @@
 when it is a previous wdimage output: a directory (not a symbolic link) whose manifest.json is wdimage's
 (wdimage.image.manifest reads it; it names the image, its files and build.wdimage_version) and which holds
 nothing but the files that manifest lists, manifest.json, SHA256SUMS and drill reports (JSON of any schema
-wdimage reads, JUnit XML). Anything else is refused with exit 2 naming it, so that `--output ~/images` never
+wdimage reads, JUnit XML, HTML, Markdown). Anything else is refused with exit 2 naming it, so that `--output ~/images` never
 deletes what the user kept there; `--force` replaces it anyway.
 """
 
@@ -37,6 +37,30 @@ def is_junit_report(path: Path) -> bool:
                                 for s in suites)
 
 
+# How wdimage's HTML and Markdown reports begin (wdimage.drill.pages writes them): how a previous one is known.
+HTML_GENERATOR = '<meta name="generator" content="wdimage '
+MARKDOWN_MARK = "<!-- wdimage drill report -->"
+
+
+def _head(path: Path, size: int = 4096) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def is_html_report(path: Path) -> bool:
+    """A `wdimage drill --html` page (or another wdimage HTML report): its generator line says so."""
+    head = _head(path)
+    return head.startswith("<!DOCTYPE html>") and HTML_GENERATOR in head
+
+
+def is_markdown_report(path: Path) -> bool:
+    """A `wdimage drill --markdown` file: its first line is wdimage's mark."""
+    return _head(path, len(MARKDOWN_MARK)) == MARKDOWN_MARK
+
+
 def foreign_entry(directory: Path) -> str | None:
     """None when `directory` is a previous wdimage output; otherwise why not (naming the file at fault)."""
     manifest_path = directory / FILE
@@ -55,7 +79,9 @@ def foreign_entry(directory: Path) -> str | None:
             continue
         if entry.is_file(follow_symlinks=False) and (
                 entry.name.endswith(".json") and is_drill_report(Path(entry.path))
-                or entry.name.endswith(".xml") and is_junit_report(Path(entry.path))):
+                or entry.name.endswith(".xml") and is_junit_report(Path(entry.path))
+                or entry.name.endswith(".html") and is_html_report(Path(entry.path))
+                or entry.name.endswith(".md") and is_markdown_report(Path(entry.path))):
             continue
         return f"{entry.path} is not part of it"
     return None
