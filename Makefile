@@ -13,10 +13,13 @@ APT_KERNEL_BUILD := libelf-dev libssl-dev ccache rsync cpio kmod dpkg-dev fakero
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils libxml2-utils
 APT_TEST := strace
+# The real tests' browser: Debian's headless Chromium opens the drill's HTML report (tests/browser.py). Playwright
+# drives this binary over a pipe (its own browser download is not used; chromedriver is not needed).
+APT_BROWSER := chromium
 # libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST))
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER))
 
 .PHONY: all deps venv test test-fast demo bench lint clean
 

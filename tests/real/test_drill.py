@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import browser
 from wdimage import cli
+from wdimage.drill import pages
 from wdimage.drill import report as drill_report
 from wdimage.drill import runner as drill
 from wdimage.drill.scenarios import MARGIN_SECONDS
@@ -52,16 +54,30 @@ def within_window(fault: dict) -> bool:
     return 0 < fault["seconds_to_reset"] <= high + MARGIN_SECONDS
 
 
-def test_controls_migrations_and_faults_on_one_guest(debian_image_dir, tmp_path):
+ONE_GUEST_FAULTS = ("pause", "migrate", "panic", "kill", "hang", "migrate-panic")
+
+
+@pytest.fixture(scope="module")
+def one_guest_drill(debian_image_dir, tmp_path_factory):
+    """The default image's drill of the controls, both migrations and the three faults, with every report
+    form (JSON, JUnit, HTML, Markdown): run once, looked at by the tests below."""
+    tmp_path = tmp_path_factory.mktemp("one-guest")
     image = drill.load_build(debian_image_dir).image
     before = image.stat().st_mtime_ns
-    junit = tmp_path / "drill.xml"
-    code, report = run_cli(debian_image_dir, tmp_path, "--junit", str(junit),
-                           *[f"--fault={f}" for f in ("pause", "migrate", "panic", "kill", "hang", "migrate-panic")])
+    files = {form: tmp_path / f"drill.{form}" for form in ("junit", "html", "markdown")}
+    code, report = run_cli(debian_image_dir, tmp_path, *[a for form, path in files.items()
+                                                         for a in (f"--{form}", str(path))],
+                           *[f"--fault={f}" for f in ONE_GUEST_FAULTS])
+    return code, report, files, image.stat().st_mtime_ns == before
+
+
+def test_controls_migrations_and_faults_on_one_guest(one_guest_drill):
+    code, report, files, image_untouched = one_guest_drill
+    junit = files["junit"]
     assert code == ExitCode.OK, report
     assert report["passed"] is True and all(c["passed"] for c in report["checks"])
     faults = by_fault(report)
-    assert list(faults) == ["pause", "migrate", "panic", "kill", "hang", "migrate-panic"]
+    assert list(faults) == list(ONE_GUEST_FAULTS)
     for name in ("pause", "migrate"):  # controls: nothing happened, and the guest was still armed
         assert faults[name]["outcome"] == "quiet" and "still armed afterwards" in faults[name]["detail"]
     assert faults["migrate"]["figures"]["migration"]["seconds"] > 0
@@ -74,10 +90,51 @@ def test_controls_migrations_and_faults_on_one_guest(debian_image_dir, tmp_path)
     boot = report["boot_timeline"]  # armed in the initramfs, before the real root's init, and never let go:
     assert boot["armed_by"] == "initramfs" and boot["init"] < boot["armed"] < boot["real_root"] < boot["daemon"]
     assert boot["handovers"] == 2, boot  # initramfs -> wdimage-keepalive -> the daemon, each unclean (armed)
-    assert image.stat().st_mtime_ns == before  # the built image is never written
+    assert image_untouched  # the built image is never written
     result = subprocess.run(["xmllint", "--noout", "--schema", str(JUNIT_XSD), str(junit)], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_drills_moments_are_in_the_report(one_guest_drill):
+    """Each scenario's timeline (schema 3), measured: the fault, the WATCHDOG event as many seconds later as the
+    report says, QEMU's RESET, the guest armed again by its initramfs; the machine and QEMU's version."""
+    _, report, _, _ = one_guest_drill
+    assert report["schema"] == 3 and report["machine"] == "pc" and report["hypervisor"].startswith("QEMU 7.2")
+    assert report["first_boot"]["armed_by"] == "initramfs" and report["first_boot"]["armed"] > report["first_boot"]["boot"]
+    for name in ("panic", "kill", "hang", "migrate-panic"):
+        fault = by_fault(report)[name]
+        t = fault["timeline"]
+        assert t["boot"] < t["armed"] < t["fault"] < t["event"] <= t["reset"] < t["armed_again"] <= t["end"], t
+        assert abs((t["event"] - t["fault"]) - fault["seconds_to_reset"]) < 0.02, t
+        assert t["event_label"] == "WATCHDOG reset" and t["armed_again_by"] == "initramfs", t
+        assert t["reset"] - t["event"] < 1.0, t  # QEMU resets the guest right after the event
+    for name in ("pause", "migrate"):
+        t = by_fault(report)[name]["timeline"]
+        assert t["event"] is None and t["end"] - t["fault"] >= 2 * by_fault(report)[name]["expected_window"][1]
+
+
+def test_the_drills_html_report_in_a_real_browser(one_guest_drill):
+    """Headless Chromium opens the page of that drill: not blank, green, one timeline per scenario, and not one
+    request beyond the file itself. A control page that does fetch proves the requests are really counted."""
+    _, report, files, _ = one_guest_drill
+    seen = browser.open_page(files["html"])
+    assert seen.requests == [seen.url], seen.requests
+    assert seen.timelines == list(ONE_GUEST_FAULTS)
+    assert all("pass" in c.split() for c in seen.sections), seen.sections
+    assert seen.banner.startswith("PASSED")
+    colours = browser.colours(seen.screenshot)
+    white = colours.get((255, 255, 255), 0)
+    assert len(colours) > 50 and white < 0.97 * sum(colours.values()), "the screenshot is (nearly) blank"
+    assert colours.get(browser.hex_rgb("#1a7f37"), 0) > 2000  # the green banner and badges
+    assert colours.get(browser.hex_rgb("#cf222e"), 0) == 0  # nothing red on a passed drill
+    assert "QEMU 7.2" in seen.text and "armed again by the initramfs" in seen.text
+    (files["html"].parent / "drill.png").write_bytes(seen.screenshot)
+    markdown = files["markdown"].read_text()
+    assert markdown.count("\n    section ") == len(ONE_GUEST_FAULTS) and "```mermaid\ngantt\n" in markdown
+    control = files["html"].parent / "control.html"
+    control.write_text(files["html"].read_text().replace("</body>", '<img src="http://127.0.0.1:9/x.png"></body>'))
+    assert "http://127.0.0.1:9/x.png" in browser.open_page(control).requests
 
 
 @pytest.mark.parametrize("action, fault, expect", [
@@ -117,7 +174,7 @@ def test_i6300esb_beside_q35s_itco_the_daemon_holds_the_i6300esb(debian_image_di
     assert checks["holder"].passed and checks["driver"].passed
 
 
-def test_negative_control_commented_device_line_fails_the_checks(debian_image_dir):
+def test_negative_control_commented_device_line_fails_the_checks(debian_image_dir, tmp_path):
     build = drill.load_build(debian_image_dir)
     report = drill.run_drill(build, ["panic", "kill", "hang"], prepare=RECOMMENT_DEVICE_LINE)
     failed = {c.name for c in report.checks if not c.passed}
@@ -130,6 +187,15 @@ def test_negative_control_commented_device_line_fails_the_checks(debian_image_di
     assert "#watchdog-device" in text and "Not run: panic, kill, hang" in text
     assert "fix: uncomment `watchdog-device = /dev/watchdog`" in text
     shutil.rmtree(report.diagnostics)
+    page = tmp_path / "drill.html"  # the failed drill's page in a real browser: red, the fix, the console
+    page.write_text(pages.render_html(drill_report.report_json(report)))
+    seen = browser.open_page(page)
+    assert seen.requests == [seen.url] and seen.banner.startswith("FAILED")
+    assert seen.timelines == ["boot"] and "Not run: panic, kill, hang" in seen.text
+    assert "fix: uncomment `watchdog-device = /dev/watchdog`" in seen.text
+    assert "The guest's console when the drill stopped" in seen.text
+    assert browser.colours(seen.screenshot).get(browser.hex_rgb("#cf222e"), 0) > 2000  # the red banner
+    (tmp_path / "drill.png").write_bytes(seen.screenshot)
 
 
 def test_the_kvm_probe_recognises_a_booting_kernel_under_tcg(debian_image_dir, tmp_path):

@@ -168,3 +168,40 @@ def test_trim_refuses_bad_arguments(tmp_path, name, limit):
 def test_scripts_exit_2_on_a_wrong_command_line(tmp_path, script, args):
     result = run(script, *args, cwd=tmp_path, env={"CI_JOB_TOKEN": "t", "PACKAGES_URL": "https://gitlab.test/p"})
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+# --- gitlab-drill-links.sh ----------------------------------------------------------------------------------
+
+JOB_URL = "https://gitlab.test/group/project/-/jobs/42"
+
+
+def test_drill_links_name_the_pages_that_exist_in_the_jobs_artifacts(tmp_path):
+    import json
+
+    directory = _output(tmp_path / "out" / "debian-ib700")
+    (directory / "drill.html").write_text("<!DOCTYPE html>")
+    result = run("gitlab-drill-links.sh", "out", "debian-ib700", env={"CI_JOB_URL": JOB_URL}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    links = [item["external_link"] for item in json.loads(result.stdout)["wdimage drill"]]
+    assert [link["url"] for link in links] == [f"{JOB_URL}/artifacts/file/out/debian-ib700/drill.html",
+                                               f"{JOB_URL}/artifacts/browse/out/debian-ib700/"]  # no drill.md yet
+    (directory / "drill.md").write_text("<!-- wdimage drill report -->\n")
+    result = run("gitlab-drill-links.sh", "out", "debian-ib700", env={"CI_JOB_URL": JOB_URL}, cwd=tmp_path)
+    labels = [item["external_link"]["label"] for item in json.loads(result.stdout)["wdimage drill"]]
+    assert labels[1] == "debian-ib700: the drill's summary (Markdown)" and len(labels) == 3
+
+
+@pytest.mark.parametrize("out, name, url", [
+    ("out", "a b", JOB_URL), ("out", '"x', JOB_URL), ("../out", "debian-ib700", JOB_URL),
+    ("out", "debian-ib700", 'https://gitlab.test/"}]}'), ("out", "debian-ib700", "ftp://gitlab.test/x"),
+])
+def test_drill_links_refuse_what_would_break_the_json(tmp_path, out, name, url):
+    result = run("gitlab-drill-links.sh", out, name, env={"CI_JOB_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_drill_links_need_the_job_url(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CI_JOB_URL"}
+    result = subprocess.run([str(SCRIPTS / "gitlab-drill-links.sh"), "out", "x"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "usage:" in result.stderr

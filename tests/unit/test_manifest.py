@@ -102,7 +102,8 @@ def test_a_manifest_made_in_code_writes_the_build_keys_in_order(tmp_path):
 @pytest.mark.parametrize("kind, data, ours", [
     (DRILL_REPORT, {"schema": 2, "name": "x", "checks": [], "faults": [], "passed": True}, True),
     (DRILL_REPORT, {"schema": 1, "name": "x", "checks": [], "faults": [], "passed": False}, True),  # before 2
-    (DRILL_REPORT, {"schema": 3, "name": "x", "checks": [], "faults": [], "passed": True}, False),
+    (DRILL_REPORT, {"schema": 3, "name": "x", "checks": [], "faults": [], "passed": True}, True),  # timelines
+    (DRILL_REPORT, {"schema": 4, "name": "x", "checks": [], "faults": [], "passed": True}, False),
     (DRILL_REPORT, {"schema": 2, "name": "x", "checks": [], "passed": True}, False),
     (DRILL_REPORT, {"name": "x", "checks": [], "faults": [], "passed": True}, False),
     (MANIFEST, {"schema": 1}, True),

@@ -242,7 +242,7 @@ def test_markdown_has_a_row_per_scenario_and_a_mermaid_gantt(clock):
 def test_markdown_of_a_failed_drill_lists_the_failed_checks_and_the_console(clock):
     report = drill(FakeTarget(clock, Script(armed=False, console="[ 1.0] booted")), ["panic"])
     text = pages.render_markdown(drill_report.report_json(report))
-    assert ": FAILED" in text.splitlines()[1]
+    assert text.splitlines()[1].startswith("### FAILED: wdimage drill of fake")
     assert "- **the daemon holds /dev/watchdog**: no process holds /dev/watchdog; fix: " in text
     assert "<details><summary>The guest's console" in text and "[ 1.0] booted" in text
 

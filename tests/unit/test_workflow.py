@@ -350,7 +350,7 @@ def test_readme_building_in_ci_states_layout_sizes_and_release_contents():
 def test_gitlab_build_artifact_stays_under_the_artifact_limit():
     data = load_yaml(GITLAB_CI)
     after = data["build-image"]["after_script"]
-    assert after == ['scripts/ci/gitlab-trim-artifact.sh out "$DISTRO-$MODEL" "$ARTIFACT_LIMIT_MB"']
+    assert after[0] == 'scripts/ci/gitlab-trim-artifact.sh out "$DISTRO-$MODEL" "$ARTIFACT_LIMIT_MB"'  # first
     assert 0 < int(data["variables"]["ARTIFACT_LIMIT_MB"]) < 1000  # GitLab.com: 1 GB per job's artifacts
 
 
@@ -360,3 +360,27 @@ def test_both_ci_files_publish_the_drills_junit_report():
     assert '--junit "out/$NAME/drill-junit.xml"' in github and "report_paths: out/*/drill-junit.xml" in github
     assert "checks: write" in github
     assert '--junit "out/$NAME/drill-junit.xml"' in gitlab and "junit: out/*/drill-junit.xml" in gitlab
+
+
+def test_both_ci_files_show_the_drill_as_a_summary_and_keep_its_page():
+    """GitHub: the drill's Markdown appended to the job summary (also after a failed drill), its reports a small
+    artifact of their own. GitLab (no job summary): the Markdown in the log, the pages linked by an annotations
+    report written in after_script, which runs after a failed drill too."""
+    github, gitlab = WORKFLOW.read_text(), GITLAB_CI.read_text()
+    for text in (github, gitlab):
+        assert '--html "out/$NAME/drill.html" --markdown "out/$NAME/drill.md"' in text
+    steps = github_steps("image")
+    names = [s.get("name", "") for s in steps]
+    drill = next(i for i, s in enumerate(steps) if "wdimage drill" in s.get("run", ""))
+    summary = next(i for i, n in enumerate(names) if n.startswith("Show the drill in the job summary"))
+    assert drill < summary
+    assert steps[summary]["if"] == "${{ !cancelled() && matrix.drill }}"
+    assert 'cat "out/$NAME/drill.md" >> "$GITHUB_STEP_SUMMARY"' in steps[summary]["run"]
+    upload = next(s for s in steps if s.get("name", "").startswith("Upload the drill's reports"))
+    assert upload["uses"].startswith("actions/upload-artifact@") and "!cancelled()" in upload["if"]
+    assert upload["with"]["name"] == "drill-report-${{ matrix.name }}"
+    assert "out/*/drill.html" in upload["with"]["path"].split()
+    job = load_yaml(GITLAB_CI)["build-image"]
+    assert job["artifacts"]["reports"]["annotations"] == "drill-links.json" and job["artifacts"]["when"] == "always"
+    assert 'scripts/ci/gitlab-drill-links.sh out "$DISTRO-$MODEL" > drill-links.json' in job["after_script"]
+    assert "out/" in job["artifacts"]["paths"]  # the pages the links point at are in the artifact

@@ -248,3 +248,53 @@ def test_week_step_gives_an_iso_week(tmp_path):
     assert result.returncode == 0, result.stderr
     import re
     assert re.fullmatch(r"week=\d{4}-W\d{2}\n", output.read_text())
+
+
+def _drill_pages(directory: Path, passed: bool) -> None:
+    """The Markdown and HTML `wdimage drill` writes, rendered by the real renderers."""
+    from wdimage.drill import pages
+
+    report = {"schema": 3, "name": directory.name, "model": "i6300esb", "action": "reset", "timeout": 15,
+              "checks": [], "passed": passed,
+              "faults": [{"fault": "panic", "passed": passed, "outcome": "fire", "seconds_to_reset": 14.7,
+                          "expected_window": [10, 15], "detail": "WATCHDOG reset",
+                          "timeline": {"boot": 0.0, "armed": 7.4, "fault": 20.0, "event": 34.7, "reset": 34.7,
+                                       "armed_again": 43.0, "end": 44.0}}]}
+    (directory / "drill.md").write_text(pages.render_markdown(report))
+    (directory / "drill.html").write_text(pages.render_html(report))
+
+
+def test_github_summary_step_appends_the_drills_markdown(tmp_path):
+    step = github_step("image", name_start="Show the drill in the job summary")
+    summary = tmp_path / "summary"
+    summary.write_text("earlier steps' summary\n")
+    directory = make_output(tmp_path / "out", "debian-i6300esb", drill_passed=False)
+    _drill_pages(directory, passed=False)
+    result = run_bash(step["run"], tmp_path, env={"NAME": "debian-i6300esb", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.returncode == 0, result.stderr
+    text = summary.read_text()
+    assert text.startswith("earlier steps' summary\n") and "### FAILED: wdimage drill of debian-i6300esb" in text
+    assert "| panic | fire | FAIL | 14.7s | 10-15s |" in text and "```mermaid\ngantt\n" in text
+
+
+def test_github_summary_step_without_a_drill_report_writes_nothing_and_passes(tmp_path):
+    """The build failed, or the drill stopped before writing: the step must not fail the job a second time."""
+    step = github_step("image", name_start="Show the drill in the job summary")
+    summary = tmp_path / "summary"
+    make_output(tmp_path / "out", "debian-i6300esb", drill_passed=None)
+    result = run_bash(step["run"], tmp_path, env={"NAME": "debian-i6300esb", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.returncode == 0 and not summary.exists()
+
+
+def test_gitlab_after_script_prints_the_summary_and_writes_the_links(tmp_path):
+    lines = yaml.safe_load(GITLAB_CI.read_text())["build-image"]["after_script"]
+    mine = [line for line in lines if "drill" in line]
+    directory = make_output(tmp_path / "out", "debian-i6300esb", drill_passed=True)
+    _drill_pages(directory, passed=True)
+    (tmp_path / "scripts").symlink_to(ROOT / "scripts")
+    result = run_bash("\n".join(mine), tmp_path, env={"DISTRO": "debian", "MODEL": "i6300esb",
+                                                      "CI_JOB_URL": "https://gitlab.test/g/p/-/jobs/7"})
+    assert result.returncode == 0, result.stderr
+    assert "### PASSED: wdimage drill of debian-i6300esb" in result.stdout
+    links = json.loads((tmp_path / "drill-links.json").read_text())["wdimage drill"]
+    assert links[0]["external_link"]["url"] == "https://gitlab.test/g/p/-/jobs/7/artifacts/file/out/debian-i6300esb/drill.html"

@@ -139,7 +139,7 @@ def render_markdown(report: dict) -> str:
     fixes, and the Mermaid timeline."""
     report = {**DEFAULTS, **{k: v for k, v in report.items() if v is not None}}
     word = "PASSED" if report.get("passed") else "FAILED"
-    lines = [MARKDOWN_MARK, f"### {'✅' if report.get('passed') else '❌'} {_cell(title(report))}: {word}", ""]
+    lines = [MARKDOWN_MARK, f"### {word}: {_cell(title(report))}", ""]
     lines.append(" · ".join(f"{name} {_cell(value)}" for name, value in facts(report)
                             if name in ("machine", "hypervisor", "guest kernel", "boot to armed", "wdimage")))
     lines += ["", "| scenario | expected | verdict | fault to event | window | back armed | detail |",
