@@ -2,6 +2,7 @@
 and real libvirt XML handling, no daemon. The QEMU-driver side (agent, watchdog events) is in
 tests/real/test_libvirt.py against a real libvirtd."""
 
+import re
 import time
 from pathlib import Path
 
@@ -156,3 +157,20 @@ def test_libvirts_watchdog_and_pause_callbacks_give_typed_actions():
     finally:
         guest.close()
         target.close()
+
+
+def test_the_hypervisor_and_machine_for_the_report():
+    """libvirt's own test driver: its hypervisor and versions in words; a domain naming no machine gives ''."""
+    target = libvirt_guest.LibvirtTarget("test", TEST_URI)
+    try:
+        assert re.fullmatch(r"TEST \d+\.\d+\.\d+ through libvirt \d+\.\d+\.\d+", target.hypervisor())
+        assert target.machine() == ""  # the test driver's domain has <type>hvm</type> only
+    finally:
+        target.close()
+
+
+def test_the_machine_is_read_off_the_os_type():
+    xml = "<domain><os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os></domain>"
+    target = libvirt_guest.LibvirtTarget.__new__(libvirt_guest.LibvirtTarget)
+    target.xml = lambda: xml
+    assert target.machine() == "pc-i440fx-7.2"

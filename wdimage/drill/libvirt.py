@@ -117,7 +117,8 @@ def drill_libvirt(domain: str, uri: str | None, faults: Sequence[str], prepare: 
             setup, notes = expectations(domain, watchdog, conf)
             for note in notes:
                 log.info(note)
-        report = DrillReport(target=target.describe(), setup=setup, faults_requested=[], warnings=notes[:-1])
+        report = DrillReport(target=target.describe(), setup=setup, faults_requested=[], warnings=notes[:-1],
+                             machine=target.machine())
         try:
             run_scenarios(target, report, faults, prepare)
         except WdimageError as e:

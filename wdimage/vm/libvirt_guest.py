@@ -145,6 +145,20 @@ class LibvirtTarget(Target):
         qemu:commandline); None if it has none."""
         return domain_watchdog(self.xml())
 
+    def machine(self) -> str:
+        """The domain's machine type as libvirt runs it (e.g. pc-i440fx-7.2); '' if it names none."""
+        found = ET.fromstring(self.xml()).find("os/type")
+        return (found.get("machine") or "") if found is not None else ""
+
+    def hypervisor(self) -> str:
+        """E.g. "QEMU 7.2.0 through libvirt 9.0.0" ('' when the connection cannot say)."""
+        def dotted(number: int) -> str:
+            return f"{number // 1000000}.{number // 1000 % 1000}.{number % 1000}"
+        try:
+            return f"{self.conn.getType()} {dotted(self.conn.getVersion())} through libvirt {dotted(self.conn.getLibVersion())}"
+        except libvirt.libvirtError:
+            return ""
+
     def interface_xml(self) -> str | None:
         """The domain's first network interface, as libvirt describes it now (for a link-state update)."""
         interface = ET.fromstring(self.xml()).find("devices/interface")
@@ -321,6 +335,9 @@ class LibvirtGuest(Guest):
             if e.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
                 raise Unsupported(f"libvirt: {e.get_error_message()}") from None
             raise failure(f"libvirt could not set the link {'up' if up else 'down'}: {e.get_error_message()}") from None
+
+    def hypervisor(self) -> str:
+        return self.target.hypervisor()
 
     def close(self) -> None:
         for callback in self._callbacks:
