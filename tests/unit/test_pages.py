@@ -112,6 +112,7 @@ def test_one_timeline_per_scenario_each_moment_to_scale(clock):
     assert x_kill["event"] - x_kill["fault"] == pytest.approx(x["event"] - x["fault"], abs=0.2)
     assert all(lane.width <= timeline.WIDTH_PX + 1 for lane in lanes.values())
     assert timeline.WIDTH_PX - timeline.BREAK_PX - 1 <= max(lane.width for lane in lanes.values())  # the longest fills it
+    assert len({(a["width"], a["viewbox"].split()[2]) for a in drawn}) == 1  # every SVG scales alike
 
 
 def test_a_controls_lane_shows_its_quiet_watch_and_no_event(clock):

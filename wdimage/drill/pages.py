@@ -87,6 +87,7 @@ def render_html(report: dict) -> str:
     requested = report.get("faults_requested") or []
     return render_page("drill.html.j2", report, HTML_KIND, title=title(report), facts=facts(report),
                        scenarios=scenarios, lanes=list(lanes.values()), boot_lane=lanes.get("boot"),
+                       full_width=timeline.WIDTH_PX,
                        not_run=[name for name in requested if name not in names])
 
 
