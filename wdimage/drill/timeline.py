@@ -144,14 +144,22 @@ def _spans(fault: float | None, window: list | None, outcome: str) -> list[tuple
             ("margin", f"margin {MARGIN_SECONDS}s", fault + high, fault + high + MARGIN_SECONDS)]
 
 
+TICK_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300)  # seconds between ticks: the first at least TICK_PX apart
+TICK_PX = 40
+
+
 def _ticks(scale: Scale, fault: float | None) -> list[Tick]:
-    """Every 5 or 10 s, counted from the fault (or from the lane's start when there was none)."""
+    """Ticks counted from the fault (or from the lane's start when there was none), as far apart as every
+    lane's (one scale, one step), none crowding the break."""
     zero = fault if fault is not None else scale.start
-    step = 5 if scale.seconds() <= 80 else 10
+    step = next((s for s in TICK_STEPS if s * scale.k >= TICK_PX), TICK_STEPS[-1])
+    cut_x = scale.x(scale.cut[0]) + BREAK_PX / 2 if scale.cut else None
     ticks, n = [], int((scale.start - zero) // step)
     while zero + n * step <= scale.end:
         at = zero + n * step
         inside = at >= scale.start and not (scale.cut and scale.cut[0] < at < scale.cut[1])
+        if inside and cut_x is not None and abs(scale.x(at) - cut_x) < TICK_PX / 2:
+            inside = False
         if inside:
             ticks.append(Tick(round(scale.x(at), 1), f"{n * step:+d}s" if n else "0s"))
         n += 1
