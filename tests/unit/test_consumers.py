@@ -147,3 +147,5 @@ def test_the_wheel_ships_elements_with_exec_bits_and_the_fragments(tmp_path):
         assert entries[key] & 0o777 == (path.stat().st_mode & 0o777) | runnable, key
     assert "share/wdimage/kconfig-fragments/watchdog.config" in entries
     assert "wdimage/image/templates/run.sh.j2" in entries
+    for template in (REPO / "wdimage" / "drill" / "templates").iterdir():  # the drill's HTML report
+        assert f"wdimage/drill/templates/{template.name}" in entries, template.name

@@ -260,12 +260,3 @@ def test_jinja2_is_imported_by_templating_alone():
             if any(name.split(".")[0] == "jinja2" for name in names):
                 importers.append(path.relative_to(package).as_posix())
     assert sorted(set(importers)) == ["templating.py"]
-
-
-def test_the_wheel_ships_the_drills_templates():
-    import tomllib
-
-    data = tomllib.loads((Path(wdimage.__file__).parents[1] / "pyproject.toml").read_text())
-    shipped = data["tool"]["setuptools"]["package-data"]["wdimage.drill"]
-    templates = sorted(p.name for p in (Path(wdimage.__file__).parent / "drill" / "templates").iterdir())
-    assert "templates/*" in shipped and {"drill.html.j2", "report-base.html.j2", "report-macros.html.j2"} <= set(templates)
