@@ -260,3 +260,16 @@ def test_jinja2_is_imported_by_templating_alone():
             if any(name.split(".")[0] == "jinja2" for name in names):
                 importers.append(path.relative_to(package).as_posix())
     assert sorted(set(importers)) == ["templating.py"]
+
+
+def test_console_colours_and_line_ends_are_shown_as_plain_text(clock):
+    """systemd's coloured status lines on the serial console, CR LF ended, as the negative control's page
+    showed them before: the escapes removed, the words kept."""
+    raw = ("[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System.\r\n"
+           "\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2)\r\n")
+    assert pages.console(raw) == ("[  OK  ] Reached target multi-user.target - Multi-User System.\n"
+                                  "SeaBIOS (version 1.16.2)\n")
+    report = drill(FakeTarget(clock, Script(armed=False, console=raw)), ["panic"])
+    data = drill_report.report_json(report)
+    for text in (pages.render_html(data), pages.render_markdown(data)):
+        assert "\x1b" not in text and "\r" not in text and "Reached target multi-user.target - Multi" in text

@@ -18,6 +18,17 @@ PACKAGES = ("wdimage.drill",)
 HTML_KIND = "drill report"  # in the page's generator line (image.outputs.HTML_GENERATOR)
 
 
+# Terminal escapes (colours, cursor moves) and control characters in a guest's console: shown as the text they
+# decorate. CR LF line ends as LF.
+TERMINAL_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-~])")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def console(text: str | None) -> str:
+    """A console tail as plain text."""
+    return CONTROL.sub("", TERMINAL_ESCAPE.sub("", (text or "").replace("\r\n", "\n")))
+
+
 def verdict(item: dict) -> str:
     return "skip" if item.get("skipped") else "pass" if item.get("passed") else "fail"
 
@@ -76,12 +87,13 @@ DEFAULTS = {"checks": [], "faults": [], "left_out": [], "warnings": [], "error":
 def render_html(report: dict) -> str:
     """The drill report (JSON form, any schema wdimage reads) as one HTML page."""
     report = {**DEFAULTS, **{k: v for k, v in report.items() if v is not None}}
+    report["console_tail"] = console(report["console_tail"])
     lanes = {lane.name: lane for lane in timeline.lanes(report)}
     scenarios = [{
         "name": f["fault"], "verdict": verdict(f), "outcome": f.get("outcome") or "",
         "detail": f.get("skipped") or f.get("detail") or "", "window": _window(f.get("expected_window")),
         "measured": _seconds(f.get("seconds_to_reset")), "lane": lanes.get(f["fault"]),
-        "console": f.get("console_tail") or "",
+        "console": console(f.get("console_tail")),
     } for f in report.get("faults") or []]
     names = [f["fault"] for f in report.get("faults") or []]
     requested = report.get("faults_requested") or []
@@ -160,6 +172,7 @@ def render_markdown(report: dict) -> str:
     if report.get("console_tail"):
         tails.append(("the drill", report["console_tail"]))
     for name, tail in tails:
+        tail = console(tail)
         fence = "~~~~" if "~~~" in tail else "~~~"
         lines += ["", f"<details><summary>The guest's console at the failure of {_cell(name)}</summary>", "",
                   fence, tail, fence, "", "</details>"]
