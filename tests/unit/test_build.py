@@ -407,6 +407,19 @@ def test_assemble_disk_layout_boots_from_the_disk(tmp_path):
     subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=staging, check=True)
 
 
+def test_assemble_writes_the_platform_files_or_says_why_not(tmp_path, capsys):
+    _, staging, manifest = _assemble(tmp_path)
+    assert manifest["platforms"] == {"kubevirt": {"file": "debian-i6300esb.kubevirt.yaml"},
+                                     "proxmox": {"file": "debian-i6300esb.proxmox.sh"}}
+    assert manifest["files"]["kubevirt"] == "debian-i6300esb.kubevirt.yaml"
+    assert "debian-i6300esb.proxmox.sh" in (staging / "SHA256SUMS").read_text()
+    _, staging, manifest = _assemble(tmp_path / "ib700", model="ib700", action="pause")
+    why = manifest["platforms"]["kubevirt"]["left_out"]
+    assert "ib700: KubeVirt" in why and "pause: KubeVirt" in why and "kubevirt" not in manifest["files"]
+    assert not list(staging.glob("*.kubevirt.yaml")) and manifest["files"]["proxmox"] == "debian-ib700.proxmox.sh"
+    assert f"no KubeVirt VirtualMachine: {why}" in capsys.readouterr().err
+
+
 def test_assemble_without_agent(tmp_path):
     _, staging, manifest = _assemble(tmp_path, agent=False)
     assert "qemu-guest-agent" not in manifest["packages"] and manifest["agent"] is False

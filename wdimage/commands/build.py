@@ -12,8 +12,9 @@ from wdimage.models import Action, Model
 HELP = """\
 Bake a watchdog-ready guest image with diskimage-builder: the watchdog daemon configured with
 `watchdog-device = /dev/watchdog` active and its service enabled, only the chosen model's driver loaded
-at boot, the QEMU guest agent, and beside the image a QEMU launch stub, a libvirt domain, manifest.json
-and SHA256SUMS. The output directory appears only when the build succeeded (a previous one is kept as
+at boot, the QEMU guest agent, and beside the image a QEMU launch stub, a libvirt domain, a KubeVirt
+VirtualMachine and a Proxmox VE import script (each left out, saying why, where the platform cannot express
+the model or action), manifest.json and SHA256SUMS. The output directory appears only when the build succeeded (a previous one is kept as
 DIR.old; only a previous wdimage output is ever replaced, see --force). Where device-mapper works the image is a partitioned, bootable disk; elsewhere a partitionless
 image whose kernel and initrd are booted directly by QEMU.
 """
@@ -134,5 +135,7 @@ def _cmd_build(args) -> int:
             source = manifest.kernel_source
             print(f"  kernel from source: {source['release']} (Linux {source['version']}, config sha256 "
                   f"{source['config_sha256'][:16]}, {source['compiler']})")
+        for platform, outcome in (manifest.platforms or {}).items():
+            print(f"  {platform}: {outcome.get('file') or 'left out: ' + outcome['left_out']}")
         print(f"  run it: {settings.output / manifest.files.launch_stub}")
     return 0

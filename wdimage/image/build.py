@@ -18,7 +18,7 @@ from pathlib import Path
 from wdimage import __version__, datadir, log
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
-from wdimage.image import dib, distros, kernel_build, kmodules, outputs, render
+from wdimage.image import dib, distros, kernel_build, kmodules, outputs, platforms, render
 from wdimage.image import health as health_
 from wdimage.image.distros import Init, Kernel, apt
 from wdimage.image.manifest import FILE, BuildInfo, Files, InstalledPackage, Manifest, Package, health_record
@@ -399,6 +399,7 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     write_atomically(staging / files.launch_stub, render.render_launch_stub(guest), mode=0o755)
     write_atomically(staging / files.libvirt_xml, render.render_libvirt_xml(guest, settings.output,
                                                                               settings.libvirt_type))
+    files, outcomes = platform_files(guest, staging, files)
     manifest = Manifest(
         name=name, distro=settings.distro, release=settings.release, model=settings.model,
         action=settings.action, timeout=settings.timeout, boot=str(layout), machine=info(settings.model).machine,
@@ -407,11 +408,24 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         health=health_record(settings.health), elements=tuple(command.elements), packages=packages,
         installed_packages=facts.installed_packages, kernel_config_check=check, kernel_modules=modules,
         libvirt_type=settings.libvirt_type, openstack_watchdog_action=action_info(settings.action).openstack,
-        files=files, checksums={}, kernel_source=kernel.to_manifest() if kernel else None,
+        platforms=outcomes, files=files, checksums={}, kernel_source=kernel.to_manifest() if kernel else None,
         build=BuildInfo(wdimage_version=__version__, dib_version=dib.version(),
                         started=started.isoformat(timespec="seconds"), seconds=round(seconds, 1),
                         layout=str(layout), layout_option=settings.layout))
     return _write_checksums_and_sbom(staging, manifest)
+
+
+def platform_files(guest: render.GuestFiles, staging: Path, files: Files) -> tuple[Files, dict[str, dict]]:
+    """The KubeVirt and Proxmox VE files (wdimage.image.platforms), named in `files`; each one left out is
+    said on the build's output, and recorded in the manifest with the reason."""
+    roles, outcomes = {}, {}
+    for name, (platform, outcome) in platforms.write_platform_files(guest, staging, files.containerdisk).items():
+        outcomes[name] = outcome.to_json()
+        if outcome.file:
+            roles[platform.role] = outcome.file
+        else:
+            log.info(f"no {platform.title}: {outcome.left_out}")
+    return dataclasses.replace(files, **roles), outcomes
 
 
 def _write_checksums_and_sbom(staging: Path, manifest: Manifest) -> Manifest:
