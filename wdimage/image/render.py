@@ -184,3 +184,20 @@ def render_proxmox(guest: GuestFiles, words: tuple[str, str], file: str) -> str:
     return _ENV.get_template("proxmox.sh.j2").render(
         version=__version__, name=guest.name, spec=spec, file=file, watchdog=f"model={words[0]},action={words[1]}",
         agent=spec.qga_socket is not None, image=shell_word(str(spec.image)), boot_args=boot_args)
+
+
+def render_cloud_init_setup(module: str, others: tuple[str, ...], check_seconds: int) -> str:
+    """The script cloud-init's runcmd runs: module names from the model rows, every value shell-quoted."""
+    return _ENV.get_template("cloud-init-setup.sh.j2").render(
+        version=__version__, module=module, others=others, check_seconds=int(check_seconds))
+
+
+def render_cloud_config(plan, covers: str, script: str) -> str:
+    """`#cloud-config` user-data of a wdimage.image.cloudinit.Plan; every string a JSON-quoted YAML scalar, and
+    the comment lines carry only table values (no newline can end a comment early)."""
+    for value in (covers, *plan.hypervisor.values()):
+        if "\n" in value:
+            raise ValueError(f"a comment line cannot carry {value!r}")
+    return _ENV.get_template("cloud-config.yaml.j2").render(
+        version=__version__, s=plan.settings, covers=covers, packages=plan.packages, files=plan.files,
+        hypervisor=plan.hypervisor, script=script)
