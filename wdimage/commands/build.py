@@ -66,6 +66,10 @@ def add_parser(sub) -> None:
                         "image booted with its kernel and initrd; disk: the partitioned disk (default: %(default)s)")
     p.add_argument("--libvirt-type", choices=[str(t) for t in LibvirtType], default=str(LibvirtType.KVM),
                    help="the libvirt domain's type: kvm, or qemu (TCG) where KVM does not work (default: %(default)s)")
+    p.add_argument("--containerdisk", action="store_true",
+                   help="also write the image as a KubeVirt containerDisk: NAME.containerdisk.tar, an OCI archive "
+                        "with the disk under /disk/ (and a direct-boot image's kernel and initrd under /boot/), "
+                        "made with umoci and skopeo; push it with skopeo copy oci-archive:FILE docker://REF")
     health = p.add_argument_group("the watchdog daemon's health tests (watchdog.conf(5); wdimage drill "
                                   "--fault net|load|memory|service|test proves them)")
     health.add_argument("--ping", action="append", default=[], metavar="ADDR",
@@ -117,7 +121,7 @@ def _cmd_build(args) -> int:
                             repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,
                             test_break=args.test_break, example=args.health_example),
         force=args.force, kernel_src=args.kernel_src, kernel_config=args.config,
-        kernel_fragments=tuple(args.fragment))
+        kernel_fragments=tuple(args.fragment), containerdisk=args.containerdisk)
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")
