@@ -240,3 +240,22 @@ def test_the_manifest_records_the_platform_files_and_why_one_is_missing(tmp_path
     (tmp_path / FILE).write_text(json.dumps(data))
     with pytest.raises(Exception, match="platforms.kubevirt"):
         read_manifest(tmp_path)
+
+
+# --- the NoCloud seed the drill attaches (the cloud-init stand-in's) --------------------------------------------
+
+def test_a_nocloud_seed_in_the_manifest_is_attached_read_only(tmp_path):
+    from wdimage.drill.build_output import load_build
+    from wdimage.vm.launch import LaunchSpec, qemu_argv
+
+    for file in ("x.qcow2", "x.vmlinuz", "seed.img"):
+        (tmp_path / file).write_bytes(b"x")
+    Manifest(name="x", distro="debian", model=Model.I6300ESB, action=Action.RESET, timeout=15, boot="direct",
+             kernel_cmdline="root=LABEL=x", agent=True,
+             files=Files(image="x.qcow2", kernel="x.vmlinuz", nocloud_seed="seed.img")).write(tmp_path)
+    seed = load_build(tmp_path).seed
+    assert seed == tmp_path / "seed.img"
+    argv = qemu_argv(LaunchSpec(model=Model.I6300ESB, action=Action.RESET, image=tmp_path / "x.qcow2", seed=seed))
+    assert f"file={seed},format=raw,if=virtio,readonly=on" in argv
+    assert not any("readonly" in a for a in qemu_argv(LaunchSpec(model=Model.I6300ESB, action=Action.RESET,
+                                                                 image=tmp_path / "x.qcow2")))

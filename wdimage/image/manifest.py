@@ -95,6 +95,7 @@ class Files:
     kubevirt: str | None = None  # the KubeVirt VirtualMachine (wdimage.image.platforms)
     proxmox: str | None = None  # the Proxmox VE import script
     containerdisk: str | None = None  # --containerdisk: the image as a KubeVirt containerDisk (OCI archive)
+    nocloud_seed: str | None = None  # a cloud-init NoCloud seed the drill attaches (a stock-image stand-in's)
     sbom: str | None = None
     extra: Mapping[str, str] = dataclasses.field(default_factory=dict)  # roles this wdimage does not know
 
