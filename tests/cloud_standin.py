@@ -42,14 +42,14 @@ def standin_command(output: Path) -> dib.DibCommand:
     return dib.DibCommand(env=tuple(env), elements=elements, output=output / NAME, skip_base=settings.spec.skip_base)
 
 
-def standin_key() -> str:
+def standin_key(elements: Path = ELEMENTS) -> str:
     placeholder = Path("/<output>")
     command = str(standin_command(placeholder)).replace(str(REPO), "<repo>")
     command = " ".join(w for w in command.split() if not w.startswith("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"))
     digest = hashlib.sha256(command.encode() + _tool_versions().encode())
-    for top in (ELEMENTS / ELEMENT, REPO / "elements" / "wdimage-slim"):
+    for top in (elements / ELEMENT, REPO / "elements" / "wdimage-slim"):
         for path in sorted(p for p in top.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+            digest.update(str(path.relative_to(top.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
