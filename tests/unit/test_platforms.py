@@ -189,7 +189,7 @@ def test_proxmox_script_runs_create_importdisk_set(tmp_path):
     create = calls[0]
     assert create[create.index("--watchdog") + 1] == "model=i6300esb,action=reset"
     assert create[create.index("--net0") + 1] == "virtio,bridge=vmbr0" and "--agent" in create
-    assert calls[1] == ["importdisk", "104", f"{here}/debian-i6300esb.qcow2", "local-lvm", "--format", "qcow2"]
+    assert calls[1] == ["importdisk", "104", f"{here}/debian-i6300esb.qcow2", "local-lvm"]
     assert calls[3] == ["set", "104", "--virtio0", "local:104/vm-104-disk-0.qcow2", "--boot", "order=virtio0"]
     args = shlex.split(calls[4][calls[4].index("--args") + 1])  # PVE splits `args` as a shell would
     assert args == ["-kernel", f"{here}/debian-i6300esb.vmlinuz", "-initrd", f"{here}/debian-i6300esb.initrd",
