@@ -16,10 +16,14 @@ APT_TEST := strace
 # The real tests' browser: Debian's headless Chromium opens the drill's HTML report (tests/browser.py). Playwright
 # drives this binary over a pipe (its own browser download is not used; chromedriver is not needed).
 APT_BROWSER := chromium
+# Platforms: `cloud-init schema` checks wdimage's user-data in the tests (cloud-init is installed for its checker
+# only: this host does not run it), cloud-localds makes the NoCloud seed the real cloud-init test boots with,
+# umoci + skopeo build and inspect `wdimage build --containerdisk`'s KubeVirt containerDisk.
+APT_PLATFORMS := cloud-init cloud-image-utils umoci skopeo
 # libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER))
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER) $(APT_PLATFORMS))
 
 .PHONY: all deps venv test test-fast demo bench lint clean
 

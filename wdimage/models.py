@@ -1,6 +1,6 @@
 """The QEMU-emulated watchdog models and actions, in one table shared by every command: each row names the
-thing in every vocabulary wdimage speaks (QEMU, libvirt, OpenStack); the reverse look-ups are derived here.
-A new model or action is one row."""
+thing in every vocabulary wdimage speaks (QEMU, libvirt, OpenStack, KubeVirt, Proxmox VE); the reverse look-ups
+are derived here. A new model or action is one row; a platform that cannot express one says why (`Cannot`)."""
 
 import dataclasses
 import enum
@@ -25,6 +25,21 @@ class Action(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True)
+class Cannot:
+    """A platform's column where it has no word for the model or action: why (the file is then left out)."""
+
+    why: str
+
+
+# KubeVirt v1 `spec.domain.devices.watchdog` (api/openapi-spec/swagger.json, v1.Watchdog / v1.I6300ESBWatchdog).
+_KUBEVIRT_MODELS = "KubeVirt's watchdog device is i6300esb on x86 (diag288 on s390x) only"
+_KUBEVIRT_ACTIONS = "KubeVirt's watchdog actions are poweroff, reset and shutdown only"
+# Proxmox VE qm.conf(5) `watchdog: [[model=]<i6300esb|ib700>] [,action=<reset|shutdown|poweroff|pause|debug|none>]`.
+_PROXMOX_MODELS = "Proxmox VE's watchdog model is i6300esb or ib700 only (qm.conf(5))"
+_PROXMOX_ACTIONS = "Proxmox VE's watchdog action is reset, shutdown, poweroff, pause, debug or none only (qm.conf(5))"
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelInfo:
     model: Model
     kconfig_symbol: str  # the driver's Kconfig symbol, without CONFIG_
@@ -36,13 +51,16 @@ class ModelInfo:
     fragment: str  # file name in kconfig-fragments/
     identity: str = ""  # what the driver reports in /sys/class/watchdog/watchdogN/identity
     stages: int = 1  # countdowns of the programmed timeout before the reset (the ICH9 TCO counts down twice)
+    kubevirt: str | Cannot = Cannot(_KUBEVIRT_MODELS)  # the key under KubeVirt's devices.watchdog
+    proxmox: str | Cannot = Cannot(_PROXMOX_MODELS)  # qm.conf's watchdog model=
 
 
 MODELS: dict[Model, ModelInfo] = {
     Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
-                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer"),
+                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer",
+                              kubevirt="i6300esb", proxmox="i6300esb"),
     Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
-                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT"),
+                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT", proxmox="ib700"),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
     Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
                           (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2),
@@ -70,20 +88,25 @@ class ActionInfo:
     openstack: str | None  # OpenStack's hw_watchdog_action image property; None: no equivalent
     libvirt_event: int  # libvirt's virDomainEventWatchdogAction number in its watchdog event
     libvirt_also: tuple[str, ...] = ()  # other libvirt actions that QEMU carries out as this one
+    kubevirt: str | Cannot = Cannot(_KUBEVIRT_ACTIONS)  # KubeVirt's watchdog action
+    proxmox: str | Cannot = Cannot(_PROXMOX_ACTIONS)  # qm.conf's watchdog action=
 
 
 ACTIONS: dict[Action, ActionInfo] = {a.action: a for a in [
-    ActionInfo(Action.RESET, "QEMU resets the guest, which boots again", True, "reset", "reset", 2),
+    ActionInfo(Action.RESET, "QEMU resets the guest, which boots again", True, "reset", "reset", 2,
+               kubevirt="reset", proxmox="reset"),
     ActionInfo(Action.SHUTDOWN, "QEMU sends an ACPI power-button request: a crashed guest cannot obey it and "
-                                "stays down", False, "shutdown", "poweroff", 4),
-    ActionInfo(Action.POWEROFF, "QEMU powers the guest off and exits", False, "poweroff", "poweroff", 3),
+                                "stays down", False, "shutdown", "poweroff", 4,
+               kubevirt="shutdown", proxmox="shutdown"),
+    ActionInfo(Action.POWEROFF, "QEMU powers the guest off and exits", False, "poweroff", "poweroff", 3,
+               kubevirt="poweroff", proxmox="poweroff"),
     # libvirt's "dump" is QEMU's pause, after which libvirt dumps the guest's memory and resumes it.
     ActionInfo(Action.PAUSE, "QEMU pauses the guest (run state 'watchdog') until someone resumes or resets it",
-               False, "pause", "pause", 1, libvirt_also=("dump",)),
+               False, "pause", "pause", 1, libvirt_also=("dump",), proxmox="pause"),
     ActionInfo(Action.DEBUG, "QEMU prints a debug message and does nothing else: the guest stays hung", False,
-               None, None, 5),
+               None, None, 5, proxmox="debug"),
     ActionInfo(Action.NONE, "QEMU does nothing but report the event: the guest stays hung", False,
-               "none", "none", 0),
+               "none", "none", 0, proxmox="none"),
     ActionInfo(Action.INJECT_NMI, "QEMU injects an NMI: a live kernel logs it, a crashed one stays hung", False,
                "inject-nmi", None, 6),
 ]}
@@ -91,6 +114,14 @@ ACTIONS: dict[Action, ActionInfo] = {a.action: a for a in [
 
 def action_info(action: Action | str) -> ActionInfo:
     return ACTIONS[Action(action)]
+
+
+def platform_words(column: str, model: Model | str, action: Action | str) -> tuple[str, str] | Cannot:
+    """A platform's (model, action) words, read off the rows' `column` (kubevirt, proxmox); Cannot (why) where
+    it has no word for one of them: wdimage never maps it to something else."""
+    words = (getattr(info(model), column), getattr(action_info(action), column))
+    missing = [f"{value}: {word.why}" for value, word in zip((model, action), words) if isinstance(word, Cannot)]
+    return Cannot("; ".join(missing)) if missing else words
 
 
 def action_from_qemu(word: str | None) -> Action | None:

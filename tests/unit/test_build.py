@@ -4,6 +4,7 @@ publishing the output directory, and a real (fast-failing) DIB run that must lea
 import dataclasses
 import hashlib
 import json
+import shutil
 import re
 import shlex
 import subprocess
@@ -405,6 +406,29 @@ def test_assemble_disk_layout_boots_from_the_disk(tmp_path):
     stub = (staging / manifest["files"]["launch_stub"]).read_text()
     assert "-kernel" not in stub and "ICH9-LPC.noreboot=false" in stub
     subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=staging, check=True)
+
+
+def test_assemble_writes_the_platform_files_or_says_why_not(tmp_path, capsys):
+    _, staging, manifest = _assemble(tmp_path)
+    assert manifest["platforms"] == {"kubevirt": {"file": "debian-i6300esb.kubevirt.yaml"},
+                                     "proxmox": {"file": "debian-i6300esb.proxmox.sh"}}
+    assert manifest["files"]["kubevirt"] == "debian-i6300esb.kubevirt.yaml"
+    assert "debian-i6300esb.proxmox.sh" in (staging / "SHA256SUMS").read_text()
+    _, staging, manifest = _assemble(tmp_path / "ib700", model="ib700", action="pause")
+    why = manifest["platforms"]["kubevirt"]["left_out"]
+    assert "ib700: KubeVirt" in why and "pause: KubeVirt" in why and "kubevirt" not in manifest["files"]
+    assert not list(staging.glob("*.kubevirt.yaml")) and manifest["files"]["proxmox"] == "debian-ib700.proxmox.sh"
+    assert f"no KubeVirt VirtualMachine: {why}" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (shutil.which("umoci") and shutil.which("skopeo")), reason="umoci/skopeo not installed")
+def test_assemble_with_containerdisk_names_it_in_the_manifest_and_the_kubevirt_file(tmp_path):
+    _, staging, manifest = _assemble(tmp_path, containerdisk=True)
+    assert manifest["files"]["containerdisk"] == "debian-i6300esb.containerdisk.tar"
+    assert "debian-i6300esb.containerdisk.tar" in (staging / "SHA256SUMS").read_text()
+    kubevirt = (staging / manifest["files"]["kubevirt"]).read_text()
+    assert "skopeo copy oci-archive:debian-i6300esb.containerdisk.tar docker://" in kubevirt
+    assert not [p for p in staging.iterdir() if p.name.startswith(".")]  # umoci's work directory is gone
 
 
 def test_assemble_without_agent(tmp_path):

@@ -54,10 +54,18 @@ def test_json_is_the_built_cells_in_github_matrix_shape(capsys):
 def test_text_lists_all_cells_with_the_exclusion_reasons(capsys):
     assert cli.main(["matrix"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(matrix.DISTROS) * len(Model)
+    assert lines[0].split()[:3] == ["cell", "CI", "platform"] and len(lines) == 1 + len(matrix.DISTROS) * len(Model)
     for (distro, model), reason in matrix.EXCLUDED.items():
         line = next(line for line in lines if line.startswith(f"{distro}-{model} "))
         assert "excluded" in line and reason in line
+
+
+def test_text_names_the_platform_files_each_built_cell_publishes(capsys):
+    """From the models' platform columns with CI's action: KubeVirt takes only i6300esb, Proxmox no itco."""
+    assert cli.main(["matrix"]) == 0
+    files = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert files["debian-i6300esb"] == "kubevirt+proxmox" and files["debian-ib700"] == "proxmox"
+    assert files["debian-itco"] == "-" and files["gentoo-ib700"] == "-"  # itco: neither; gentoo-ib700: not built
 
 
 def write_output(root: Path, name: str, distro: str, model: str, drill: dict | None) -> Path:
@@ -69,6 +77,8 @@ def write_output(root: Path, name: str, distro: str, model: str, drill: dict | N
         "packages": {"kernel": {"name": "linux-image-amd64", "version": "6.1.140-1"},
                      "watchdog": {"name": "watchdog", "version": "5.16-1+b2"}},
         "files": {"image": f"{name}.raw", "sbom": "sbom.cdx.json"}, "checksums": {f"{name}.raw": "ab" * 32},
+        "platforms": {"kubevirt": {"file": f"{name}.kubevirt.yaml"}} if model == "i6300esb"
+        else {"kubevirt": {"left_out": f"{model}: KubeVirt has no such watchdog"}},
         "build": {"seconds": 120.0},
     }
     (directory / "manifest.json").write_text(json.dumps(manifest))
@@ -94,11 +104,15 @@ def test_index_gathers_manifests_and_drill_results(tmp_path, capsys):
     assert by_name["debian-itco"]["drill"]["result"] == "FAILED"
     assert by_name["debian-itco"]["drill"]["error"] == "agent did not answer"
     assert by_name["centos-i6300esb"]["drill"]["result"] == "not run"
+    assert by_name["debian-i6300esb"]["platforms"] == {"kubevirt": {"file": "debian-i6300esb.kubevirt.yaml"}}
+    assert by_name["debian-itco"]["platforms"]["kubevirt"]["left_out"].startswith("itco:")
     assert cli.main(["index", "--markdown", *map(str, dirs)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| image |") and len(table) == 2 + 3
     assert table[3] == ("| debian-i6300esb | debian bookworm | i6300esb | reset / 15 s | 6.1.140-1 | 5.16-1+b2 "
-                        "| passed (tcg) | panic 16.2 s |")
+                        "| kubevirt | passed (tcg) | panic 16.2 s |")
+    assert table[4] == ("| debian-itco | debian bookworm | itco | reset / 15 s | 6.1.140-1 | 5.16-1+b2 "
+                        "| kubevirt: left out | FAILED (tcg) | - |")
 
 
 def test_markdown_cells_cannot_break_the_table():
@@ -107,7 +121,7 @@ def test_markdown_cells_cannot_break_the_table():
                          "drill": {"result": "not run", "faults": []}}]}
     row = matrix.render_index_markdown(index).splitlines()[2]
     assert row.startswith("| a\\|b c | debian | ib700 |")
-    assert row.count(" | ") == 7
+    assert row.count(" | ") == 8
 
 
 def test_index_of_a_directory_without_manifest_is_a_usage_error(tmp_path, capsys):

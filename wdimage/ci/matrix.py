@@ -10,10 +10,11 @@ import dataclasses
 from pathlib import Path
 
 from wdimage.image import distros
+from wdimage.image.platforms import PLATFORMS
 from wdimage.image.manifest import Files, read_manifest
 from wdimage.jsonfile import DRILL_REPORT as DRILL_REPORT_JSON
 from wdimage.jsonfile import INDEX
-from wdimage.models import Model
+from wdimage.models import Action, Cannot, Model, platform_words
 
 DISTROS = tuple(distros.DISTROS)  # the distros `wdimage build` knows, in its registry's order
 DRILL_REPORT = "drill.json"  # what CI passes to `wdimage drill DIR --json`, beside manifest.json
@@ -34,6 +35,7 @@ EXCLUDED: dict[tuple[str, Model], str] = {
 
 # Hosted runners boot guests: KVM where the runner exposes it, otherwise TCG (the drill probes and falls back).
 DRILL_NOTE = "hosted runner: KVM if usable, else TCG (no nested KVM guarantee)"
+CI_ACTION = Action.RESET  # CI builds with `wdimage build`'s default action
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +49,11 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.distro}-{self.model}"
+
+    @property
+    def platforms(self) -> list[str]:
+        """The platform files (wdimage.image.platforms) its build writes and CI publishes with the image."""
+        return [p.name for p in PLATFORMS if not isinstance(platform_words(p.name, self.model, CI_ACTION), Cannot)]
 
 
 def cells() -> list[Cell]:
@@ -74,10 +81,11 @@ def build_matrix() -> dict:
 
 
 def render_matrix_text() -> str:
-    lines = []
+    lines = [f"{'cell':<18} {'CI':<12} {'platform files':<17} why / how"]
     for cell in cells():
         state = "build+drill" if cell.drill else ("build" if cell.built else "excluded")
-        lines.append(f"{cell.name:<18} {state:<12} {cell.why}")
+        files = "+".join(cell.platforms) if cell.built and cell.platforms else "-"
+        lines.append(f"{cell.name:<18} {state:<12} {files:<17} {cell.why}")
     return "\n".join(lines)
 
 
@@ -102,6 +110,8 @@ def load_result(directory: Path) -> dict:
         "image": files.image,
         "image_sha256": (manifest.checksums or {}).get(files.image or ""),
         "sbom": files.sbom,
+        # KubeVirt/Proxmox VE files published with the image, or why the build left one out
+        "platforms": {name: dict(outcome) for name, outcome in (manifest.platforms or {}).items()},
         "build_seconds": manifest.build.seconds if manifest.build else None,
         "drill": _drill_summary(drill),
     }
@@ -116,8 +126,8 @@ def build_index(directories: list[Path]) -> dict:
 
 def render_index_markdown(index: dict) -> str:
     lines = [
-        "| image | distro | model | action / timeout | kernel | watchdog | drill | reset after |",
-        "|---|---|---|---|---|---|---|---|",
+        "| image | distro | model | action / timeout | kernel | watchdog | platform files | drill | reset after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in index["images"]:
         drill = row["drill"]
@@ -126,8 +136,13 @@ def render_index_markdown(index: dict) -> str:
         lines.append("| " + " | ".join(cell_text(v) for v in (
             row["name"], f"{row['distro']} {row['release'] or ''}".strip(), row["model"],
             f"{row['action']} / {row['timeout']} s", row["versions"].get("kernel"),
-            row["versions"].get("watchdog"), _drill_text(drill), resets)) + " |")
+            row["versions"].get("watchdog"), _platforms_text(row.get("platforms") or {}), _drill_text(drill),
+            resets)) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _platforms_text(platforms: dict) -> str:
+    return ", ".join(name if "file" in outcome else f"{name}: left out" for name, outcome in platforms.items())
 
 
 def _drill_summary(drill: dict | None) -> dict:

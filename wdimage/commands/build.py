@@ -12,8 +12,9 @@ from wdimage.models import Action, Model
 HELP = """\
 Bake a watchdog-ready guest image with diskimage-builder: the watchdog daemon configured with
 `watchdog-device = /dev/watchdog` active and its service enabled, only the chosen model's driver loaded
-at boot, the QEMU guest agent, and beside the image a QEMU launch stub, a libvirt domain, manifest.json
-and SHA256SUMS. The output directory appears only when the build succeeded (a previous one is kept as
+at boot, the QEMU guest agent, and beside the image a QEMU launch stub, a libvirt domain, a KubeVirt
+VirtualMachine and a Proxmox VE import script (each left out, saying why, where the platform cannot express
+the model or action), manifest.json and SHA256SUMS. The output directory appears only when the build succeeded (a previous one is kept as
 DIR.old; only a previous wdimage output is ever replaced, see --force). Where device-mapper works the image is a partitioned, bootable disk; elsewhere a partitionless
 image whose kernel and initrd are booted directly by QEMU.
 """
@@ -65,6 +66,10 @@ def add_parser(sub) -> None:
                         "image booted with its kernel and initrd; disk: the partitioned disk (default: %(default)s)")
     p.add_argument("--libvirt-type", choices=[str(t) for t in LibvirtType], default=str(LibvirtType.KVM),
                    help="the libvirt domain's type: kvm, or qemu (TCG) where KVM does not work (default: %(default)s)")
+    p.add_argument("--containerdisk", action="store_true",
+                   help="also write the image as a KubeVirt containerDisk: NAME.containerdisk.tar, an OCI archive "
+                        "with the disk under /disk/ (and a direct-boot image's kernel and initrd under /boot/), "
+                        "made with umoci and skopeo; push it with skopeo copy oci-archive:FILE docker://REF")
     health = p.add_argument_group("the watchdog daemon's health tests (watchdog.conf(5); wdimage drill "
                                   "--fault net|load|memory|service|test proves them)")
     health.add_argument("--ping", action="append", default=[], metavar="ADDR",
@@ -116,7 +121,7 @@ def _cmd_build(args) -> int:
                             repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,
                             test_break=args.test_break, example=args.health_example),
         force=args.force, kernel_src=args.kernel_src, kernel_config=args.config,
-        kernel_fragments=tuple(args.fragment))
+        kernel_fragments=tuple(args.fragment), containerdisk=args.containerdisk)
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")
@@ -134,5 +139,7 @@ def _cmd_build(args) -> int:
             source = manifest.kernel_source
             print(f"  kernel from source: {source['release']} (Linux {source['version']}, config sha256 "
                   f"{source['config_sha256'][:16]}, {source['compiler']})")
+        for platform, outcome in (manifest.platforms or {}).items():
+            print(f"  {platform}: {outcome.get('file') or 'left out: ' + outcome['left_out']}")
         print(f"  run it: {settings.output / manifest.files.launch_stub}")
     return 0

@@ -21,6 +21,7 @@ class BuildOutput:
     image: Path
     kernel: Path | None = None  # direct kernel boot when set
     initrd: Path | None = None
+    seed: Path | None = None  # a cloud-init NoCloud seed attached read-only (files.nocloud_seed)
 
     @property
     def name(self) -> str:
@@ -81,7 +82,8 @@ def load_build(directory: Path) -> BuildOutput:
     return BuildOutput(
         directory=directory, manifest=manifest, action=manifest.action, image=_member(path, manifest, "image"),
         kernel=_member(path, manifest, "kernel") if manifest.direct else None,
-        initrd=_member(path, manifest, "initrd", required=False) if manifest.direct else None)
+        initrd=_member(path, manifest, "initrd", required=False) if manifest.direct else None,
+        seed=_member(path, manifest, "nocloud_seed", required=False))
 
 
 def _member(path: Path, manifest: Manifest, role: str, required: bool = True) -> Path | None:

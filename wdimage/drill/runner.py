@@ -112,7 +112,7 @@ def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] 
     workdir = private_dir(scratch)
     try:
         base = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
-                          initrd=build.initrd, cmdline=build.kernel_cmdline, machine=machine)
+                          initrd=build.initrd, cmdline=build.kernel_cmdline, machine=machine, seed=build.seed)
         probe_spec = dataclasses.replace(base, accel="kvm", qmp_socket=workdir / "probe-qmp.sock",
                                          serial=f"file:{workdir / 'probe-console.log'}")
         report.accel, report.accel_reason = choose_accel(probe_spec, workdir)

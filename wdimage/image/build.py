@@ -18,7 +18,7 @@ from pathlib import Path
 from wdimage import __version__, datadir, log
 from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
-from wdimage.image import dib, distros, kernel_build, kmodules, outputs, render
+from wdimage.image import containerdisk, dib, distros, kernel_build, kmodules, outputs, platforms, render
 from wdimage.image import health as health_
 from wdimage.image.distros import Init, Kernel, apt
 from wdimage.image.manifest import FILE, BuildInfo, Files, InstalledPackage, Manifest, Package, health_record
@@ -58,6 +58,7 @@ class BuildSettings:
     layout: dib.LayoutOption = dib.AUTO  # --layout: auto (dib.resolve_layout), direct or disk; in the manifest
     libvirt_type: LibvirtType = LibvirtType.KVM  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
     health: health_.HealthSettings = health_.HealthSettings()  # the daemon's health tests (wdimage.image.health)
+    containerdisk: bool = False  # --containerdisk: the image as a KubeVirt containerDisk too
 
     @property
     def spec(self) -> distros.Distro:
@@ -73,7 +74,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   layout: str = "auto", libvirt_type: str = "kvm", health_options: dict | None = None,
                   force: bool = False, kernel_src: str | Path | None = None,
                   kernel_config: str | Path | None = None, kernel_fragments: tuple[str | Path, ...] = (),
-                  apt_sources: tuple[Path, ...] = apt.APT_SOURCES) -> BuildSettings:
+                  apt_sources: tuple[Path, ...] = apt.APT_SOURCES, containerdisk: bool = False) -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
@@ -112,7 +113,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
         kernel=kernel_, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
         init=init_, layout=layout_, libvirt_type=libvirt_type_, health=health, force=force,
-        kernel_source=source)
+        kernel_source=source, containerdisk=containerdisk)
 
 
 def _choice(option: str, value: str, kind):
@@ -399,6 +400,11 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     write_atomically(staging / files.launch_stub, render.render_launch_stub(guest), mode=0o755)
     write_atomically(staging / files.libvirt_xml, render.render_libvirt_xml(guest, settings.output,
                                                                               settings.libvirt_type))
+    if settings.containerdisk:
+        with log.step("the KubeVirt containerDisk (umoci, skopeo)"):
+            boot = tuple(f for f in (files.kernel, files.initrd) if f)
+            files = dataclasses.replace(files, containerdisk=containerdisk.write(staging, name, files.image, boot))
+    files, outcomes = platform_files(guest, staging, files)
     manifest = Manifest(
         name=name, distro=settings.distro, release=settings.release, model=settings.model,
         action=settings.action, timeout=settings.timeout, boot=str(layout), machine=info(settings.model).machine,
@@ -407,11 +413,24 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
         health=health_record(settings.health), elements=tuple(command.elements), packages=packages,
         installed_packages=facts.installed_packages, kernel_config_check=check, kernel_modules=modules,
         libvirt_type=settings.libvirt_type, openstack_watchdog_action=action_info(settings.action).openstack,
-        files=files, checksums={}, kernel_source=kernel.to_manifest() if kernel else None,
+        platforms=outcomes, files=files, checksums={}, kernel_source=kernel.to_manifest() if kernel else None,
         build=BuildInfo(wdimage_version=__version__, dib_version=dib.version(),
                         started=started.isoformat(timespec="seconds"), seconds=round(seconds, 1),
                         layout=str(layout), layout_option=settings.layout))
     return _write_checksums_and_sbom(staging, manifest)
+
+
+def platform_files(guest: render.GuestFiles, staging: Path, files: Files) -> tuple[Files, dict[str, dict]]:
+    """The KubeVirt and Proxmox VE files (wdimage.image.platforms), named in `files`; each one left out is
+    said on the build's output, and recorded in the manifest with the reason."""
+    roles, outcomes = {}, {}
+    for name, (platform, outcome) in platforms.write_platform_files(guest, staging, files.containerdisk).items():
+        outcomes[name] = outcome.to_json()
+        if outcome.file:
+            roles[platform.role] = outcome.file
+        else:
+            log.info(f"no {platform.title}: {outcome.left_out}")
+    return dataclasses.replace(files, **roles), outcomes
 
 
 def _write_checksums_and_sbom(staging: Path, manifest: Manifest) -> Manifest:

@@ -92,6 +92,10 @@ class Files:
     initrd: str | None = None
     launch_stub: str | None = None
     libvirt_xml: str | None = None
+    kubevirt: str | None = None  # the KubeVirt VirtualMachine (wdimage.image.platforms)
+    proxmox: str | None = None  # the Proxmox VE import script
+    containerdisk: str | None = None  # --containerdisk: the image as a KubeVirt containerDisk (OCI archive)
+    nocloud_seed: str | None = None  # a cloud-init NoCloud seed the drill attaches (a stock-image stand-in's)
     sbom: str | None = None
     extra: Mapping[str, str] = dataclasses.field(default_factory=dict)  # roles this wdimage does not know
 
@@ -166,6 +170,8 @@ class Manifest:
     kernel_modules: dict | None = None  # wdimage.image.kmodules' record
     libvirt_type: str | None = None  # JSON: libvirt.type
     openstack_watchdog_action: str | None = None  # JSON: openstack.hw_watchdog_action
+    # platform -> {"file": NAME} or {"left_out": WHY} (wdimage.image.platforms); absent in older manifests
+    platforms: Mapping[str, Mapping[str, str]] | None = None
     files: Files | None = None
     checksums: Mapping[str, str] | None = None  # file name -> SHA-256
     kernel_source: dict | None = None  # a kernel compiled from source (kernel_build.KernelBuild.to_manifest)
@@ -192,6 +198,7 @@ class Manifest:
             "kernel_config_check": self.kernel_config_check, "kernel_modules": self.kernel_modules,
             "libvirt": {"type": self.libvirt_type},
             "openstack": {"hw_watchdog_action": self.openstack_watchdog_action},
+            **({"platforms": {k: dict(v) for k, v in self.platforms.items()}} if self.platforms is not None else {}),
             "files": part(self.files),
             "checksums": dict(self.checksums) if self.checksums is not None else None,
             **({"kernel_source": self.kernel_source} if self.kernel_source is not None else {}),
@@ -241,7 +248,8 @@ def read_manifest(path: Path, hint: str = HINT) -> Manifest:
 
 _TOP = ("schema", "name", "distro", "release", "model", "action", "timeout", "boot", "machine", "kernel_cmdline",
         "kernel_release", "agent", "drill_agent", "init_system", "health", "elements", "packages",
-        "installed_packages", "kernel_config_check", "kernel_modules", "libvirt", "openstack", "files", "checksums",
+        "installed_packages", "kernel_config_check", "kernel_modules", "libvirt", "openstack", "platforms", "files",
+        "checksums",
         "kernel_source", "build")
 
 
@@ -310,7 +318,8 @@ def from_json(data: dict, file: Path) -> Manifest:
         kernel_modules=r.get("kernel_modules", dict),
         libvirt_type=libvirt.get("type", str) if libvirt else None,
         openstack_watchdog_action=openstack.get("hw_watchdog_action", str) if openstack else None,
-        files=_files(r.nested("files")), checksums=_checksums(r), kernel_source=r.get("kernel_source", dict),
+        platforms=_platforms(r.nested("platforms")), files=_files(r.nested("files")), checksums=_checksums(r),
+        kernel_source=r.get("kernel_source", dict),
         build=_build(r.nested("build")), extra={k: v for k, v in data.items() if k not in _TOP})
 
 
@@ -332,6 +341,19 @@ def _health(r: _Reader | None) -> HealthRecord | None:
         repair_maximum=number("repair_maximum", defaults.repair_maximum),
         sigterm_delay=number("sigterm_delay", defaults.sigterm_delay), example=bool(r.get("example", bool)),
         breaks=Breaks(breaks.get("test", str), breaks.get("test_unrepairable", str)) if breaks else Breaks())
+
+
+def _platforms(r: _Reader | None) -> dict[str, dict[str, str]] | None:
+    if r is None:
+        return None
+    result = {}
+    for platform in r.data:
+        entry = r.nested(platform)
+        if entry is None or len(entry.data) != 1 or not isinstance(entry.get("file", str) or
+                                                                   entry.get("left_out", str), str):
+            raise r.error(platform, 'expected {"file": NAME} or {"left_out": WHY}')
+        result[platform] = dict(entry.data)
+    return result
 
 
 def _files(r: _Reader | None) -> Files | None:

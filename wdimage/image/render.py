@@ -1,11 +1,14 @@
-"""The files a build writes from templates (through wdimage.templating): watchdog.conf, the launch stub, libvirt XML.
+"""Every file wdimage writes from a template (through wdimage.templating): watchdog.conf, the launch stub, libvirt XML,
+the KubeVirt VirtualMachine, the Proxmox VE import script and cloud-init user-data.
 
 Values reach these files only after validation (wdimage.image.build.BuildSettings); on top of that, the launch
-stub quotes every QEMU argument for the shell, and the XML template is autoescaped.
+stub quotes every QEMU argument for the shell, the XML template is autoescaped, and every string in a YAML
+template goes through `q` (a JSON string, which YAML reads as a double-quoted scalar).
 """
 
 import dataclasses
 import enum
+import json
 import re
 import shlex
 from pathlib import Path
@@ -16,9 +19,17 @@ from wdimage.vm.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
 
 _ENV = templating.environment("wdimage.image")
 
+_ENV.filters["q"] = lambda value: json.dumps(str(value))  # YAML: a double-quoted scalar, every character escaped
+_ENV.filters["sh"] = lambda value: shlex.quote(str(value))
+
 # Placeholders for the two directories the launch stub only knows when it runs.
 _HERE = "@WDIMAGE_HERE@"
 _RUNDIR = "@WDIMAGE_RUNDIR@"
+
+# Kubernetes object names (RFC 1123 labels), and the image references the KubeVirt manifest may carry.
+K8S_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+IMAGE_REF_RE = re.compile(r"[a-z0-9][a-z0-9._/-]{0,200}(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?")
+
 
 class LibvirtType(enum.StrEnum):
     """`wdimage build --libvirt-type`: the libvirt domain's type."""
@@ -133,3 +144,51 @@ def domain_xml(spec: LaunchSpec, name: str) -> str:
         version=__version__, name=name, spec=spec, model=model, machine=machine_type(spec), cpu_host=cpu_is_host(spec),
         domain_type="kvm" if spec.accel == "kvm" else "qemu", agent=spec.qga_socket is not None,
         libvirt_action=action_info(spec.action).libvirt)
+
+
+def render_kubevirt(guest: GuestFiles, words: tuple[str, str], name: str, image_ref: str, file: str,
+                    containerdisk_note: str) -> str:
+    """A KubeVirt VirtualMachine (kubevirt.io/v1) from the same LaunchSpec: the disk from the containerDisk
+    `image_ref`, whose /boot holds the kernel and initrd of a direct-boot image (KubeVirt's kernelBoot)."""
+    if not K8S_NAME_RE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a Kubernetes object name")
+    if not IMAGE_REF_RE.fullmatch(image_ref):
+        raise ValueError(f"{image_ref!r} is not an image reference wdimage writes")
+    spec = launch_spec(guest, "kvm", here="/boot")
+    return _ENV.get_template("kubevirt.yaml.j2").render(
+        version=__version__, name=name, spec=spec, device=words[0], action=words[1], image_ref=image_ref,
+        file=file, containerdisk_note=containerdisk_note)
+
+
+def render_proxmox(guest: GuestFiles, words: tuple[str, str], file: str) -> str:
+    """The Proxmox VE import script (qm create, importdisk, set) from the same LaunchSpec; its `--watchdog`
+    value is qm.conf(5)'s property string."""
+    if not LIBVIRT_NAME_RE.fullmatch(guest.name):
+        raise ValueError(f"VM name {guest.name!r} is not one wdimage writes")
+    spec = launch_spec(guest, "kvm")
+    boot_args = None
+    if spec.kernel:
+        parts = ["-kernel", str(spec.kernel)]
+        parts += ["-initrd", str(spec.initrd)] if spec.initrd else []
+        parts += ["-append", shlex.quote(spec.cmdline)] if spec.cmdline else []
+        boot_args = shell_word(" ".join(parts))
+    return _ENV.get_template("proxmox.sh.j2").render(
+        version=__version__, name=guest.name, spec=spec, file=file, watchdog=f"model={words[0]},action={words[1]}",
+        agent=spec.qga_socket is not None, image=shell_word(str(spec.image)), boot_args=boot_args)
+
+
+def render_cloud_init_setup(module: str, others: tuple[str, ...], check_seconds: int) -> str:
+    """The script cloud-init's runcmd runs: module names from the model rows, every value shell-quoted."""
+    return _ENV.get_template("cloud-init-setup.sh.j2").render(
+        version=__version__, module=module, others=others, check_seconds=int(check_seconds))
+
+
+def render_cloud_config(plan, covers: str, script: str) -> str:
+    """`#cloud-config` user-data of a wdimage.image.cloudinit.Plan; every string a JSON-quoted YAML scalar, and
+    the comment lines carry only table values (no newline can end a comment early)."""
+    for value in (covers, *plan.hypervisor.values()):
+        if "\n" in value:
+            raise ValueError(f"a comment line cannot carry {value!r}")
+    return _ENV.get_template("cloud-config.yaml.j2").render(
+        version=__version__, s=plan.settings, covers=covers, packages=plan.packages, files=plan.files,
+        hypervisor=plan.hypervisor, script=script)

@@ -29,6 +29,7 @@ class LaunchSpec:
     cache: str = "unsafe"
     machine: str | None = None  # QEMU machine type; default: the model's (pc, or q35 for the built-in iTCO)
     incoming: str | None = None  # a live migration's destination: `-incoming unix:PATH`
+    seed: Path | None = None  # a read-only raw drive beside the image: a cloud-init NoCloud seed (label cidata)
 
 
 CACHE_MODES = ("writeback", "writethrough", "none", "directsync", "unsafe")  # what QEMU's cache= accepts
@@ -79,6 +80,8 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
             "-device", "virtio-serial",
             "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]
+    if spec.seed:
+        argv += ["-drive", f"file={spec.seed},format=raw,if=virtio,readonly=on"]
     if spec.snapshot:
         argv += ["-snapshot"]
     if spec.incoming:
