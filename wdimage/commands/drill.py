@@ -3,8 +3,11 @@ scenario: faults the watchdog must answer (panic, kill, hang, ...) and controls 
 (healthy, stop, pause, migrate). Exit 0 only when every check and every scenario passed.
 
 wdimage drill --libvirt DOMAIN [--connect URI]: the same on a libvirt domain (started if it is off), expecting
-what the domain's <watchdog> and the guest's /etc/watchdog.conf say; anything but --fault healthy needs
---yes-crash-it."""
+what the domain's <watchdog> and the guest's /etc/watchdog.conf say; anything but --fault healthy or proof
+needs --yes-crash-it.
+
+--safe (both): the readiness checks and the `proof` only: the watchdog shown to fire on the running guest,
+which is not restarted (docs/safe-proof.md)."""
 
 import argparse
 import contextlib
@@ -41,7 +44,12 @@ def add_parser(sub) -> None:
     p.add_argument("--libvirt", metavar="DOMAIN", help="drill this libvirt domain instead of a built image")
     p.add_argument("--connect", metavar="URI", help="--libvirt: the libvirt connection URI (default: libvirt's own)")
     p.add_argument("--yes-crash-it", action="store_true",
-                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy)")
+                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy and proof)")
+    p.add_argument("--safe", action="store_true",
+                   help="prove the watchdog of a running guest without restarting it: the readiness checks and "
+                        "the `proof` scenario only (the hypervisor's action set to none for about one watchdog "
+                        "timeout, the daemon frozen until the watchdog fires, then re-armed and the action "
+                        "restored); needs no --yes-crash-it; a --fault that crashes, stops or pauses is refused")
     p.add_argument("--fault", action="append", choices=drill.FAULT_CHOICES, metavar="NAME",
                    help="a scenario to run (repeatable; see the list below; default: all)")
     p.add_argument("--action", choices=[str(a) for a in Action],
@@ -94,6 +102,11 @@ def _cmd(args: argparse.Namespace) -> int:
     _check_target("--json", args.json, args.force)
     _check_target("--junit", args.junit, args.force)
     faults = drill.requested(args.fault)
+    if args.safe:
+        try:
+            faults = scenarios.safe_faults(args.fault and faults)
+        except ValueError as e:
+            raise usage_error(str(e)) from None
     if args.libvirt is not None:
         report = _libvirt(args, faults)
     else:
