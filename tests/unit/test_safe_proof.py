@@ -23,13 +23,14 @@ class ProofGuest(FakeGuest):
     """A FakeGuest whose hypervisor takes watchdog-set-action (recorded), and that answers the proof's scripts."""
 
     def __init__(self, clock, script, capabilities, *, fail_restore=False, boot_id_after=BOOT_ID,
-                 interrupt_during=None, stopped_after=False):
+                 interrupt_during=None, stopped_after=False, freeze_fails=False):
         super().__init__(clock, script, capabilities)
         self.actions: list[str] = []
         self.fail_restore = fail_restore
         self.boot_id_after = boot_id_after
         self.interrupt_during = interrupt_during  # a script whose run raises Interrupted(SIGTERM)
         self.stopped_after = stopped_after  # the daemon still in state T after the thaw
+        self.freeze_fails = freeze_fails  # kill -STOP fails (the daemon just went away)
 
     def set_watchdog_action(self, action: Action) -> None:
         if self.fail_restore and self.actions:
@@ -44,6 +45,8 @@ class ProofGuest(FakeGuest):
             raise Interrupted(signal.SIGTERM)
         if script == scenarios.FREEZE_SH:
             super().run(script, *args, timeout=timeout)
+            if self.freeze_fails:
+                return ExecResult(3, f"{BOOT_ID}\n812.5\n", "sh: kill: No such process\n")
             return ExecResult(0, f"{BOOT_ID}\n812.5\n", "")
         if script == proof.AFTER_SH:
             super().run(script, *args, timeout=timeout)
@@ -132,6 +135,13 @@ def test_no_fire_fails_and_still_restores(clock):
     guest = guest_of(target)
     assert guest.actions == ["none", "reset"]
     assert proof.THAW_SH in guest.commands  # the host thawed it on the way out
+
+
+def test_a_freeze_that_fails_fails_the_proof_and_restores(clock):
+    target = ProofTarget(clock, Script(after_fault=fired_none()), freeze_fails=True)
+    (result,) = drill(target).faults
+    assert not result.passed and "could not freeze the daemon (pid 273): exit 3" in result.detail
+    assert guest_of(target).actions == ["none", "reset"]
 
 
 def test_a_reset_during_the_proof_fails_it(clock):

@@ -31,7 +31,8 @@ def _scenario_table() -> str:
     rows = [f"  {name:<14} {scenarios.SCENARIOS[name].outcome:<7} {scenarios.SCENARIOS[name].summary}"
             for name in scenarios.names()]
     return ("scenarios (--fault NAME; outcome: fire = the watchdog must fire with the image's action, reboot = the "
-            "daemon must reboot the guest,\n quiet = nothing may happen for twice the window):\n" + "\n".join(rows) +
+            "daemon must reboot the guest,\n quiet = nothing may happen for twice the window, proof = the watchdog must "
+            "fire with the action none for the moment, the guest\n runs on; --safe runs it alone):\n" + "\n".join(rows) +
             "\n  all            every scenario the image supports, controls first (the default)")
 
 

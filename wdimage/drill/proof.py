@@ -65,12 +65,12 @@ def watch_proof(session: Session, scenario: Scenario, ctx: Context, result) -> N
     try:
         guest.clear_events()
         fault_at = time.time()
+        frozen = True  # from here the daemon may be stopped (a freeze cut short too): thawed on the way out
         try:
             scenario.inject(ctx)
         except RuntimeError as e:
             result.detail = str(e)
             return
-        frozen = True
         _wait_fire(ctx, result, fault_at)
         if result.seconds_to_reset is None:
             return
@@ -108,6 +108,8 @@ def _wait_fire(ctx: Context, result, fault_at: float) -> None:
 
 
 def _thaw(ctx: Context) -> None:
+    if "frozen_pid" not in ctx.figures:  # the freeze did not get as far as the guest
+        return
     rearm = ctx.figures.get("rearm", "")
     said = ctx.guest.run(THAW_SH, ctx.figures["frozen_pid"], rearm, timeout=THAW_TIMEOUT)
     ctx.notes.append(f"thawed the daemon{'; re-armed: ' + rearm if rearm else ''} (exit {said.exitcode})")

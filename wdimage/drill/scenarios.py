@@ -225,13 +225,13 @@ def freeze(ctx: Context) -> None:
     pid = _daemon_pid(ctx)
     thaw_after = int(2 * proof_limit(ctx.setup) + THAW_MARGIN_SECONDS)  # the fire's wait, then the quiet one
     rearm = rearm_command(ctx.setup, ctx.probe)
+    ctx.figures.update(frozen_pid=pid, thaw_after=thaw_after, rearm=rearm)  # the thaw's, whatever happens next
     result = ctx.guest.run(FREEZE_SH, pid, str(thaw_after), rearm, timeout=30)
     lines = result.stdout.split()
     if result.exitcode != 0 or len(lines) < 2:
         raise RuntimeError(f"could not freeze the daemon (pid {pid}): exit {result.exitcode} "
                            f"{result.stderr.strip()}")
-    ctx.figures.update(boot_id=lines[0], uptime_before=float(lines[1]), frozen_pid=pid, thaw_after=thaw_after,
-                       rearm=rearm)
+    ctx.figures.update(boot_id=lines[0], uptime_before=float(lines[1]))
     ctx.notes.append(f"froze the daemon (pid {pid}); the guest thaws it by itself after {thaw_after}s")
 
 
