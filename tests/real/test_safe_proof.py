@@ -87,7 +87,7 @@ def safe_domain(debian_image_dir, libvirtd, tmp_path_factory):
     target = libvirt_guest.LibvirtTarget(name, libvirtd.uri)
     guest = target.boot()
     try:
-        guest.wait_agent(timeout=240)
+        guest.wait_agent(timeout=420)
         yield target, guest
     finally:
         guest.close()
@@ -158,15 +158,15 @@ def test_libvirt_safe_then_interrupted_then_a_real_panic(safe_domain, libvirtd, 
     event = guest.wait_event({EventKind.WATCHDOG}, time.monotonic() + 15 + MARGIN_SECONDS + 10)
     assert event is not None and event.action == "reset", guest.events()
     print(f"panic after the interruption: WATCHDOG {event.action} {event.time - panicked:.1f}s later")
-    guest.wait_agent(timeout=240)
+    guest.wait_agent(timeout=420)
     assert guest.run("cat /proc/sys/kernel/random/boot_id").stdout.strip() != boot_id
 
 
 def test_libvirt_safe_on_a_stopped_daemon_fails_and_touches_nothing(safe_domain, libvirtd, tmp_path, capsys):
     target, guest = safe_domain
-    guest.wait_agent(timeout=240)
+    guest.wait_agent(timeout=420)
     stopped = guest.run("systemctl is-system-running --wait; systemctl stop watchdog.service wd_keepalive.service; "
-                        "systemctl is-active watchdog.service", timeout=120)
+                        "systemctl is-active watchdog.service", timeout=300)
     assert "active" != stopped.stdout.split()[-1], stopped
     report = tmp_path / "drill.json"
     code = cli.main(["drill", "--libvirt", DOMAIN, "--connect", libvirtd.uri, "--safe", "--json", str(report)])

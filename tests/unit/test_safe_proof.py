@@ -279,3 +279,16 @@ def test_the_restore_commands_are_exact():
     assert libvirt_guest.monitor_command(Action.RESET) == \
         '{"execute": "watchdog-set-action", "arguments": {"action": "reset"}}'
     assert scenarios.SCENARIOS["proof"].needs == frozenset()  # no capability: it runs on every backend
+
+
+def test_the_reports_show_the_proofs_seconds_against_the_window(clock):
+    from wdimage.drill import report as drill_report
+
+    report = drill(ProofTarget(clock, Script(after_fault=fired_none(13.2))))
+    (fault,) = drill_report.report_json(report)["faults"]
+    assert (fault["fault"], fault["outcome"], fault["seconds_to_reset"]) == ("proof", "proof", 13.2)
+    assert fault["expected_window"] == [10, 15] and fault["ratio_to_window"] == pytest.approx(0.88)
+    assert fault["figures"]["action_restored"] is True and fault["figures"]["boot_id_unchanged"] is True
+    assert "PASS  proof: WATCHDOG none 13.2s after the freeze (expected 10-15s" in drill_report.render_text(report)
+    junit = drill_report.report_junit(report)
+    assert 'name="fault proof"' in junit and 'time="13.2"' in junit
