@@ -162,6 +162,30 @@ def test_libvirt_safe_then_interrupted_then_a_real_panic(safe_domain, libvirtd, 
     assert guest.run("cat /proc/sys/kernel/random/boot_id").stdout.strip() != boot_id
 
 
+def test_the_guest_side_sleeper_thaws_and_re_arms_without_the_host(safe_domain):
+    """The freeze's own sleeper, with no host side at all: it outlives the guest-exec that started it, thaws the
+    daemon and restarts it, well before the watchdog (action reset, 15 s) would reset the guest."""
+    target, guest = safe_domain
+    guest.wait_agent(timeout=420)
+    boot_id = guest.run("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    pid, _ = _daemon(guest)
+    guest.clear_events()
+    frozen = guest.run(scenarios.FREEZE_SH, pid, "4", scenarios.RESTART_DAEMON["systemd"], timeout=30)
+    assert frozen.exitcode == 0, frozen
+    assert _daemon(guest) == (pid, "T")
+    deadline = time.monotonic() + 30
+    while _daemon(guest)[0] in ("", pid):
+        assert time.monotonic() < deadline, _daemon(guest)
+        time.sleep(1)
+    new_pid, state = _daemon(guest)
+    assert state != "T"  # the old daemon thawed, a restarted one holds the device
+    logged = guest.run("journalctl -t wdimage-proof --no-pager -o cat", timeout=30).stdout
+    assert f"thawed the watchdog daemon (pid {pid}) after 4s: the host did not" in logged
+    assert guest.wait_event({EventKind.WATCHDOG, EventKind.RESET}, time.monotonic() + 20) is None
+    assert guest.run("cat /proc/sys/kernel/random/boot_id").stdout.strip() == boot_id
+    print(f"\nthe sleeper thawed pid {pid} and restarted the daemon (now pid {new_pid})")
+
+
 def test_libvirt_safe_on_a_stopped_daemon_fails_and_touches_nothing(safe_domain, libvirtd, tmp_path, capsys):
     target, guest = safe_domain
     guest.wait_agent(timeout=420)
