@@ -2,6 +2,7 @@
 restored on every path out (success, failure, an exception, a signal), the re-arm per model and init system,
 --safe refusing the faults that crash, and a guest whose daemon is not running left untouched."""
 
+import os
 import signal
 
 import pytest
@@ -23,7 +24,7 @@ class ProofGuest(FakeGuest):
     """A FakeGuest whose hypervisor takes watchdog-set-action (recorded), and that answers the proof's scripts."""
 
     def __init__(self, clock, script, capabilities, *, fail_restore=False, boot_id_after=BOOT_ID,
-                 interrupt_during=None, stopped_after=False, freeze_fails=False):
+                 interrupt_during=None, stopped_after=False, freeze_fails=False, signal_on_set=False):
         super().__init__(clock, script, capabilities)
         self.actions: list[str] = []
         self.fail_restore = fail_restore
@@ -31,10 +32,13 @@ class ProofGuest(FakeGuest):
         self.interrupt_during = interrupt_during  # a script whose run raises Interrupted(SIGTERM)
         self.stopped_after = stopped_after  # the daemon still in state T after the thaw
         self.freeze_fails = freeze_fails  # kill -STOP fails (the daemon just went away)
+        self.signal_on_set = signal_on_set  # a real SIGTERM to this process while the action is being changed
 
     def set_watchdog_action(self, action: Action) -> None:
         if self.fail_restore and self.actions:
             raise ConnectionError("the connection to the hypervisor is gone")
+        if self.signal_on_set and not self.actions:
+            os.kill(os.getpid(), signal.SIGTERM)
         self.actions.append(str(action))
 
     def set_action_command(self, action: Action) -> str:
@@ -172,6 +176,23 @@ def test_a_signal_restores_the_action_and_is_passed_on(clock, during):
     assert raised.value.exit_code == 143
     assert guest_of(target).actions == ["none", "reset"]
     assert guest_of(target).closed  # the runner let go of the guest on the way out
+
+
+def test_a_real_sigterm_while_the_action_is_changed_restores_it(clock):
+    """wdimage's own handlers (SIGTERM raises Interrupted): the signal, arriving inside watchdog-set-action, is
+    held until the change is made, then raised inside the proof, whose way out restores the action."""
+    saved = {s: signal.getsignal(s) for s in cli.TERMINATING_SIGNALS}
+    cli.install_signal_handlers()
+    try:
+        target = ProofTarget(clock, Script(after_fault=fired_none()), signal_on_set=True)
+        with pytest.raises(Interrupted) as raised:
+            drill(target)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert raised.value.signum == signal.SIGTERM
+    guest = guest_of(target)
+    assert guest.actions == ["none", "reset"] and scenarios.FREEZE_SH not in guest.commands
 
 
 def test_a_restore_that_fails_fails_the_proof_and_prints_the_command(clock, capsys):

@@ -31,9 +31,9 @@ def _scenario_table() -> str:
     rows = [f"  {name:<14} {scenarios.SCENARIOS[name].outcome:<7} {scenarios.SCENARIOS[name].summary}"
             for name in scenarios.names()]
     return ("scenarios (--fault NAME; outcome: fire = the watchdog must fire with the image's action, reboot = the "
-            "daemon must reboot the guest,\n quiet = nothing may happen for twice the window, proof = the watchdog must "
-            "fire with the action none for the moment, the guest\n runs on; --safe runs it alone):\n" + "\n".join(rows) +
-            "\n  all            every scenario the image supports, controls first (the default)")
+            "daemon must reboot the guest,\n quiet = nothing may happen for twice the window, proof = the watchdog "
+            "must fire with the action none for the moment, the guest\n runs on; --safe runs it alone):\n"
+            + "\n".join(rows) + "\n  all            every scenario the image supports, controls first (the default)")
 
 
 def add_parser(sub) -> None:
@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("--libvirt", metavar="DOMAIN", help="drill this libvirt domain instead of a built image")
     p.add_argument("--connect", metavar="URI", help="--libvirt: the libvirt connection URI (default: libvirt's own)")
     p.add_argument("--yes-crash-it", action="store_true",
-                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy and proof)")
+                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy and "
+                        "proof)")
     p.add_argument("--safe", action="store_true",
                    help="prove the watchdog of a running guest without restarting it: the readiness checks and "
                         "the `proof` scenario only (the hypervisor's action set to none for about one watchdog "

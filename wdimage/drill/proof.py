@@ -50,19 +50,21 @@ def _deadline(wall: float) -> float:
 
 def watch_proof(session: Session, scenario: Scenario, ctx: Context, result) -> None:
     """The whole proof (see the module's text); fills `result` (a watch.FaultResult)."""
-    guest, setup, window = ctx.guest, ctx.setup, result.window
-    original = setup.action
+    guest, original = ctx.guest, ctx.setup.action
     pid = ctx.probe.daemon_pid
     if pid is None:  # run_scenario only gets here armed; should the probe say otherwise, touch nothing
         result.detail = "no watchdog daemon holds /dev/watchdog: nothing to prove, nothing was changed"
         return
-    guest.set_watchdog_action(Action.NONE)  # Unsupported: the scenario is skipped, nothing changed
-    log.info(f"watchdog action: none for the proof (was {original})")
-    if guest.set_action_note:
-        ctx.notes.append(guest.set_action_note)
+    with signals_deferred() as noted:  # a signal now is raised once the change is made, inside the `try`
+        guest.set_watchdog_action(Action.NONE)  # Unsupported: the scenario is skipped, nothing changed
     frozen, restored = False, False
     fault_at = time.time()
     try:
+        if noted:
+            raise Interrupted(noted[0])
+        log.info(f"watchdog action: none for the proof (was {original})")
+        if guest.set_action_note:
+            ctx.notes.append(guest.set_action_note)
         guest.clear_events()
         fault_at = time.time()
         frozen = True  # from here the daemon may be stopped (a freeze cut short too): thawed on the way out

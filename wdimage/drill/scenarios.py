@@ -325,6 +325,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                                                   "to make the test binary fail")),
 ]}
 
+
 def safe_faults(choices: list[str] | None) -> list[str]:
     """--safe: the proof alone by default; a scenario that crashes, stops or pauses the guest is refused."""
     if not choices:
