@@ -167,8 +167,12 @@ def test_the_guest_side_sleeper_thaws_and_re_arms_without_the_host(safe_domain):
     daemon and restarts it, well before the watchdog (action reset, 15 s) would reset the guest."""
     target, guest = safe_domain
     guest.wait_agent(timeout=420)
+    guest.run("systemctl is-system-running --wait", timeout=300)  # after the panic's reset: booted
     boot_id = guest.run("cat /proc/sys/kernel/random/boot_id").stdout.strip()
-    pid, _ = _daemon(guest)
+    deadline = time.monotonic() + 120
+    while not (pid := _daemon(guest)[0]):
+        assert time.monotonic() < deadline, "no daemon holds /dev/watchdog"
+        time.sleep(1)
     guest.clear_events()
     frozen = guest.run(scenarios.FREEZE_SH, pid, "4", scenarios.RESTART_DAEMON["systemd"], timeout=30)
     assert frozen.exitcode == 0, frozen
