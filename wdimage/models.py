@@ -53,17 +53,31 @@ class ModelInfo:
     stages: int = 1  # countdowns of the programmed timeout before the reset (the ICH9 TCO counts down twice)
     kubevirt: str | Cannot = Cannot(_KUBEVIRT_MODELS)  # the key under KubeVirt's devices.watchdog
     proxmox: str | Cannot = Cannot(_PROXMOX_MODELS)  # qm.conf's watchdog model=
+    # After a fire that does not reset the guest (action none, debug, pause then resume): True where QEMU leaves
+    # the device stopped so that a keepalive does not restart it, and only re-opening /dev/watchdog (the driver's
+    # start) arms it again; False where the next keepalive re-arms it (see MODELS for QEMU's code).
+    reopen_after_fire: bool = False
 
 
+# reopen_after_fire, from QEMU 7.2's code:
+# - i6300esb (hw/watchdog/wdt_i6300esb.c): after the second stage i6300esb_timer_expired() calls
+#   i6300esb_reset(), which clears `enabled`; a keepalive (the reload register) restarts only an enabled timer,
+#   and only the driver's start (re-opening /dev/watchdog) sets the enable bit again. Measured (DESIGN.md).
+# - ib700 (hw/watchdog/wdt_ib700.c): ib700_timer_expired() deletes the timer, but every keepalive of the
+#   ib700wdt driver is a write to the enable port 0x443, whose handler timer_mod()s it again.
+# - iTCO (hw/acpi/tco.c): tco_timer_expired() stops the timer after the second countdown, but a write to
+#   TCO_RLD (the iTCO_wdt driver's keepalive on the ICH9's TCO v2) reloads it whenever TCO_TMR_HLT is clear and
+#   the timer value is above 1 (can_start_tco_timer(); SECOND_TO_STS does not stop it).
 MODELS: dict[Model, ModelInfo] = {
     Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
                               (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer",
-                              kubevirt="i6300esb", proxmox="i6300esb"),
+                              kubevirt="i6300esb", proxmox="i6300esb", reopen_after_fire=True),
     Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
-                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT", proxmox="ib700"),
+                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT", proxmox="ib700",
+                           reopen_after_fire=False),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
     Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
-                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2),
+                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2, reopen_after_fire=False),
 }
 
 # With no --model, the seed article's menu: the core plus both classic drivers.

@@ -195,7 +195,7 @@ def test_cli_bad_directory_and_bad_fault_exit_2(tmp_path, capsys):
 
 
 def test_fault_choice_all_is_every_scenario_controls_first():
-    order = ["healthy", "pause", "stop", "migrate", "test-repaired", "panic", "kill", "hang", "migrate-panic",
+    order = ["healthy", "proof", "pause", "stop", "migrate", "test-repaired", "panic", "kill", "hang", "migrate-panic",
              "net", "load", "memory", "service", "test"]
     assert scenarios.names() == order
     assert drill.FAULT_CHOICES == [*order, "all"]

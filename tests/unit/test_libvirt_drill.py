@@ -91,7 +91,7 @@ def test_the_domain_wdimage_writes_is_drilled_as_built(model, action):
 
 
 def test_only_the_harmless_rows_run_without_consent():
-    assert [s.name for s in SCENARIOS.values() if s.harmless] == ["healthy"]
+    assert [s.name for s in SCENARIOS.values() if s.harmless] == ["healthy", "proof"]
     libvirt_drill.check_options("web1", None, ["healthy"], yes_crash_it=False)  # no exit 2
     with pytest.raises(WdimageError, match="--yes-crash-it: the drill would run stop, all"):
         libvirt_drill.check_options("web1", None, ["healthy", "stop", "all"], yes_crash_it=False)

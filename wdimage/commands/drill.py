@@ -3,8 +3,11 @@ scenario: faults the watchdog must answer (panic, kill, hang, ...) and controls 
 (healthy, stop, pause, migrate). Exit 0 only when every check and every scenario passed.
 
 wdimage drill --libvirt DOMAIN [--connect URI]: the same on a libvirt domain (started if it is off), expecting
-what the domain's <watchdog> and the guest's /etc/watchdog.conf say; anything but --fault healthy needs
---yes-crash-it."""
+what the domain's <watchdog> and the guest's /etc/watchdog.conf say; anything but --fault healthy or proof
+needs --yes-crash-it.
+
+--safe (both): the readiness checks and the `proof` only: the watchdog shown to fire on the running guest,
+which is not restarted (docs/safe-proof.md)."""
 
 import argparse
 import contextlib
@@ -29,8 +32,9 @@ def _scenario_table() -> str:
     rows = [f"  {name:<14} {scenarios.SCENARIOS[name].outcome:<7} {scenarios.SCENARIOS[name].summary}"
             for name in scenarios.names()]
     return ("scenarios (--fault NAME; outcome: fire = the watchdog must fire with the image's action, reboot = the "
-            "daemon must reboot the guest,\n quiet = nothing may happen for twice the window):\n" + "\n".join(rows) +
-            "\n  all            every scenario the image supports, controls first (the default)")
+            "daemon must reboot the guest,\n quiet = nothing may happen for twice the window, proof = the watchdog "
+            "must fire with the action none for the moment, the guest\n runs on; --safe runs it alone):\n"
+            + "\n".join(rows) + "\n  all            every scenario the image supports, controls first (the default)")
 
 
 def add_parser(sub) -> None:
@@ -42,7 +46,13 @@ def add_parser(sub) -> None:
     p.add_argument("--libvirt", metavar="DOMAIN", help="drill this libvirt domain instead of a built image")
     p.add_argument("--connect", metavar="URI", help="--libvirt: the libvirt connection URI (default: libvirt's own)")
     p.add_argument("--yes-crash-it", action="store_true",
-                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy)")
+                   help="--libvirt: allow the scenarios that crash, stop or pause the domain (all but healthy and "
+                        "proof)")
+    p.add_argument("--safe", action="store_true",
+                   help="prove the watchdog of a running guest without restarting it: the readiness checks and "
+                        "the `proof` scenario only (the hypervisor's action set to none for about one watchdog "
+                        "timeout, the daemon frozen until the watchdog fires, then re-armed and the action "
+                        "restored); needs no --yes-crash-it; a --fault that crashes, stops or pauses is refused")
     p.add_argument("--fault", action="append", choices=drill.FAULT_CHOICES, metavar="NAME",
                    help="a scenario to run (repeatable; see the list below; default: all)")
     p.add_argument("--action", choices=[str(a) for a in Action],
@@ -113,6 +123,11 @@ def _cmd(args: argparse.Namespace) -> int:
     if len(set(written)) < len(written):
         raise usage_error("--json, --junit, --html and --markdown must name different files")
     faults = drill.requested(args.fault)
+    if args.safe:
+        try:
+            faults = scenarios.safe_faults(args.fault and faults)
+        except ValueError as e:
+            raise usage_error(str(e)) from None
     if args.libvirt is not None:
         report = _libvirt(args, faults)
     else:

@@ -188,7 +188,8 @@ def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
         return FaultResult(scenario.name, True, outcome=str(scenario.outcome), skipped=reason)
     window = scenario.window(setup)
     title = {Outcome.FIRE: "the watchdog must fire", Outcome.REBOOT: "the daemon must reboot the guest",
-             Outcome.QUIET: "nothing may happen"}
+             Outcome.QUIET: "nothing may happen",
+             Outcome.PROOF: "the watchdog must fire, with the action none for the moment"}
     with log.step(f"'{scenario.name}': {scenario.summary}"):
         not_armed = session.ensure_armed()
         marks = Marks(boot=session.booted, armed=session.armed, armed_by=session.armed_by)

@@ -33,6 +33,7 @@ class Outcome(enum.StrEnum):
     FIRE = "fire"
     REBOOT = "reboot"
     QUIET = "quiet"
+    PROOF = "proof"  # the watchdog fires with the hypervisor's action set to none; the guest runs on (drill/proof.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +169,72 @@ def nowayout(ctx: Context) -> tuple[Outcome, str] | None:
     return None
 
 
+# --- the proof (wdimage.drill.proof watches it): the daemon frozen while the hypervisor's action is none --------
+
+# How each init system restarts the daemon, so that it re-opens /dev/watchdog (the re-arm after a fire that
+# did not reset, where models.ModelInfo.reopen_after_fire). systemd: a stop and a separate start, not
+# `systemctl restart` (Debian's unit fails its own stop and its OnFailure= wd_keepalive cancels the restart's
+# start half; tests/real/test_drill.py).
+RESTART_DAEMON = {
+    "systemd": "systemctl stop watchdog.service; systemctl start watchdog.service",
+    "openrc": "rc-service watchdog restart",
+}
+THAW_MARGIN_SECONDS = 20  # past the proof's whole wait: the guest's own thaw never races the host's
+
+# $1 the daemon's pid, $2 seconds until the guest thaws it by itself, $3 the re-arm command ('' for none).
+# Prints the boot id and the uptime (the proof shows the guest did not restart), then freezes the daemon and
+# leaves a detached sleeper (its own session, no fd of guest-exec's) that thaws and re-arms the daemon if it
+# is still stopped by then: a host side that dies mid-proof cannot leave the guest unfed.
+FREEZE_SH = r"""
+cat /proc/sys/kernel/random/boot_id; cut -d' ' -f1 /proc/uptime
+kill -STOP "$1" || exit 3
+setsid sh -c '
+  sleep "$2"
+  [ "$(sed -n "s/^State:[[:space:]]*\([A-Z]\).*/\1/p" "/proc/$1/status" 2>/dev/null)" = T ] || exit 0
+  kill -CONT "$1"
+  logger -t wdimage-proof "thawed the watchdog daemon (pid $1) after $2s: the host did not" 2>/dev/null
+  [ -z "$3" ] || sh -c "$3"
+' wdimage-proof-thaw "$1" "$2" "$3" </dev/null >/dev/null 2>&1 &
+"""
+
+
+def init_system(probe: Probe) -> str | None:
+    """systemd or openrc, as the readiness probe's service check saw it."""
+    seen = next((c.seen for c in probe.checks if c.name == "service"), "")
+    return next((name for name in RESTART_DAEMON if seen.startswith(f"{name}:")), None)
+
+
+def rearm_command(setup: "Setup", probe: Probe) -> str:
+    """What re-arms the device after a fire that did not reset ('' where the next keepalive does)."""
+    if not info(setup.model).reopen_after_fire:
+        return ""
+    init = init_system(probe)
+    if init is None:
+        raise RuntimeError(f"{setup.model} must be re-opened after the fire, but the guest runs neither "
+                           f"{' nor '.join(RESTART_DAEMON)}: no known way to restart its daemon")
+    return RESTART_DAEMON[init]
+
+
+def proof_limit(setup: "Setup") -> float:
+    """How long the proof waits for the fire (the window and the margin every FIRE scenario gets)."""
+    return keepalives_stop(setup).high + MARGIN_SECONDS
+
+
+def freeze(ctx: Context) -> None:
+    """SIGSTOP to the daemon that holds /dev/watchdog: it keeps it open and stops feeding it."""
+    pid = _daemon_pid(ctx)
+    thaw_after = int(2 * proof_limit(ctx.setup) + THAW_MARGIN_SECONDS)  # the fire's wait, then the quiet one
+    rearm = rearm_command(ctx.setup, ctx.probe)
+    ctx.figures.update(frozen_pid=pid, thaw_after=thaw_after, rearm=rearm)  # the thaw's, whatever happens next
+    result = ctx.guest.run(FREEZE_SH, pid, str(thaw_after), rearm, timeout=30)
+    lines = result.stdout.split()
+    if result.exitcode != 0 or len(lines) < 2:
+        raise RuntimeError(f"could not freeze the daemon (pid {pid}): exit {result.exitcode} "
+                           f"{result.stderr.strip()}")
+    ctx.figures.update(boot_id=lines[0], uptime_before=float(lines[1]))
+    ctx.notes.append(f"froze the daemon (pid {pid}); the guest thaws it by itself after {thaw_after}s")
+
+
 def pause_twice_the_timeout(ctx: Context) -> None:
     ctx.guest.pause()
     seconds = 2 * ctx.setup.fire_after
@@ -216,6 +283,9 @@ def healthy_window(setup: Setup) -> Window:
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
              nothing, healthy_window, harmless=True),
+    Scenario("proof", "harmless proof: the hypervisor's action set to none, the daemon frozen until the watchdog "
+                      "fires; the guest runs on, re-armed and the action restored", Outcome.PROOF, freeze,
+             keepalives_stop, harmless=True),
     Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
              Outcome.QUIET, pause_twice_the_timeout, quiet_window, needs=frozenset({Capability.PAUSE})),
     Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
@@ -254,6 +324,22 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                                     without_break="build with --test-break COMMAND: the manifest records no way "
                                                   "to make the test binary fail")),
 ]}
+
+
+def safe_faults(choices: list[str] | None) -> list[str]:
+    """--safe: the proof alone by default; a scenario that crashes, stops or pauses the guest is refused."""
+    if not choices:
+        return ["proof"]
+    risky = [name for name in choices if name == "all" or not SCENARIOS[name].harmless]
+    if risky:
+        raise ValueError(f"--safe runs only what leaves the guest running ({', '.join(harmless_names())}), "
+                         f"not --fault {', '.join(risky)}")
+    return choices
+
+
+def harmless_names() -> list[str]:
+    return [name for name, s in SCENARIOS.items() if s.harmless]
+
 
 def names() -> list[str]:
     """The scenarios in table order, which is `--fault all`'s."""

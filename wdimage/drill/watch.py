@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from wdimage.drill import health as health_drill
+from wdimage.drill import proof
 from wdimage.drill.checks import run_checks
 from wdimage.drill.scenarios import MARGIN_SECONDS, Context, Outcome, Scenario
 from wdimage.drill.session import CHECK_RETRY_SECONDS, Session
@@ -193,7 +194,8 @@ def watch_quiet(session: Session, scenario: Scenario, ctx: Context, result: Faul
 
 
 WATCHERS: dict[Outcome, Callable[[Session, Scenario, Context, FaultResult], None]] = {
-    Outcome.FIRE: watch_fire, Outcome.REBOOT: watch_reboot, Outcome.QUIET: watch_quiet}
+    Outcome.FIRE: watch_fire, Outcome.REBOOT: watch_reboot, Outcome.QUIET: watch_quiet,
+    Outcome.PROOF: proof.watch_proof}
 
 
 def _span(window: Window) -> str:
@@ -244,7 +246,7 @@ def _paused(session: Session, scenario: Scenario, ctx: Context, result: FaultRes
             event: Event) -> tuple[bool, str]:
     status = ctx.guest.status()
     session.probe = None
-    return status in ("watchdog", "paused"), f"QEMU then: {status}"
+    return status in ("watchdog", "paused"), _with_trap(ctx, f"QEMU then: {status}")
 
 
 def _stays(session: Session, scenario: Scenario, ctx: Context, result: FaultResult,
@@ -252,7 +254,14 @@ def _stays(session: Session, scenario: Scenario, ctx: Context, result: FaultResu
     """none, debug: the event only; the guest is left as the fault left it."""
     time.sleep(2)
     session.probe = None
-    return ctx.guest.status() == "running", f"event only, the guest is left as it was; QEMU then: {ctx.guest.status()}"
+    status = ctx.guest.status()
+    return status == "running", _with_trap(ctx, f"event only, the guest is left as it was; QEMU then: {status}")
+
+
+def _with_trap(ctx: Context, said: str) -> str:
+    """A fire that did not reset the guest: where the model stays disabled afterwards, say so."""
+    note = proof.trap_note(ctx.setup.model)
+    return f"{said}; {note}" if note else said
 
 
 def _shutdown(session: Session, scenario: Scenario, ctx: Context, result: FaultResult,

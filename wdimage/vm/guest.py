@@ -122,6 +122,19 @@ class Guest(abc.ABC):
         Returns figures for the report (seconds, downtime_ms, ...)."""
         raise Unsupported(f"{self.kind}: cannot live-migrate the guest here")
 
+    # The watchdog's action, changed live (the drill's `proof`: none for a moment, then the original again).
+    set_action_note: str = ""  # what changing it leaves behind on this backend, for the report
+
+    def set_watchdog_action(self, action: Action) -> None:
+        """What the hypervisor does when the watchdog fires, from now on (QMP watchdog-set-action). Raises
+        ConnectionError (or a subclass) when the hypervisor could not be told."""
+        raise Unsupported(f"{self.kind}: cannot change the watchdog's action of a running guest")
+
+    def set_action_command(self, action: Action) -> str:
+        """The exact command a person runs to set the action by hand ('' where there is none): printed when
+        wdimage could not restore the original action itself."""
+        return ""
+
     def console_tail(self, lines: int = 40) -> str:
         """The end of the guest's serial console, where the backend can read it ('' otherwise)."""
         return ""

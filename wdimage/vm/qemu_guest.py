@@ -6,11 +6,13 @@ machine with `-incoming` on a private unix socket and carries on with it.
 """
 
 import dataclasses
+import json
+import shlex
 import time
 from pathlib import Path
 
 from wdimage import log
-from wdimage.models import action_from_qemu
+from wdimage.models import Action, action_from_qemu
 from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target
 from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec
@@ -122,6 +124,18 @@ class QemuGuest(Guest):
 
     def set_link(self, up: bool) -> None:
         self._qmp("set_link", {"name": "net0", "up": up})
+
+    def set_watchdog_action(self, action: Action) -> None:
+        try:
+            self._qmp("watchdog-set-action", {"action": str(action)})
+        except (OSError, TimeoutError, ProtocolError) as e:
+            raise ConnectionError(f"QMP watchdog-set-action {action}: {e or type(e).__name__}") from None
+
+    def set_action_command(self, action: Action) -> str:
+        """By hand, on QMP's socket (it takes one client at a time: only once wdimage let go of it)."""
+        request = json.dumps({"execute": "watchdog-set-action", "arguments": {"action": str(action)}})
+        return (f"printf '%s\\n' '{{\"execute\":\"qmp_capabilities\"}}' {shlex.quote(request)} | "
+                f"socat - UNIX-CONNECT:{shlex.quote(str(self.spec.qmp_socket))}")
 
     def migrate(self) -> dict:
         """Start a destination QEMU with -incoming on a private socket, migrate, and carry on with it."""
