@@ -36,16 +36,20 @@ class ModelInfo:
     fragment: str  # file name in kconfig-fragments/
     identity: str = ""  # what the driver reports in /sys/class/watchdog/watchdogN/identity
     stages: int = 1  # countdowns of the programmed timeout before the reset (the ICH9 TCO counts down twice)
+    bus: str = ""  # how the guest reaches it: PCI, ISA, or the machine's own LPC bridge
+    nova: bool = False  # OpenStack Nova's libvirt driver emulates it for hw_watchdog_action (only i6300esb)
 
 
 MODELS: dict[Model, ModelInfo] = {
     Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
-                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer"),
+                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer", bus="PCI",
+                              nova=True),
     Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
-                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT"),
+                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT", bus="ISA"),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
     Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
-                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2),
+                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2,
+                          bus="LPC (built into q35's ICH9)"),
 }
 
 # With no --model, the seed article's menu: the core plus both classic drivers.

@@ -168,7 +168,9 @@ def nowayout(ctx: Context) -> tuple[Outcome, str] | None:
     return None
 
 
-def pause_twice_the_timeout(ctx: Context) -> None:
+def pause_twice_the_window(ctx: Context) -> None:
+    """Paused for twice the window in which the watchdog would fire (stages x timeout: twice the timeout,
+    four times for the ICH9 TCO, which counts down twice)."""
     ctx.guest.pause()
     seconds = 2 * ctx.setup.fire_after
     ctx.notes.append(f"paused for {seconds}s")
@@ -216,8 +218,8 @@ def healthy_window(setup: Setup) -> Window:
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("healthy", "control: the guest left alone must not be reset (no false positives)", Outcome.QUIET,
              nothing, healthy_window, harmless=True),
-    Scenario("pause", "control: the host pauses the guest for twice the timeout, then resumes it",
-             Outcome.QUIET, pause_twice_the_timeout, quiet_window, needs=frozenset({Capability.PAUSE})),
+    Scenario("pause", "control: the host pauses the guest for twice the window (S x T), then resumes it",
+             Outcome.QUIET, pause_twice_the_window, quiet_window, needs=frozenset({Capability.PAUSE})),
     Scenario("stop", "control: a clean stop of the daemon (magic close) disarms the watchdog", Outcome.QUIET,
              stop_daemon, quiet_window, restore=start_daemon, expect=nowayout),
     Scenario("migrate", "control: live migration of a healthy guest: no reset on the destination",
