@@ -18,6 +18,7 @@ import enum
 import time
 from collections.abc import Callable
 
+from wdimage import log
 from wdimage.drill import health as health_drill
 from wdimage.drill.checks import HOLDERS_SH, Probe, parse_holders, parse_sections
 from wdimage.drill.health import HealthTest
@@ -174,7 +175,8 @@ def pause_twice_the_window(ctx: Context) -> None:
     ctx.guest.pause()
     seconds = 2 * ctx.setup.fire_after
     ctx.notes.append(f"paused for {seconds}s")
-    time.sleep(seconds)
+    with log.waiting(f"{seconds}s paused (twice the window), then the resume", at_most=seconds):
+        time.sleep(seconds)
     ctx.guest.resume()
 
 
