@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from wdimage.models import ACTIONS, MODELS, ActionInfo, ModelInfo
+from wdimage.models import ACTIONS, MODELS, ModelInfo
 
 Column = tuple[str, Callable]
 
