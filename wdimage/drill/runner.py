@@ -145,15 +145,15 @@ def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], pr
         if not probe.armed:
             return
         session.setup = report.setup = dataclasses.replace(report.setup, interval=probe.interval)
-        for scenario in scenarios:
-            report.faults.append(run_scenario(session, scenario))
+        for number, scenario in enumerate(scenarios, 1):
+            report.faults.append(run_scenario(session, scenario, f"{number}/{len(scenarios)}"))
     except (TimeoutError, ConnectionError, ProtocolError) as e:
         report.error = getattr(e, "message", None) or str(e) or type(e).__name__
     finally:
         session.close()
 
 
-def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
+def run_scenario(session: Session, scenario: Scenario, count: str = "") -> FaultResult:
     setup = session.setup
     missing = scenario.needs - session.target.capabilities
     if missing:
@@ -163,7 +163,7 @@ def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
     window = scenario.window(setup)
     title = {Outcome.FIRE: "the watchdog must fire", Outcome.REBOOT: "the daemon must reboot the guest",
              Outcome.QUIET: "nothing may happen"}
-    with log.step(f"'{scenario.name}': {scenario.summary}"):
+    with log.step(f"{f'[{count}] ' if count else ''}'{scenario.name}': {scenario.summary}"):
         not_armed = session.ensure_armed()
         if not_armed:
             return FaultResult(scenario.name, False, outcome=str(scenario.outcome), window=window,
