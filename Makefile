@@ -24,20 +24,29 @@ APT_PLATFORMS := cloud-init cloud-image-utils umoci skopeo
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
 APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER) $(APT_PLATFORMS))
+# `make demo` needs only a build and a drill: no kernel sources, no libvirt (a fresh machine's minutes).
+APT_DEMO := $(sort $(APT_BASE) $(APT_BUILD) $(APT_DRILL))
 
-.PHONY: all deps venv test test-fast demo bench lint clean
+.PHONY: all deps deps-demo venv venv-demo test test-fast demo bench lint clean
 
 all: test
 
-# Install the Debian packages that are missing (apt-get update only when something is).
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+# Install the Debian packages of $(1) that are missing (apt-get update only when something is).
+define apt_install
+	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed' || echo "$$p"; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "Installing Debian packages:" $$missing; \
 	    $(SUDO) apt-get update -q && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+deps-demo:
+	$(call apt_install,$(APT_DEMO))
 
 venv: deps $(BIN)/.installed
 
@@ -45,6 +54,14 @@ venv: deps $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test,libvirt]'
+	touch $@ $(BIN)/.installed-run
+
+# What `wdimage build` and `drill` need, without the test and libvirt extras (`make venv` includes it).
+venv-demo: deps-demo $(BIN)/.installed-run
+
+$(BIN)/.installed-run: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
 	touch $@
 
 # Every test: fast unit tests, then the real-input tier (kernel trees, DIB build, QEMU boots).
@@ -55,10 +72,15 @@ test: deps venv
 test-fast: venv
 	$(BIN)/python -m pytest -m 'not real'
 
-# Build the default image (Debian, i6300esb, reset after 15 s) and drill it: panic, kill and hang.
-demo: deps venv
+# Build the default image (Debian, i6300esb, reset after 15 s) and drill its headline: the seed's panic
+# (DEMO_FAULTS; `make demo DEMO_FAULTS='panic kill hang'` adds a killed and a hung daemon, about 50 s each), and
+# write the HTML report. The controls (healthy, stop, pause, migrate) run in `wdimage drill`'s default (all) and in
+# `make test`.
+DEMO_FAULTS ?= panic
+demo: deps-demo venv-demo
 	$(BIN)/wdimage build debian --output output/debian-i6300esb
-	$(BIN)/wdimage drill output/debian-i6300esb
+	$(BIN)/wdimage drill output/debian-i6300esb $(foreach f,$(DEMO_FAULTS),--fault $(f)) \
+	    --html output/drill.html
 
 # kernel-config on a real tree: Debian's linux-source-6.1 with its amd64 config (watchdog switched off):
 # --check (fails), --merge, then --check --strict (passes). The tree is extracted once into the cache.

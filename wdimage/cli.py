@@ -9,6 +9,11 @@
   wdimage index DIR... [--markdown]       gather build outputs (manifests, drill results) into one index
 
 Run 'wdimage COMMAND --help' for each command's options.
+
+Exit codes: 0 success; 1 a build or drill failed; 2 bad input or usage (the message names the file, line or
+option); 3 kernel-config: --merge's values did not take effect, or --check's config is not watchdog-ready;
+130 or 143 interrupted by SIGINT or SIGTERM (after cleaning up).
+--json: kernel-config, build, matrix and diff print JSON on stdout; drill writes it to --json FILE.
 """
 
 import argparse

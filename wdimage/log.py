@@ -2,6 +2,7 @@
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -26,3 +27,34 @@ def step(title: str) -> Iterator[None]:
     finally:
         _depth -= 1
     info(f"  done in {time.monotonic() - start:.1f}s")
+
+
+# A wait says what it waits for and for how long at most, then every HEARTBEAT seconds how long it has waited:
+# no silent stretch over 10 s (issue 28). Plain lines: they read the same in a terminal, a pipe and a CI log.
+HEARTBEAT = 5.0
+
+
+@contextlib.contextmanager
+def waiting(what: str, at_most: float | None = None, heartbeat: float | None = None) -> Iterator[None]:
+    """Say `waiting for WHAT (at most N s)`, run the block, and while it runs say every `heartbeat` seconds how
+    long it has been. The heartbeat is a daemon thread; it stops (and says nothing more) when the block ends."""
+    limit = f" (at most {at_most:.0f}s)" if at_most is not None else ""
+    info(f"… waiting for {what}{limit}")
+    every = HEARTBEAT if heartbeat is None else heartbeat
+    done = threading.Event()
+    start = time.monotonic()
+    depth = _depth
+
+    def beat() -> None:
+        while not done.wait(every):
+            if not quiet:
+                print(f"{'  ' * depth}  still waiting for {what}: {time.monotonic() - start:.0f}s"
+                      f"{f' of at most {at_most:.0f}s' if at_most is not None else ''}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=beat, name=f"waiting: {what}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

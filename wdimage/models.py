@@ -57,6 +57,8 @@ class ModelInfo:
     # the device stopped so that a keepalive does not restart it, and only re-opening /dev/watchdog (the driver's
     # start) arms it again; False where the next keepalive re-arms it (see MODELS for QEMU's code).
     reopen_after_fire: bool = False
+    bus: str = ""  # how the guest reaches it: PCI, ISA, or the machine's own LPC bridge
+    nova: bool = False  # OpenStack Nova's libvirt driver emulates it for hw_watchdog_action (only i6300esb)
 
 
 # reopen_after_fire, from QEMU 7.2's code:
@@ -70,14 +72,15 @@ class ModelInfo:
 #   the timer value is above 1 (can_start_tco_timer(); SECOND_TO_STS does not stop it).
 MODELS: dict[Model, ModelInfo] = {
     Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
-                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer",
-                              kubevirt="i6300esb", proxmox="i6300esb", reopen_after_fire=True),
+                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer", bus="PCI",
+                              nova=True, kubevirt="i6300esb", proxmox="i6300esb", reopen_after_fire=True),
     Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
-                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT", proxmox="ib700",
+                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT", bus="ISA", proxmox="ib700",
                            reopen_after_fire=False),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
     Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
-                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2, reopen_after_fire=False),
+                          (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2,
+                          bus="LPC (built into q35's ICH9)", reopen_after_fire=False),
 }
 
 # With no --model, the seed article's menu: the core plus both classic drivers.

@@ -36,6 +36,8 @@ def _inputs(d: Path) -> None:
     (d / "unknown.config").write_text("CONFIG_WATCHDOGG=y\n")
     (d / "binary.config").write_bytes(b"\xff\xfe\x00CONFIG\x80")
     (d / "good.config").write_text("CONFIG_WATCHDOG=y\n")
+    (d / "one-word.txt").write_text("hello\n")
+    (d / "empty.config").write_text("")
     (d / "empty-tree").mkdir()
     tree = d / "tree"  # a minimal Kconfig tree kconfiglib parses: the type errors are found against it
     (tree / "arch" / "x86").mkdir(parents=True)
@@ -97,6 +99,8 @@ CASES = [
     # kernel-config: configs, fragments (file:line), kernel trees that are not trees
     (["kernel-config", "--check", "--config", "{d}/missing.config"], 2, "--config {d}/missing.config"),
     (["kernel-config", "--check", "--config", "{d}/binary.config"], 2, "--config {d}/binary.config"),
+    (["kernel-config", "--check", "--config", "{d}/one-word.txt"], 2, "--config {d}/one-word.txt: not a kernel"),
+    (["kernel-config", "--check", "--config", "{d}/empty.config"], 2, "--config {d}/empty.config: not a kernel"),
     (["kernel-config", "--check", "--config", "{d}/good.config", "--fragment", "{d}/bad-line.config"], 2,
      "{d}/bad-line.config:2"),
     (["kernel-config", "--check", "--config", "{d}/good.config", "--fragment", "{d}/no-value.config"], 2,

@@ -554,7 +554,7 @@ def build_command_help() -> str:
 # --- what needs the network; Gentoo's mirror and space --------------------------------------------------------------
 
 def test_base_image_is_not_called_offline_and_the_build_says_what_it_fetches(capsys, tmp_path):
-    text = build_command_help() + (REPO / "README.md").read_text()
+    text = build_command_help() + "".join(p.read_text() for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")])
     assert "offline CentOS build" not in text and "offline builds" not in text
     image = tmp_path / "CentOS-Stream-GenericCloud-9.qcow2"
     image.write_bytes(b"QFI\xfb")

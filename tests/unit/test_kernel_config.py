@@ -308,3 +308,25 @@ def test_merge_still_demands_sysrq(tmp_path):
     report = merge_fragments(cfg, [Model.I6300ESB], kernel_src=TREE, arch="x86")
     assert report.ok and {s.name: s.drill_only for s in report.symbols}["MAGIC_SYSRQ"] is True
     assert values(cfg)["CONFIG_MAGIC_SYSRQ"] == "y"
+
+
+@pytest.mark.parametrize("text, why", [("", "it is empty"), ("hello\n", "no CONFIG_ line"),
+                                        ("# a comment\nWATCHDOG=y\n", "no CONFIG_ line")])
+def test_check_of_a_file_that_is_not_a_kernel_config_exits_2_naming_it(tmp_path, capsys, text, why):
+    """Not "not drillable: CONFIG_MAGIC_SYSRQ missing" with exit 3: the file is not a config at all."""
+    cfg = config(tmp_path, text, name="notes.txt")
+    rc, out, err = run(capsys, "--check", "--config", str(cfg))
+    assert rc == 2 and out == ""
+    assert f"--config {cfg}: not a kernel config" in err and why in err
+    assert "MAGIC_SYSRQ" not in err
+
+
+def test_check_of_dev_null_exits_2(capsys):
+    rc, _, err = run(capsys, "--check", "--config", "/dev/null")
+    assert rc == 2 and "--config /dev/null: not a kernel config: it is empty" in err
+
+
+def test_a_config_with_only_unset_lines_is_still_a_config(tmp_path, capsys):
+    cfg = config(tmp_path, "# CONFIG_WATCHDOG is not set\n")
+    rc, out, _ = run(capsys, "--check", "--config", str(cfg))
+    assert rc == 3 and "CONFIG_WATCHDOG" in out

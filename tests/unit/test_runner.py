@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 
 from tests.unit.test_drill import HEALTHY_PROBE
+from wdimage import log
 from wdimage.drill import checks, scenarios, session, watch
 from wdimage.drill import health as health_drill
 from wdimage.drill.runner import DrillReport, run_scenarios
@@ -454,3 +455,17 @@ def test_a_scenario_the_backend_cannot_run_is_skipped(clock):
     pause = report.faults[0]
     assert pause.passed and "cannot pause" in pause.skipped
     assert target.guests[0].faults == 1  # only healthy ran
+
+
+# --- what a person watching sees ----------------------------------------------------------------------------------
+
+def test_the_drill_counts_its_scenarios_and_says_what_it_waits_for(clock, capsys, monkeypatch):
+    monkeypatch.setattr(log, "quiet", False)
+    after = fired(12.5, "reset", (12.6, EventKind.RESET, None, "watchdog"))
+    report = drill(FakeTarget(clock, Script(after_fault=after)), ["panic", "kill"])
+    assert report.passed, [f.detail for f in report.faults]
+    err = capsys.readouterr().err
+    assert "‣ [1/2] 'panic'" in err and "‣ [2/2] 'kill'" in err
+    limit = 15 + scenarios.MARGIN_SECONDS
+    assert f"… waiting for the WATCHDOG event (expected 10-15s after the fault) (at most {limit:.0f}s)" in err
+    assert f"… waiting for the guest to boot and its agent to answer (at most {session.AGENT_TIMEOUT}s)" in err

@@ -337,9 +337,8 @@ def test_ci_files_cite_the_platform_docs_they_rely_on():
     assert "docs.gitlab.com/ci/yaml/#needs" in gitlab
 
 
-def test_readme_building_in_ci_states_layout_sizes_and_release_contents():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Building in CI"):readme.index("### Artifact layout")]
+def test_docs_building_in_ci_states_layout_sizes_and_release_contents():
+    section = (ROOT / "docs" / "ci.md").read_text()
     assert "--layout direct" in section and "exercised for real only\nwhere device-mapper exists" in section
     for distro in ("Debian bookworm", "CentOS Stream 9", "Gentoo"):
         assert f"| {distro} |" in section, distro

@@ -9,7 +9,8 @@
 
 Fragments: kconfig-fragments/watchdog.config, one per --model (default: i6300esb and ib700, the seed
 article's menu), sysrq.config, then each --fragment FILE in order; later ones override earlier ones.
-Exit codes: 0 ok, 2 bad input (naming the file:line or option), 3 values did not take effect.
+Exit codes: 0 ok, 2 bad input (naming the file:line or option; a file with no CONFIG_ line is not a
+config), 3 --merge: values did not take effect; --check: the config is not watchdog-ready.
 """
 
 import argparse

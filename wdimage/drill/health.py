@@ -13,6 +13,7 @@ import math
 import re
 import time
 
+from wdimage import log
 from wdimage.drill import windows
 from wdimage.drill.windows import Window
 from wdimage.image.manifest import HealthRecord
@@ -131,9 +132,12 @@ def load(ctx) -> None:
     """Busy loops past max-load-1, once the load has settled to what the window assumes."""
     deadline = time.monotonic() + LOAD_SETTLE_SECONDS
     start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
-    while start > LOAD_SETTLED and time.monotonic() < deadline:
-        time.sleep(5)
-        start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
+    if start > LOAD_SETTLED:
+        with log.waiting(f"the guest's 1-minute load ({start:.2f}) to fall under {LOAD_SETTLED}",
+                         at_most=LOAD_SETTLE_SECONDS):
+            while start > LOAD_SETTLED and time.monotonic() < deadline:
+                time.sleep(5)
+                start = float(ctx.guest.run(LOADAVG_SH, timeout=30).stdout.strip() or 0)
     spinners = windows.spinners_for(ctx.setup.health.max_load_1)
     ctx.guest.spawn(LOAD_SH, str(spinners))
     ctx.notes.append(f"{spinners} busy loops from a 1-minute load of {start:.2f}")

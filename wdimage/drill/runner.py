@@ -157,8 +157,8 @@ def run_scenarios(target: Target, report: DrillReport, faults: Sequence[str], pr
             report.console_tail = _tail(session)
             return
         session.setup = report.setup = dataclasses.replace(report.setup, interval=probe.interval)
-        for scenario in scenarios:
-            report.faults.append(run_scenario(session, scenario))
+        for number, scenario in enumerate(scenarios, 1):
+            report.faults.append(run_scenario(session, scenario, f"{number}/{len(scenarios)}"))
     except (TimeoutError, ConnectionError, ProtocolError) as e:
         report.error = getattr(e, "message", None) or str(e) or type(e).__name__
         report.console_tail = _tail(session)
@@ -179,7 +179,7 @@ def _tail(session: Session) -> str:
         return ""
 
 
-def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
+def run_scenario(session: Session, scenario: Scenario, count: str = "") -> FaultResult:
     setup = session.setup
     missing = scenario.needs - session.target.capabilities
     if missing:
@@ -190,7 +190,7 @@ def run_scenario(session: Session, scenario: Scenario) -> FaultResult:
     title = {Outcome.FIRE: "the watchdog must fire", Outcome.REBOOT: "the daemon must reboot the guest",
              Outcome.QUIET: "nothing may happen",
              Outcome.PROOF: "the watchdog must fire, with the action none for the moment"}
-    with log.step(f"'{scenario.name}': {scenario.summary}"):
+    with log.step(f"{f'[{count}] ' if count else ''}'{scenario.name}': {scenario.summary}"):
         not_armed = session.ensure_armed()
         marks = Marks(boot=session.booted, armed=session.armed, armed_by=session.armed_by)
         if not_armed:

@@ -51,13 +51,16 @@ class Session:
         starting), then count as failed. Records the boot and arming moments for the report's timelines."""
         guest = self.guest
         self.booted, self.armed, self.armed_by = wall(since), None, ""
-        guest.wait_agent(AGENT_TIMEOUT)
+        with log.waiting("the guest to boot and its agent to answer", at_most=AGENT_TIMEOUT):
+            guest.wait_agent(AGENT_TIMEOUT)
         to_agent = time.monotonic() - since
         log.info(f"guest agent answered after {to_agent:.1f}s")
         retry = CHECK_RETRY_SECONDS
         try:  # systemd: wait for the start jobs
-            settle = guest.run("if [ -d /run/systemd/system ]; then systemctl is-system-running --wait; "
-                               "else echo no-systemd; fi", timeout=BOOT_SETTLE_TIMEOUT)
+            with log.waiting("the guest's boot to settle (systemctl is-system-running --wait)",
+                             at_most=BOOT_SETTLE_TIMEOUT):
+                settle = guest.run("if [ -d /run/systemd/system ]; then systemctl is-system-running --wait; "
+                                   "else echo no-systemd; fi", timeout=BOOT_SETTLE_TIMEOUT)
             if settle.stdout.strip() == "no-systemd":
                 retry = CHECK_RETRY_WITHOUT_SYSTEMD  # OpenRC: nothing to wait on; the checks are polled
         except TimeoutError:

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from wdimage import log
 from wdimage.drill import health as health_drill
 from wdimage.drill import proof
 from wdimage.drill.checks import run_checks
@@ -98,7 +99,8 @@ def watch_fire(session: Session, scenario: Scenario, ctx: Context, result: Fault
     guest, setup, window = ctx.guest, ctx.setup, result.window
     fault_at = _inject(ctx, scenario, result)
     limit = window.high + MARGIN_SECONDS
-    event = guest.wait_event({EventKind.WATCHDOG}, _deadline(fault_at + limit))
+    with log.waiting(f"the WATCHDOG event (expected {_span(window)} after the fault)", at_most=limit):
+        event = guest.wait_event({EventKind.WATCHDOG}, _deadline(fault_at + limit))
     if event is None:
         result.detail = f"no WATCHDOG event within {limit:.0f}s of the fault; status: {guest.status()}{_others(guest)}"
         if any(e.kind is EventKind.RESET for e in guest.events()):
@@ -123,7 +125,9 @@ def watch_reboot(session: Session, scenario: Scenario, ctx: Context, result: Fau
     guest, window = ctx.guest, result.window
     fault_at = _inject(ctx, scenario, result)
     limit = window.high + MARGIN_SECONDS
-    event = guest.wait_event({EventKind.RESET, EventKind.WATCHDOG, EventKind.SHUTDOWN}, _deadline(fault_at + limit))
+    with log.waiting(f"the daemon's reboot (expected {_span(window)} after the fault)", at_most=limit):
+        event = guest.wait_event({EventKind.RESET, EventKind.WATCHDOG, EventKind.SHUTDOWN},
+                                 _deadline(fault_at + limit))
     if event is None:
         result.detail = f"no reboot within {limit:.0f}s of the fault; status: {guest.status()}{_others(guest)}"
         return
@@ -171,8 +175,9 @@ def watch_quiet(session: Session, scenario: Scenario, ctx: Context, result: Faul
     guest, window = ctx.guest, result.window
     _inject(ctx, scenario, result)
     quiet = 2 * window.high
-    event = guest.wait_event({EventKind.WATCHDOG, EventKind.RESET, EventKind.SHUTDOWN, EventKind.EXITED},
-                             time.monotonic() + quiet)
+    with log.waiting(f"{quiet:.0f}s in which nothing may happen (twice the {window.high:.0f}s window)", at_most=quiet):
+        event = guest.wait_event({EventKind.WATCHDOG, EventKind.RESET, EventKind.SHUTDOWN, EventKind.EXITED},
+                                 time.monotonic() + quiet)
     if event is not None:
         _answered(result, event)
         result.detail = f"{event} came, where nothing may happen ({window.why}){_others(guest)}"
@@ -237,7 +242,8 @@ def _back_armed(session: Session, scenario: Scenario, ctx: Context, result: Faul
 
 def _exited(session: Session, scenario: Scenario, ctx: Context, result: FaultResult,
             event: Event) -> tuple[bool, str]:
-    gone = ctx.guest.wait_event({EventKind.EXITED}, time.monotonic() + AFTERMATH_SECONDS)
+    with log.waiting("QEMU to exit", at_most=AFTERMATH_SECONDS):
+        gone = ctx.guest.wait_event({EventKind.EXITED}, time.monotonic() + AFTERMATH_SECONDS)
     session.probe = None
     return gone is not None, "QEMU then: exited" if gone else f"expected the guest to power off; status {ctx.guest.status()}"
 

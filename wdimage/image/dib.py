@@ -17,7 +17,7 @@ from typing import Literal
 
 from wdimage import log, run
 from wdimage.errors import failure, usage_error
-from wdimage.image import dibclean
+from wdimage.image import dibclean, dibprogress
 
 # A partitionless image: one ext4 filesystem on the loop device, no kpartx/device-mapper needed.
 # The kernel and initrd come out beside it (the `baremetal` element) for QEMU's direct kernel boot.
@@ -141,7 +141,9 @@ class DibCommand:
             env["TMP_DIR"] = env["TMPDIR"] = str(scratch)  # DIB's `mktemp -t` prefers TMPDIR to TMP_DIR
             try:
                 # With a logfile DIB says little; keep even that off stdout, which `--json` owns.
-                with tempfile.TemporaryFile("w+") as chatter:
+                # Its phases are shown as they happen, read from its log (wdimage.image.dibprogress).
+                follow = dibprogress.follow(self.logfile) if self.logfile else contextlib.nullcontext()
+                with tempfile.TemporaryFile("w+") as chatter, follow:
                     code = run.run_group(self.argv(), env=env, output=chatter if self.logfile else None,
                                          spare=("outfilter.py",))  # DIB's log writer: it must outlive DIB
                     chatter.seek(0)

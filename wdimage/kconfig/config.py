@@ -292,6 +292,11 @@ def check_config(config: Path, models: Sequence[Model | str] = DEFAULT_MODELS, *
     fragments = _fragment_set(models, extra_fragments)
     text = read_config_text(config)
     values = config_values(text)
+    if not values:  # /dev/null, a README: not a config that lacks the watchdog, not a config at all
+        what = "it is empty" if not text.strip() else "it has no CONFIG_ line (neither `CONFIG_X=...` nor " \
+                                                      "`# CONFIG_X is not set`)"
+        raise usage_error(f"--config {config}: not a kernel config: {what}",
+                          hint="give a kernel .config (a tree's .config, /boot/config-*, /proc/config.gz)")
     tree = None
     if kernel_src is not None:
         tree = parse_tree(Path(kernel_src), arch)
