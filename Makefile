@@ -79,8 +79,7 @@ test-fast: venv
 DEMO_FAULTS ?= panic
 demo: deps-demo venv-demo
 	$(BIN)/wdimage build debian --output output/debian-i6300esb
-	$(BIN)/wdimage drill output/debian-i6300esb $(foreach f,$(DEMO_FAULTS),--fault $(f)) \
-	    --html output/drill.html
+	$(BIN)/wdimage drill output/debian-i6300esb $(foreach f,$(DEMO_FAULTS),--fault $(f)) --html output/drill.html
 
 # kernel-config on a real tree: Debian's linux-source-6.1 with its amd64 config (watchdog switched off):
 # --check (fails), --merge, then --check --strict (passes). The tree is extracted once into the cache.
