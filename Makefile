@@ -16,9 +16,12 @@ APT_TEST := strace
 # libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST))
+# Foreign guests (--arch arm64|s390x): qemu-user-static runs their chroot in DIB, the system emulators boot them,
+# UEFI for an arm64 disk image, and Debian's cross compilers for Kconfig's compiler tests (kernel-config --arch).
+APT_ARCH := qemu-user-static qemu-system-arm qemu-system-misc qemu-efi-aarch64 gcc-aarch64-linux-gnu gcc-s390x-linux-gnu
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_ARCH))
 
-.PHONY: all deps venv test test-fast demo bench lint clean
+.PHONY: all deps venv binfmt test test-fast demo bench lint clean
 
 all: test
 
@@ -34,6 +37,13 @@ deps:
 
 venv: deps $(BIN)/.installed
 
+# Let the kernel hand arm64 and s390x programs to qemu-user-static (a foreign build's chroot): mount binfmt_misc
+# and register Debian's qemu-user-static entries where no binfmt-support or systemd-binfmt did. Machine-wide.
+binfmt: deps
+	@mountpoint -q /proc/sys/fs/binfmt_misc || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@for a in aarch64 s390x; do [ -e /proc/sys/fs/binfmt_misc/qemu-$$a ] || \
+	    $(SUDO) sh -c "cat /usr/lib/binfmt.d/qemu-$$a.conf > /proc/sys/fs/binfmt_misc/register"; done
+
 # The [libvirt] extra builds libvirt-python from source: it needs `make deps` (libvirt-dev, pkg-config) first.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +51,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # Every test: fast unit tests, then the real-input tier (kernel trees, DIB build, QEMU boots).
-test: deps venv
+test: deps venv binfmt
 	$(BIN)/python -m pytest -v --durations=40
 
 # The fast tier alone, for quick iteration.
