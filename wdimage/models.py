@@ -158,14 +158,15 @@ def default_models(arch: Arch | str = DEFAULT_ARCH) -> tuple[Model, ...]:
     return tuple(m for m in models_on(arch) if not info(m).refused)
 
 
-def model_on_arch_error(model: Model | str, arch: Arch | str) -> str | None:
-    """Why `model` cannot be used on `arch` (None: it can): the message names the models that can."""
+def model_on_arch_error(model: Model | str, arch: Arch | str, *, refused_ok: bool = False) -> str | None:
+    """Why `model` cannot be used on `arch` (None: it can): the message names the models that can. A refused
+    model is let through with `refused_ok` (a kernel config does not depend on the board's firmware)."""
     about, arch = info(model), Arch(arch)
     if arch not in about.machines:
-        usable = ", ".join(m for m in models_on(arch) if not info(m).refused) or "none"
+        usable = ", ".join(m for m in models_on(arch) if refused_ok or not info(m).refused) or "none"
         where = ", ".join(str(a) for a in about.arches)
         return f"--model {about.model} does not exist on --arch {arch} (only on {where}); on {arch}: {usable}"
-    if about.refused:
+    if about.refused and not refused_ok:
         return f"--model {about.model} is refused: {about.refused}"
     return None
 

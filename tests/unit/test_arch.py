@@ -218,3 +218,18 @@ def test_kernel_config_refuses_a_model_the_arch_lacks(tmp_path, capsys, args, na
     config.write_text("CONFIG_WATCHDOG=y\n")
     assert cli.main(["kernel-config", "--check", "--config", str(config), *args]) == ExitCode.USAGE
     assert names in capsys.readouterr().err
+
+
+def test_kernel_config_takes_the_refused_board_model_and_each_archs_default(tmp_path, capsys):
+    """A kernel config does not depend on the board's firmware: sbsa-gwdt is checked like any model; without
+    --model, arm64 checks i6300esb and s390x diag288."""
+    config = tmp_path / "config"
+    config.write_text("CONFIG_WATCHDOG=y\nCONFIG_WATCHDOG_CORE=y\nCONFIG_MAGIC_SYSRQ=y\nCONFIG_ARM_SBSA_WATCHDOG=m\n")
+    assert cli.main(["kernel-config", "--check", "--json", "--config", str(config), "--arch", "aarch64",
+                     "--model", "sbsa-gwdt"]) == ExitCode.OK
+    capsys.readouterr()
+    assert cli.main(["kernel-config", "--check", "--json", "--config", str(config), "--arch", "arm64"]) == 3
+    assert "I6300ESB_WDT" in capsys.readouterr().out
+    assert cli.main(["kernel-config", "--check", "--json", "--config", str(config), "--arch", "s390"]) == 3
+    out = capsys.readouterr().out
+    assert "DIAG288_WATCHDOG" in out and "I6300ESB_WDT" not in out

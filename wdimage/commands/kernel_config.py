@@ -28,7 +28,7 @@ from wdimage.kconfig.config import (
     render_text,
     running_config,
 )
-from wdimage.models import ARCHES, Arch, Model, arch_from_name, arch_info, default_models, info
+from wdimage.models import ARCHES, Arch, Model, arch_from_name, arch_info, default_models, model_on_arch_error
 
 
 def add_parser(sub) -> None:
@@ -85,10 +85,8 @@ def resolve_arch(given: str | None, models: list[Model]) -> tuple[str | None, li
         names = ", ".join([*Arch, *(a for row in ARCHES.values() for a in row.aliases)])
         raise usage_error(f"--arch {given}: expected one of {names}")
     for model in models:
-        if arch not in info(model).machines:
-            on = ", ".join(str(m) for m in Model if arch in info(m).machines)
-            raise usage_error(f"--model {model} does not exist on --arch {arch} "
-                              f"(only on {', '.join(info(model).arches)}); on {arch}: {on}")
+        if why := model_on_arch_error(model, arch, refused_ok=True):
+            raise usage_error(why)
     return arch_info(arch).kernel_arch, models or list(default_models(arch))
 
 
