@@ -128,6 +128,8 @@ def test_build_s390x_diag288_dry_run_and_its_kernel_command_line(tmp_path, capsy
     assert command.startswith("ARCH=s390x ") and "DIB_WATCHDOG_MODULE=diag288_wdt" in command
     settings = build.make_settings("debian", arch="s390", model="diag288", output=tmp_path / "o")
     assert settings.arch is Arch.S390X and build.kernel_cmdline(settings).endswith("console=ttysclp0")
+    assert settings.name == "debian-s390x-diag288"  # the default name never collides with an x86 build's
+    assert build.make_settings("debian", output=tmp_path / "o").name == "debian-i6300esb"
 
 
 @pytest.mark.parametrize("args,names", [

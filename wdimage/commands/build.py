@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
                         "is a previous wdimage output (kept as DIR.old)")
     p.add_argument("--force", action="store_true",
                    help="replace --output DIR even when it is not a previous wdimage output")
-    p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL)")
+    p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL, or "
+                                  "DISTRO-ARCH-MODEL off x86_64)")
     p.add_argument("--mirror", metavar="URL",
                    help="package mirror. " + "; ".join(f"{d.name}: {d.mirror_help}" for d in distros.DISTROS.values()))
     p.add_argument("--no-agent", dest="agent", action="store_false",

@@ -107,7 +107,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-'"
                           f"{', /' if slash_ok else ''} are allowed")
     distros.check_release(spec, release)
-    name = name or f"{distro}-{model_}"
+    # DISTRO-MODEL, DISTRO-ARCH-MODEL off x86_64 (the matrix's cell names): an arm64 build never takes the x86 name
+    name = name or (f"{distro}-{model_}" if arch_ is Arch.X86_64 else f"{distro}-{arch_}-{model_}")
     if not NAME_RE.fullmatch(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
     if mirror is not None and not distros.MIRROR_RE.fullmatch(mirror):
