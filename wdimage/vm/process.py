@@ -137,7 +137,7 @@ def choose_accel(spec: LaunchSpec, workdir: Path, probe_seconds: float = 20) -> 
         return forced, f"WDIMAGE_ACCEL={forced}"
     host = platform.machine()
     if arch_from_uname(host) is not spec.arch:
-        return "tcg", f"a {spec.arch} guest on this {host} host: KVM runs only the host's architecture"
+        return "tcg", f"{spec.arch} guest on this {host} host: KVM runs only the host's architecture"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg", "no usable /dev/kvm"
     key = str(spec.kernel)
