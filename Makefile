@@ -23,11 +23,14 @@ APT_PLATFORMS := cloud-init cloud-image-utils umoci skopeo
 # libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER) $(APT_PLATFORMS))
+# Foreign guests (--arch arm64|s390x): qemu-user-static runs their chroot in DIB, the system emulators boot them,
+# UEFI for an arm64 disk image, and Debian's cross compilers for Kconfig's compiler tests (kernel-config --arch).
+APT_ARCH := qemu-user-static qemu-system-arm qemu-system-misc qemu-efi-aarch64 gcc-aarch64-linux-gnu gcc-s390x-linux-gnu
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER) $(APT_PLATFORMS) $(APT_ARCH))
 # `make demo` needs only a build and a drill: no kernel sources, no libvirt (a fresh machine's minutes).
 APT_DEMO := $(sort $(APT_BASE) $(APT_BUILD) $(APT_DRILL))
 
-.PHONY: all deps deps-demo venv venv-demo test test-fast demo bench lint clean
+.PHONY: all deps deps-demo venv venv-demo binfmt test test-s390x test-fast demo bench lint clean
 
 all: test
 
@@ -50,6 +53,13 @@ deps-demo:
 
 venv: deps $(BIN)/.installed
 
+# Let the kernel hand arm64 and s390x programs to qemu-user-static (a foreign build's chroot): mount binfmt_misc
+# and register Debian's qemu-user-static entries where no binfmt-support or systemd-binfmt did. Machine-wide.
+binfmt: deps
+	@mountpoint -q /proc/sys/fs/binfmt_misc || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@for a in aarch64 s390x; do [ -e /proc/sys/fs/binfmt_misc/qemu-$$a ] || \
+	    $(SUDO) sh -c "cat /usr/lib/binfmt.d/qemu-$$a.conf > /proc/sys/fs/binfmt_misc/register"; done
+
 # The [libvirt] extra builds libvirt-python from source: it needs `make deps` (libvirt-dev, pkg-config) first.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,8 +75,12 @@ $(BIN)/.installed-run: pyproject.toml
 	touch $@
 
 # Every test: fast unit tests, then the real-input tier (kernel trees, DIB build, QEMU boots).
-test: deps venv
-	$(BIN)/python -m pytest -v --durations=40
+test: deps venv binfmt
+	$(BIN)/python -m pytest -v --durations=40 -m 'not s390x'
+
+# The s390x guest (built through qemu-user-static, drilled under TCG): timed in docs/architectures.md.
+test-s390x: deps venv binfmt
+	$(BIN)/python -m pytest -v --durations=10 -m s390x
 
 # The fast tier alone, for quick iteration.
 test-fast: venv

@@ -37,7 +37,7 @@ TREES = CACHE / "kernel-trees"
 NEEDED_MEMBERS = ("*Kconfig*", "*Makefile*", "*/scripts/*", "*/arch/x86/*")
 FLAVOURS = ("amd64_none_amd64", "amd64_none_cloud-amd64", "amd64_rt_amd64")
 # Every symbol the watchdog fragments touch, switched off to make the "before" config of the tests.
-WATCHDOG_SYMBOLS = ("WATCHDOG", "WATCHDOG_CORE", "I6300ESB_WDT", "IB700_WDT", "ITCO_WDT")
+WATCHDOG_SYMBOLS = ("WATCHDOG", "WATCHDOG_CORE", "I6300ESB_WDT", "IB700_WDT", "ITCO_WDT", "DIAG288_WATCHDOG")
 
 SUITES = {"6.1": "bookworm", "6.12": "trixie", "7.2": "sid"}
 
@@ -77,9 +77,10 @@ def debian_mirror() -> str:
     raise RuntimeError(f"no Debian mirror found in {parts} or /etc/apt/sources.list")
 
 
-def _private_apt_options(suite: str) -> list[str]:
-    """apt-get options for a private configuration that sees only `suite` of this machine's Debian mirror."""
-    root = CACHE / "apt" / suite
+def _private_apt_options(suite: str, arch: str | None = None) -> list[str]:
+    """apt-get options for a private configuration that sees only `suite` of this machine's Debian mirror
+    (with `arch`: only that Debian architecture's packages)."""
+    root = CACHE / "apt" / (f"{suite}-{arch}" if arch else suite)
     for sub in ("lists/partial", "archives/partial", "parts"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     sources = root / "sources.list"
@@ -93,6 +94,7 @@ def _private_apt_options(suite: str) -> list[str]:
         "-o", f"Dir::Cache::archives={root / 'archives'}",
         "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=",
         "-o", "APT::Get::List-Cleanup=false", "-o", "APT::Sandbox::User=root",
+        *(["-o", f"APT::Architecture={arch}", "-o", f"APT::Architectures={arch}"] if arch else []),
     ]
 
 
@@ -104,6 +106,37 @@ def _download_debs(suite: str, packages: list[str], dest: Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(["apt-get", *opts, "-q", "download", *packages], check=True, cwd=dest, stdout=sys.stderr)
     return sorted(dest.glob("*.deb"))
+
+
+def debian_arch_config(arch: str, version: str = "6.1") -> Path:
+    """Debian's own kernel config for the Debian architecture `arch` (arm64, s390x): /boot/config-* of the
+    kernel package its linux-image-ARCH metapackage depends on in `version`'s suite, fetched through a private
+    apt configuration for that architecture (linux-config-6.1 on amd64 holds only the amd64 configs). Kept
+    under ${WDIMAGE_CACHE}/inputs/debian-kernel-configs/; the .deb itself is deleted."""
+    directory = CACHE / "inputs" / "debian-kernel-configs"
+    found = sorted(directory.glob(f"config-{version}.*-{arch}"))
+    if found:
+        return found[-1]
+    suite = SUITES[version]
+    opts = _private_apt_options(suite, arch)
+    lists = CACHE / "apt" / f"{suite}-{arch}" / "lists"
+    if not any(lists.glob("*Packages*")):
+        subprocess.run(["apt-get", *opts, "-q", "update"], check=True, stdout=sys.stderr)
+    depends = subprocess.run(["apt-cache", *opts, "depends", f"linux-image-{arch}"], check=True,
+                             capture_output=True, text=True).stdout
+    image = re.search(rf"Depends: (linux-image-{re.escape(version)}\.\S+-{arch})\n", depends)
+    if image is None:
+        raise RuntimeError(f"linux-image-{arch} in {suite} depends on no linux-image-{version}.*: {depends}")
+    with tempfile.TemporaryDirectory(prefix="wdimage-deb-") as tmp:
+        subprocess.run(["apt-get", *opts, "-q", "download", image.group(1)], check=True, cwd=tmp, stdout=sys.stderr)
+        (deb,) = Path(tmp).glob("*.deb")
+        subprocess.run(f"dpkg-deb --fsys-tarfile {deb} | tar -x -C {tmp} --wildcards './boot/config-*'",
+                       shell=True, check=True)
+        (config,) = Path(tmp, "boot").glob("config-*")
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / config.name
+        write_atomically(target, config.read_bytes())
+    return target
 
 
 def _installed_or_fetched(version: str) -> tuple[Path, Path]:
@@ -186,6 +219,8 @@ def _remove_leftovers() -> None:
         shutil.rmtree(leftover, ignore_errors=True)
     for leftover in TREES.glob(".config-*.tmp"):
         leftover.unlink(missing_ok=True)
+
+
 def full_kernel_tree(version: str = "6.1") -> Path:
     """The whole source tree of Linux `version` (for compiling it), extracted once under the cache as
     full-linux-VERSION-STAMP (about 1.5 GB for 6.1; 20 s of xz). Older stamps of it are removed."""

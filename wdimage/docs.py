@@ -22,20 +22,31 @@ Column = tuple[str, Callable]
 def _libvirt(m: ModelInfo) -> str:
     if m.qemu_device:
         return f"`<watchdog model='{m.libvirt_model}'>`"
-    return "`qemu:commandline` (libvirt 9.0 has no `itco` model)"
+    if m.refused:
+        return "no model"
+    return f"`qemu:commandline` (libvirt 9.0 has no `{m.model}` model)"
+
+
+def _platform(word) -> str:
+    """A platform's word for the row, or `no` where it has none (models.Cannot)."""
+    return f"`{word}`" if isinstance(word, str) else "no"
 
 
 MODEL_COLUMNS: list[Column] = [
     ("model (`--model`)", lambda m: f"`{m.model}`"),
     ("bus", lambda m: m.bus),
     ("QEMU", lambda m: f"`-device {m.qemu_device}`" if m.qemu_device else f"built into `-machine {m.machine}`"),
-    ("machine", lambda m: f"`{m.machine}`"),
+    ("architecture: machines", lambda m: "; ".join(f"{arch}: " + ", ".join(f"`{x}`" for x in machines)
+                                                   for arch, machines in m.machines.items())
+                                         + (" (refused: see docs/architectures.md)" if m.refused else "")),
     ("timeout (s)", lambda m: f"{m.timeout_range[0]}-{m.timeout_range[1]}"),
     ("countdowns", lambda m: str(m.stages)),
     ("driver", lambda m: f"`{m.module}` (`CONFIG_{m.kconfig_symbol}`)"),
     ("fragment", lambda m: f"[`{m.fragment}`](kconfig-fragments/{m.fragment})"),
     ("libvirt", _libvirt),
     ("OpenStack", lambda m: "yes (Nova emulates it)" if m.nova else "no"),
+    ("KubeVirt", lambda m: _platform(m.kubevirt)),
+    ("Proxmox VE", lambda m: _platform(m.proxmox)),
 ]
 
 ACTION_COLUMNS: list[Column] = [
@@ -44,6 +55,8 @@ ACTION_COLUMNS: list[Column] = [
     ("crashed guest back by itself", lambda a: "yes" if a.recovers else "no"),
     ("libvirt `<watchdog action=>`", lambda a: " ".join(f"`{w}`" for w in (a.libvirt, *a.libvirt_also) if w) or "none"),
     ("OpenStack `hw_watchdog_action`", lambda a: f"`{a.openstack}`" if a.openstack else "none"),
+    ("KubeVirt", lambda a: _platform(a.kubevirt)),
+    ("Proxmox VE", lambda a: _platform(a.proxmox)),
 ]
 
 

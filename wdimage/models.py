@@ -1,6 +1,8 @@
-"""The QEMU-emulated watchdog models and actions, in one table shared by every command: each row names the
-thing in every vocabulary wdimage speaks (QEMU, libvirt, OpenStack, KubeVirt, Proxmox VE); the reverse look-ups
-are derived here. A new model or action is one row; a platform that cannot express one says why (`Cannot`)."""
+"""The QEMU-emulated watchdog models, the guest architectures and the actions, in tables shared by every command:
+each row names the thing in every vocabulary wdimage speaks (kernel, Debian, QEMU, libvirt, OpenStack, KubeVirt,
+Proxmox VE); the reverse look-ups are derived here. A new model, architecture or action is one row; the
+architectures and machines a model exists on are columns of its row; a platform that cannot express one says why
+(`Cannot`)."""
 
 import dataclasses
 import enum
@@ -10,6 +12,66 @@ class Model(enum.StrEnum):
     I6300ESB = "i6300esb"
     IB700 = "ib700"
     ITCO = "itco"
+    DIAG288 = "diag288"
+    SBSA_GWDT = "sbsa-gwdt"
+
+
+class Arch(enum.StrEnum):
+    """The guest's architecture (`--arch`), named as `uname -m` names it except arm64 (Debian's and Linux's)."""
+
+    X86_64 = "x86_64"
+    ARM64 = "arm64"
+    S390X = "s390x"
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchInfo:
+    arch: Arch
+    kernel_arch: str  # the kernel Makefile's ARCH (SRCARCH is derived from it by wdimage.kconfig.tree)
+    debian: str  # Debian's architecture name (dpkg --print-architecture, DIB's ARCH)
+    uname: str  # `uname -m` in the guest; the binfmt_misc entry is qemu-<uname> (Debian's qemu-user-static)
+    qemu_system: str  # the QEMU system emulator binary
+    default_machine: str  # QEMU's machine type when the model does not name one
+    cpu_tcg: str | None  # `-cpu` under TCG; None: QEMU's default for the machine
+    cpu_kvm: str  # `-cpu` under KVM (libvirt: host-passthrough)
+    console: str  # the kernel's console device on the machine's first serial port (console=...)
+    cross_compile: str  # CROSS_COMPILE of Debian's cross compiler (gcc-<prefix without the dash>)
+    kernel_image: str  # `make` target of the bootable kernel image, under arch/<SRCARCH>/boot/
+    virtio_transport: str  # what virtio devices hang off: pci, or ccw (s390x channel I/O)
+    acpi: bool  # the machine describes itself with ACPI under direct kernel boot (arm64 virt: device tree)
+    aliases: tuple[str, ...] = ()  # other names accepted for --arch (kernel ARCH, Debian's, uname -m)
+    firmware: str | None = None  # -bios for a disk image (no direct kernel boot); None: the machine's own
+
+
+ARCHES: dict[Arch, ArchInfo] = {a.arch: a for a in [
+    ArchInfo(Arch.X86_64, kernel_arch="x86", debian="amd64", uname="x86_64", qemu_system="qemu-system-x86_64",
+             default_machine="pc", cpu_tcg=None, cpu_kvm="host", console="ttyS0", cross_compile="x86_64-linux-gnu-",
+             kernel_image="bzImage", virtio_transport="pci", acpi=True, aliases=("x86", "amd64")),
+    # QEMU's `virt` board: no watchdog of its own, PCIe for i6300esb; -cpu max under TCG (the default cortex-a15
+    # is 32-bit). Direct kernel boot needs no firmware; a disk image boots through UEFI (qemu-efi-aarch64).
+    ArchInfo(Arch.ARM64, kernel_arch="arm64", debian="arm64", uname="aarch64", qemu_system="qemu-system-aarch64",
+             default_machine="virt", cpu_tcg="max", cpu_kvm="host", console="ttyAMA0",
+             cross_compile="aarch64-linux-gnu-", kernel_image="Image.gz", virtio_transport="pci", acpi=False,
+             aliases=("aarch64",), firmware="/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"),
+    ArchInfo(Arch.S390X, kernel_arch="s390", debian="s390x", uname="s390x", qemu_system="qemu-system-s390x",
+             default_machine="s390-ccw-virtio", cpu_tcg=None, cpu_kvm="host", console="ttysclp0",
+             cross_compile="s390x-linux-gnu-", kernel_image="bzImage", virtio_transport="ccw", acpi=False,
+             aliases=("s390",)),
+]}
+DEFAULT_ARCH = Arch.X86_64
+
+
+def arch_info(arch: Arch | str) -> ArchInfo:
+    return ARCHES[Arch(arch)]
+
+
+def arch_from_name(name: str) -> Arch | None:
+    """`--arch NAME`: the table's name or an alias (kernel ARCH, Debian's or `uname -m`'s); None if unknown."""
+    return next((a.arch for a in ARCHES.values() if name == a.arch or name in a.aliases), None)
+
+
+def arch_from_uname(machine: str) -> Arch | None:
+    return next((a.arch for a in ARCHES.values() if a.uname == machine), None)
 
 
 class Action(enum.StrEnum):
@@ -45,7 +107,6 @@ class ModelInfo:
     kconfig_symbol: str  # the driver's Kconfig symbol, without CONFIG_
     module: str  # the kernel module name
     qemu_device: str | None  # `-device NAME`; None where the machine has it built in
-    machine: str  # QEMU machine type the device lives on
     timeout_range: tuple[int, int]  # seconds the driver accepts
     libvirt_model: str  # libvirt's <watchdog model=>
     fragment: str  # file name in kconfig-fragments/
@@ -59,6 +120,18 @@ class ModelInfo:
     reopen_after_fire: bool = False
     bus: str = ""  # how the guest reaches it: PCI, ISA, or the machine's own LPC bridge
     nova: bool = False  # OpenStack Nova's libvirt driver emulates it for hw_watchdog_action (only i6300esb)
+    # The architectures the model exists on, each with its QEMU machine types (the first is the default).
+    machines: dict[Arch, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    refused: str = ""  # why wdimage does not build or drill it here although it exists (empty: it does)
+
+    @property
+    def arches(self) -> tuple[Arch, ...]:
+        return tuple(self.machines)
+
+    @property
+    def machine(self) -> str:
+        """The default machine type on the model's first architecture."""
+        return next(iter(self.machines.values()))[0]
 
 
 # reopen_after_fire, from QEMU 7.2's code:
@@ -71,19 +144,37 @@ class ModelInfo:
 #   TCO_RLD (the iTCO_wdt driver's keepalive on the ICH9's TCO v2) reloads it whenever TCO_TMR_HLT is clear and
 #   the timer value is above 1 (can_start_tco_timer(); SECOND_TO_STS does not stop it).
 MODELS: dict[Model, ModelInfo] = {
-    Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb", "pc",
-                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer", bus="PCI",
+    # A PCI device: any x86 machine, and arm64 `virt` over PCIe (QEMU's `virt` has no watchdog of its own).
+    Model.I6300ESB: ModelInfo(Model.I6300ESB, "I6300ESB_WDT", "i6300esb", "i6300esb",
+                              (1, 2046), "i6300esb", "i6300esb.config", identity="i6300ESB timer",
+                              machines={Arch.X86_64: ("pc", "q35"), Arch.ARM64: ("virt",)}, bus="PCI",
                               nova=True, kubevirt="i6300esb", proxmox="i6300esb", reopen_after_fire=True),
-    Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700", "pc",
-                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT", bus="ISA", proxmox="ib700",
-                           reopen_after_fire=False),
+    # An ISA device: only the x86 `pc` machine has an ISA bus.
+    Model.IB700: ModelInfo(Model.IB700, "IB700_WDT", "ib700wdt", "ib700",
+                           (1, 30), "ib700", "ib700.config", identity="IB700 WDT",
+                           machines={Arch.X86_64: ("pc",)}, bus="ISA", proxmox="ib700", reopen_after_fire=False),
     # q35's ICH9 LPC bridge has the iTCO watchdog built in; it needs -global ICH9-LPC.noreboot=false.
-    Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None, "q35",
+    Model.ITCO: ModelInfo(Model.ITCO, "ITCO_WDT", "iTCO_wdt", None,
                           (1, 613), "itco", "itco.config", identity="iTCO_wdt", stages=2,
-                          bus="LPC (built into q35's ICH9)", reopen_after_fire=False),
+                          machines={Arch.X86_64: ("q35",)}, bus="LPC (built into q35's ICH9)",
+                          reopen_after_fire=False),
+    # s390x's DIAGNOSE 0x288 timer (QEMU hw/watchdog/wdt_diag288.c): one countdown; Linux's driver accepts
+    # 15..3600 s (drivers/watchdog/diag288_wdt.c MIN_INTERVAL, MAX_INTERVAL) and names itself "z Watchdog".
+    # After a fire that does not reset, the timer stays enabled: no re-open needed.
+    Model.DIAG288: ModelInfo(Model.DIAG288, "DIAG288_WATCHDOG", "diag288_wdt", "diag288",
+                             (15, 3600), "diag288", "diag288.config", identity="z Watchdog",
+                             machines={Arch.S390X: ("s390-ccw-virtio",)}, bus="DIAGNOSE 0x288 (s390x)", kubevirt="diag288",
+                             reopen_after_fire=False),
+    # The SBSA generic watchdog is built into QEMU's `sbsa-ref` board, which boots only through its own
+    # firmware (TF-A + EDK2 built for sbsa-ref): libvirt has no model for it either.
+    Model.SBSA_GWDT: ModelInfo(Model.SBSA_GWDT, "ARM_SBSA_WATCHDOG", "sbsa_gwdt", None,
+                               (1, 3600), "", "sbsa-gwdt.config", identity="SBSA Generic Watchdog", stages=2,
+                               machines={Arch.ARM64: ("sbsa-ref",)}, bus="built into sbsa-ref",
+                               refused="QEMU's sbsa-ref board boots only through its own firmware (TF-A and EDK2 "
+                                       "built for sbsa-ref), which Debian does not package"),
 }
 
-# With no --model, the seed article's menu: the core plus both classic drivers.
+# With no --model, the seed article's menu: the core plus both classic drivers (x86).
 DEFAULT_MODELS: tuple[Model, ...] = (Model.I6300ESB, Model.IB700)
 
 
@@ -91,9 +182,40 @@ def info(model: Model | str) -> ModelInfo:
     return MODELS[Model(model)]
 
 
+def models_on(arch: Arch | str) -> tuple[Model, ...]:
+    """The models that exist on `arch`, refused ones included."""
+    return tuple(m.model for m in MODELS.values() if Arch(arch) in m.machines)
+
+
+def default_models(arch: Arch | str = DEFAULT_ARCH) -> tuple[Model, ...]:
+    """kernel-config's models when none is named: the seed article's menu on x86, else every model wdimage
+    drives on `arch`."""
+    if Arch(arch) is Arch.X86_64:
+        return DEFAULT_MODELS
+    return tuple(m for m in models_on(arch) if not info(m).refused)
+
+
+def model_on_arch_error(model: Model | str, arch: Arch | str, *, refused_ok: bool = False) -> str | None:
+    """Why `model` cannot be used on `arch` (None: it can): the message names the models that can. A refused
+    model is let through with `refused_ok` (a kernel config does not depend on the board's firmware)."""
+    about, arch = info(model), Arch(arch)
+    if arch not in about.machines:
+        usable = ", ".join(m for m in models_on(arch) if refused_ok or not info(m).refused) or "none"
+        where = ", ".join(str(a) for a in about.arches)
+        return f"--model {about.model} does not exist on --arch {arch} (only on {where}); on {arch}: {usable}"
+    if about.refused and not refused_ok:
+        return f"--model {about.model} is refused: {about.refused}"
+    return None
+
+
+def machines_of(model: Model | str, arch: Arch | str) -> tuple[str, ...]:
+    """The QEMU machine types `model` lives on for `arch` (empty: it does not exist there)."""
+    return info(model).machines.get(Arch(arch), ())
+
+
 def model_from_libvirt(name: str) -> Model | None:
-    """libvirt's <watchdog model=> as wdimage's model; None for those not drilled (diag288: s390x)."""
-    return next((m.model for m in MODELS.values() if m.libvirt_model == name), None)
+    """libvirt's <watchdog model=> as wdimage's model; None for one wdimage does not know."""
+    return next((m.model for m in MODELS.values() if m.libvirt_model and m.libvirt_model == name), None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,14 @@ DEBIAN_ITCO_BUILD_ARGS = ("debian", "--model", "itco", "--action", "reset", "--t
 DEBIAN_HEALTH_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--timeout", "15",
                             "--ping", "10.0.2.2", "--max-load", "8", "--min-memory", "32768", "--health-example",
                             "--retry-timeout", "10")
+# arm64: i6300esb over PCIe on QEMU's `virt`, built through qemu-user-static (binfmt_misc: `make binfmt`).
+DEBIAN_ARM64_BUILD_ARGS = ("debian", "--arch", "arm64", "--model", "i6300esb", "--action", "reset", "--timeout", "15",
+                           "--libvirt-type", "qemu")
+# s390x: its own diag288 watchdog on s390-ccw-virtio (15 s is the Linux driver's minimum).
+DEBIAN_S390X_BUILD_ARGS = ("debian", "--arch", "s390x", "--model", "diag288", "--action", "reset", "--timeout", "15",
+                           "--libvirt-type", "qemu")
+
+
 def _require_root_or_sudo() -> None:
     if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
         pytest.fail("a DIB build needs root or passwordless sudo")
@@ -66,3 +74,18 @@ def debian_health_image_dir() -> Path:
     wdimage's example service (pidfile) and test/repair pair, retry-timeout 10 s."""
     _require_root_or_sudo()
     return cached_build(DEBIAN_HEALTH_BUILD_ARGS, "debian-health")
+
+
+@pytest.fixture(scope="session")
+def debian_arm64_image_dir() -> Path:
+    """Like debian_image_dir, for an arm64 guest (QEMU `virt`, i6300esb over PCIe): a foreign build through
+    qemu-user-static, cached by content like the x86 images."""
+    _require_root_or_sudo()
+    return cached_build(DEBIAN_ARM64_BUILD_ARGS, "debian-arm64-i6300esb")
+
+
+@pytest.fixture(scope="session")
+def debian_s390x_image_dir() -> Path:
+    """Like debian_arm64_image_dir, for an s390x guest with diag288 (only the `s390x`-marked test uses it)."""
+    _require_root_or_sudo()
+    return cached_build(DEBIAN_S390X_BUILD_ARGS, "debian-s390x-diag288")

@@ -118,7 +118,7 @@ def test_without_output_the_user_data_goes_to_stdout(capsys):
     (["--pidfile", "run/x.pid"], "--pidfile"),
     (["--test-binary", "/nonexistent/x"], "no such file"),
     (["--output", "/nonexistent/dir/user-data"], "--output"),
-    (["--model", "diag288"], "--model"),
+    (["--model", "wdt977"], "--model"),
 ])
 def test_bad_input_exits_2_naming_the_option(capsys, options, words):
     try:

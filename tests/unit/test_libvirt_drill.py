@@ -11,7 +11,7 @@ from wdimage.drill import libvirt as libvirt_drill
 from wdimage.drill.scenarios import SCENARIOS
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.image import render
-from wdimage.models import Action, Model
+from wdimage.models import Action, Model, info
 from wdimage.vm import libvirt_guest
 
 TEST_URI = "test:///default"
@@ -67,8 +67,13 @@ def test_expectations_fall_back_to_the_daemons_defaults_and_say_so():
 
 def test_a_model_wdimage_does_not_drill():
     with pytest.raises(WdimageError) as e:
-        libvirt_drill.expectations("s390", {"model": "diag288", "action": "reset"}, "")
-    assert e.value.code == ExitCode.FAILED and "diag288" in e.value.message
+        libvirt_drill.expectations("wd", {"model": "pcwd", "action": "reset"}, "")
+    assert e.value.code == ExitCode.FAILED and "pcwd" in e.value.message
+
+
+def test_an_s390x_domains_diag288_is_drilled_with_its_range():
+    setup, _ = libvirt_drill.expectations("s390", {"model": "diag288", "action": "reset"}, "")
+    assert setup.model is Model.DIAG288
 
 
 def test_domain_check_is_the_checklists_first_question():
@@ -77,14 +82,14 @@ def test_domain_check_is_the_checklists_first_question():
     assert not check.passed and "virsh edit d" in check.fix
 
 
-@pytest.mark.parametrize("model", list(Model))
+@pytest.mark.parametrize("model", [m for m in Model if not info(m).refused])
 @pytest.mark.parametrize("action", [Action.RESET, Action.SHUTDOWN, Action.POWEROFF, Action.PAUSE, Action.NONE,
                                     Action.INJECT_NMI])
 def test_the_domain_wdimage_writes_is_drilled_as_built(model, action):
     """render's <watchdog> (or q35's iTCO on the QEMU command line) read back by the drill: the same model and
     action, through the one vocabulary table in wdimage.models."""
     guest = render.GuestFiles(name="wd", model=model, action=action, image="x.qcow2", kernel=None, initrd=None,
-                              cmdline=None, agent=True)
+                              cmdline=None, agent=True, arch=info(model).arches[0])
     watchdog = libvirt_guest.domain_watchdog(render.render_libvirt_xml(guest, Path("/srv"), "qemu"))
     setup, _ = libvirt_drill.expectations("wd", watchdog, "")
     assert (setup.model, setup.action) == (model, action)

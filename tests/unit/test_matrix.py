@@ -7,27 +7,51 @@ import pytest
 
 from wdimage import cli
 from wdimage.ci import matrix
-from wdimage.models import Model, info
+from wdimage.image import distros
+from wdimage.models import Arch, Model, info, models_on
 
 
-def test_every_distro_and_model_is_a_cell_once_and_every_exclusion_says_why():
+def all_cells():
+    """distro x the architectures it builds x the models that exist there, from the tables themselves."""
+    return [(d, a, m) for d in matrix.DISTROS for a in distros.get(d).arches for m in models_on(a)]
+
+
+def test_every_distro_arch_and_model_is_a_cell_once_and_every_exclusion_says_why():
     cells = matrix.cells()
-    assert [(c.distro, c.model) for c in cells] == [(d, m) for d in matrix.DISTROS for m in Model]
+    assert [(c.distro, c.arch, c.model) for c in cells] == all_cells()
+    assert len({c.name for c in cells}) == len(cells)
     for cell in cells:
         if not cell.built:
             assert not cell.drill
             assert len(cell.why) > 40, f"{cell.name}: exclusion without a real reason"
     assert set(matrix.EXCLUDED) <= {(d, m) for d in matrix.DISTROS for m in Model}
-    # Every distro and every model is built somewhere.
+    # Every distro, and every model wdimage does not refuse on an architecture CI has runners for, is built
+    # somewhere; arm64 is built.
     assert {c.distro for c in cells if c.built} == set(matrix.DISTROS)
-    assert {c.model for c in cells if c.built} == set(Model)
+    assert {c.model for c in cells if c.built} == {
+        m for m in Model if not info(m).refused and set(info(m).arches) & set(matrix.RUNNERS)}
+    assert ("debian", Arch.ARM64, Model.I6300ESB) in {(c.distro, c.arch, c.model) for c in cells if c.built}
+
+
+def test_the_refused_model_and_the_runnerless_arch_are_excluded_with_their_reasons(capsys):
+    by_name = {c.name: c for c in matrix.cells()}
+    assert not by_name["debian-arm64-sbsa-gwdt"].built and "firmware" in by_name["debian-arm64-sbsa-gwdt"].why
+    assert not by_name["debian-s390x-diag288"].built and "s390x runner" in by_name["debian-s390x-diag288"].why
+    assert "centos-arm64-i6300esb" not in by_name  # wdimage builds CentOS for x86_64 only: not a cell at all
+    assert cli.main(["matrix", "--json", "--arch", "aarch64"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(e["name"], e["arch"], e["runner"]) for e in data["include"]] == [
+        ("debian-arm64-i6300esb", "arm64", "ubuntu-24.04-arm")]
+    assert cli.main(["matrix", "--arch", "vax"]) == 2
+    assert "--arch vax" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("entry", matrix.build_matrix()["include"], ids=lambda e: e["name"])
 def test_every_built_cell_is_a_valid_build_command_line(tmp_path, capsys, entry):
     """What CI runs for the cell, as a dry run: the options and their combination are accepted."""
     name = entry["name"]
-    argv = ["build", entry["distro"], "--model", entry["model"], "--name", name, "--output", str(tmp_path / name),
+    argv = ["build", entry["distro"], "--arch", entry["arch"], "--model", entry["model"], "--name", name,
+            "--output", str(tmp_path / name),
             "--dry-run", "--json"]
     assert cli.main(argv) == 0
     result = json.loads(capsys.readouterr().out)
@@ -44,9 +68,12 @@ def test_json_is_the_built_cells_in_github_matrix_shape(capsys):
     data = json.loads(out)
     assert list(data) == ["include"]
     built = [c for c in matrix.cells() if c.built]
-    assert [(e["distro"], e["model"]) for e in data["include"]] == [(c.distro, str(c.model)) for c in built]
+    assert [(e["distro"], e["arch"], e["model"]) for e in data["include"]] == [
+        (c.distro, str(c.arch), str(c.model)) for c in built]
     for entry in data["include"]:
-        assert entry["name"] == f"{entry['distro']}-{entry['model']}"
+        arch = "" if entry["arch"] == "x86_64" else f"{entry['arch']}-"
+        assert entry["name"] == f"{entry['distro']}-{arch}{entry['model']}"
+        assert entry["runner"] == matrix.RUNNERS[Arch(entry["arch"])]
         assert isinstance(entry["drill"], bool)
         assert isinstance(entry["minutes"], int) and 0 < entry["minutes"] <= 360  # GitHub's job limit
 
@@ -54,7 +81,7 @@ def test_json_is_the_built_cells_in_github_matrix_shape(capsys):
 def test_text_lists_all_cells_with_the_exclusion_reasons(capsys):
     assert cli.main(["matrix"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["cell", "CI", "platform"] and len(lines) == 1 + len(matrix.DISTROS) * len(Model)
+    assert lines[0].split()[:3] == ["cell", "CI", "platform"] and len(lines) == 1 + len(all_cells())
     for (distro, model), reason in matrix.EXCLUDED.items():
         line = next(line for line in lines if line.startswith(f"{distro}-{model} "))
         assert "excluded" in line and reason in line

@@ -1,6 +1,7 @@
 """The CI build matrix as data, and the index that gathers a matrix run's results.
 
-The matrix is distro x watchdog model, minus the cells excluded below (each with its reason). CI reads it from
+The matrix is distro x architecture x watchdog model (the architectures each distro builds, the models that exist
+on each architecture: wdimage.models), minus the cells excluded below (each with its reason). CI reads it from
 `wdimage matrix --json` (GitHub: `fromJSON` in a setup job), so the workflow cannot drift from this table.
 The index reads each output directory's manifest.json (and the drill's drill.json beside it) into one JSON
 document and one Markdown table.
@@ -14,7 +15,7 @@ from wdimage.image.platforms import PLATFORMS
 from wdimage.image.manifest import Files, read_manifest
 from wdimage.jsonfile import DRILL_REPORT as DRILL_REPORT_JSON
 from wdimage.jsonfile import INDEX
-from wdimage.models import Action, Cannot, Model, platform_words
+from wdimage.models import Action, Arch, Cannot, Model, info, models_on, platform_words
 
 DISTROS = tuple(distros.DISTROS)  # the distros `wdimage build` knows, in its registry's order
 DRILL_REPORT = "drill.json"  # what CI passes to `wdimage drill DIR --json`, beside manifest.json
@@ -33,6 +34,11 @@ EXCLUDED: dict[tuple[str, Model], str] = {
         "do not already show"),
 }
 
+# The hosted runner of each architecture's cells: arm64 ones build natively on GitHub's arm64 runners.
+RUNNERS: dict[Arch, str] = {Arch.X86_64: "ubuntu-24.04", Arch.ARM64: "ubuntu-24.04-arm"}
+NO_RUNNER = ("GitHub offers no s390x runner; wdimage builds s390x through qemu-user-static and drills it under TCG "
+             "on an x86 machine (docs/architectures.md), slower than a CI job should be")
+
 # Hosted runners boot guests: KVM where the runner exposes it, otherwise TCG (the drill probes and falls back).
 DRILL_NOTE = "hosted runner: KVM if usable, else TCG (no nested KVM guarantee)"
 CI_ACTION = Action.RESET  # CI builds with `wdimage build`'s default action
@@ -45,10 +51,12 @@ class Cell:
     built: bool
     drill: bool
     why: str  # why it is excluded, or how it is drilled
+    arch: Arch = Arch.X86_64
 
     @property
     def name(self) -> str:
-        return f"{self.distro}-{self.model}"
+        """distro-model on x86_64 (the names CI has always used), distro-arch-model elsewhere."""
+        return f"{self.distro}-{self.model}" if self.arch is Arch.X86_64 else f"{self.distro}-{self.arch}-{self.model}"
 
     @property
     def platforms(self) -> list[str]:
@@ -56,36 +64,50 @@ class Cell:
         return [p.name for p in PLATFORMS if not isinstance(platform_words(p.name, self.model, CI_ACTION), Cannot)]
 
 
-def cells() -> list[Cell]:
-    """Every distro x model cell, built or not, in matrix order."""
+def _exclusion(distro: str, arch: Arch, model: Model) -> str | None:
+    if info(model).refused:
+        return f"refused: {info(model).refused}"
+    if arch not in RUNNERS:
+        return NO_RUNNER
+    return EXCLUDED.get((distro, model)) if arch is Arch.X86_64 else None
+
+
+def cells(arch: Arch | None = None) -> list[Cell]:
+    """Every distro x architecture x model cell (`arch`: that architecture's only), built or not, in matrix
+    order: the architectures each distro builds, the models that exist on each."""
     result = []
     for distro in DISTROS:
-        for model in Model:
-            reason = EXCLUDED.get((distro, model))
-            result.append(Cell(distro, model, built=reason is None, drill=reason is None,
-                               why=reason or DRILL_NOTE))
+        for arch_ in distros.get(distro).arches:
+            if arch is not None and arch_ is not arch:
+                continue
+            for model in models_on(arch_):
+                reason = _exclusion(distro, arch_, model)
+                result.append(Cell(distro, model, built=reason is None, drill=reason is None,
+                                   why=reason or DRILL_NOTE, arch=arch_))
     return result
 
 
-def build_matrix() -> dict:
+def build_matrix(arch: Arch | None = None) -> dict:
     """The matrix for CI: GitHub's `strategy.matrix` shape, {"include": [{distro, model, ...}, ...]}.
 
     `release` is the distro's default release, what `wdimage build DISTRO` builds: part of the CI cache key;
-    `minutes` the time its job may take (the distro's ci_minutes).
+    `minutes` the time its job may take (the distro's ci_minutes); `runner` the hosted runner of the cell's
+    architecture.
     """
     return {"include": [
         {"name": cell.name, "distro": cell.distro, "release": distros.get(cell.distro).default_release,
-         "model": str(cell.model), "drill": cell.drill, "minutes": distros.get(cell.distro).ci_minutes}
-        for cell in cells() if cell.built
+         "model": str(cell.model), "arch": str(cell.arch), "runner": RUNNERS[cell.arch], "drill": cell.drill,
+         "minutes": distros.get(cell.distro).ci_minutes}
+        for cell in cells(arch) if cell.built
     ]}
 
 
-def render_matrix_text() -> str:
-    lines = [f"{'cell':<18} {'CI':<12} {'platform files':<17} why / how"]
-    for cell in cells():
+def render_matrix_text(arch: Arch | None = None) -> str:
+    lines = [f"{'cell':<24} {'CI':<12} {'platform files':<17} why / how"]
+    for cell in cells(arch):
         state = "build+drill" if cell.drill else ("build" if cell.built else "excluded")
         files = "+".join(cell.platforms) if cell.built and cell.platforms else "-"
-        lines.append(f"{cell.name:<18} {state:<12} {files:<17} {cell.why}")
+        lines.append(f"{cell.name:<24} {state:<12} {files:<17} {cell.why}")
     return "\n".join(lines)
 
 
@@ -104,6 +126,7 @@ def load_result(directory: Path) -> dict:
         "distro": manifest.distro,
         "release": manifest.release,
         "model": manifest.model and str(manifest.model),
+        "arch": str(manifest.arch or Arch.X86_64),
         "action": manifest.action and str(manifest.action),
         "timeout": manifest.timeout,
         "versions": {role: packages[role].version for role in sorted(packages)},
@@ -134,7 +157,8 @@ def render_index_markdown(index: dict) -> str:
         resets = ", ".join(f"{f['fault']} {f['seconds_to_reset']} s" for f in drill["faults"]
                            if f.get("seconds_to_reset") is not None) or "-"
         lines.append("| " + " | ".join(cell_text(v) for v in (
-            row["name"], f"{row['distro']} {row['release'] or ''}".strip(), row["model"],
+            row["name"], f"{row['distro']} {row['release'] or ''}".strip(),
+            row["model"] if row.get("arch", "x86_64") == "x86_64" else f"{row['model']} ({row['arch']})",
             f"{row['action']} / {row['timeout']} s", row["versions"].get("kernel"),
             row["versions"].get("watchdog"), _platforms_text(row.get("platforms") or {}), _drill_text(drill),
             resets)) + " |")
@@ -161,4 +185,3 @@ def _drill_text(drill: dict) -> str:
 def cell_text(value) -> str:
     """A Markdown table cell: no pipes or newlines from the data can break the table."""
     return "-" if value in (None, "") else str(value).replace("|", "\\|").replace("\n", " ")
-

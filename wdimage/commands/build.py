@@ -7,7 +7,7 @@ from wdimage import log, models
 from wdimage.image import build, dib, distros
 from wdimage.image.distros import Init, Kernel
 from wdimage.image.render import LibvirtType
-from wdimage.models import Action, Model
+from wdimage.models import Action, Arch, Model, info
 
 HELP = """\
 Bake a watchdog-ready guest image with diskimage-builder: the watchdog daemon configured with
@@ -26,7 +26,11 @@ def add_parser(sub) -> None:
     p.add_argument("distro", choices=sorted(distros.DISTROS), help="the guest's distribution")
     p.add_argument("--release", help=_releases_help())
     p.add_argument("--model", default=str(Model.I6300ESB), choices=[str(m) for m in Model],
-                   help="QEMU watchdog model (default: %(default)s)")
+                   help="QEMU watchdog model (default: %(default)s); " + _models_help())
+    p.add_argument("--arch", default=str(Arch.X86_64), metavar="ARCH",
+                   help=f"the guest's architecture: {', '.join(Arch)} (default: %(default)s). A foreign one is "
+                        f"built through qemu-user-static (binfmt_misc mounted: `make binfmt`) and booted under TCG; "
+                        f"see docs/architectures.md")
     p.add_argument("--action", default=str(Action.RESET), choices=[str(a) for a in Action],
                    help="what QEMU does when the watchdog fires (default: %(default)s)")
     p.add_argument("--timeout", type=int, default=15, metavar="SECONDS",
@@ -36,7 +40,8 @@ def add_parser(sub) -> None:
                         "is a previous wdimage output (kept as DIR.old)")
     p.add_argument("--force", action="store_true",
                    help="replace --output DIR even when it is not a previous wdimage output")
-    p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL)")
+    p.add_argument("--name", help="image name: letters, digits, '.', '_', '-' (default: DISTRO-MODEL, or "
+                                  "DISTRO-ARCH-MODEL off x86_64)")
     p.add_argument("--mirror", metavar="URL",
                    help="package mirror. " + "; ".join(f"{d.name}: {d.mirror_help}" for d in distros.DISTROS.values()))
     p.add_argument("--no-agent", dest="agent", action="store_false",
@@ -99,6 +104,16 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_cmd_build)
 
 
+def _models_help() -> str:
+    """Which models exist on which architecture (and machine), from the model table."""
+    parts = []
+    for model in Model:
+        about = info(model)
+        where = ", ".join(f"{a} {'/'.join(m)}" for a, m in about.machines.items())
+        parts.append(f"{model} on {where}" + (" (refused: firmware)" if about.refused else ""))
+    return "; ".join(parts)
+
+
 def _releases_help() -> str:
     parts = []
     for name, spec in distros.DISTROS.items():
@@ -121,7 +136,7 @@ def _cmd_build(args) -> int:
                             repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,
                             test_break=args.test_break, example=args.health_example),
         force=args.force, kernel_src=args.kernel_src, kernel_config=args.config,
-        kernel_fragments=tuple(args.fragment), containerdisk=args.containerdisk)
+        kernel_fragments=tuple(args.fragment), containerdisk=args.containerdisk, arch=args.arch)
     for note in (models.action_warning(settings.action), models.timeout_note(settings.model, settings.timeout)):
         if note:
             log.info(f"warning: {note}")

@@ -59,8 +59,8 @@ def add_parser(sub) -> None:
                    help="drill as if the image had been built with this --action: the image does not depend on "
                         "it, only QEMU's -action watchdog= does (default: the manifest's)")
     p.add_argument("--machine", choices=drill.MACHINES,
-                   help="QEMU machine type (default: the model's: pc, or q35 for itco); e.g. q35 to drill "
-                        "i6300esb beside q35's built-in iTCO")
+                   help="QEMU machine type (default: the model's on the image's arch: pc, q35 for itco, virt on "
+                        "arm64, s390-ccw-virtio on s390x); e.g. q35 to drill i6300esb beside q35's built-in iTCO")
     p.add_argument("--json", metavar="FILE", type=Path,
                    help="also write the report as JSON to FILE ('-': stdout, the summary then goes to stderr); "
                         "an existing FILE is replaced only when it is a previous drill report")

@@ -8,7 +8,10 @@
            or m (--strict: the exact value). --kernel-src is optional here; with it, failures are explained.
 
 Fragments: kconfig-fragments/watchdog.config, one per --model (default: i6300esb and ib700, the seed
-article's menu), sysrq.config, then each --fragment FILE in order; later ones override earlier ones.
+article's menu; with --arch arm64 i6300esb, with --arch s390x diag288), sysrq.config, then each --fragment FILE
+in order; later ones override earlier ones. --arch x86_64|arm64|s390x (or x86, aarch64, s390) parses the tree
+for that architecture with Debian's cross compiler (gcc-aarch64-linux-gnu, gcc-s390x-linux-gnu) for Kconfig's
+compiler tests; a --model that does not exist on the architecture is refused.
 Exit codes: 0 ok, 2 bad input (naming the file:line or option; a file with no CONFIG_ line is not a
 config), 3 --merge: values did not take effect; --check: the config is not watchdog-ready.
 """
@@ -26,7 +29,7 @@ from wdimage.kconfig.config import (
     render_text,
     running_config,
 )
-from wdimage.models import Model
+from wdimage.models import ARCHES, Arch, Model, arch_from_name, arch_info, default_models, model_on_arch_error
 
 
 def add_parser(sub) -> None:
@@ -40,9 +43,12 @@ def add_parser(sub) -> None:
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="kernel config (default: KERNEL_SRC/.config; /proc/config.gz works too)")
     p.add_argument("--output", type=Path, metavar="FILE", help="--merge: write here (default: --config)")
-    p.add_argument("--arch", metavar="ARCH", help="kernel ARCH (default: $ARCH or the host's, e.g. x86)")
+    p.add_argument("--arch", metavar="ARCH",
+                   help=f"the kernel's architecture: {', '.join(Arch)} or their kernel names "
+                        f"(default: $ARCH or the host's)")
     p.add_argument("--model", action="append", choices=[m.value for m in Model], default=None,
-                   help="watchdog model whose driver to enable (repeatable; default: i6300esb and ib700)")
+                   help="watchdog model whose driver to enable (repeatable; default: i6300esb and ib700 on x86, "
+                        "every model of --arch elsewhere)")
     p.add_argument("--fragment", action="append", type=Path, default=[], metavar="FILE",
                    help="your own fragment, applied after wdimage's (repeatable)")
     p.add_argument("--builtin", action="store_true",
@@ -70,8 +76,24 @@ def _config_path(args) -> Path:
     return (args.kernel_src or DEFAULT_KERNEL_SRC) / ".config"
 
 
+def resolve_arch(given: str | None, models: list[Model]) -> tuple[str | None, list[Model]]:
+    """(the kernel ARCH to parse with, the models): --arch by its name or an alias; a model that does not exist
+    on it refused (exit 2 naming those that do). Without --arch: $ARCH or the host's, as before."""
+    if given is None:
+        return None, models
+    arch = arch_from_name(given)
+    if arch is None:
+        names = ", ".join([*Arch, *(a for row in ARCHES.values() for a in row.aliases)])
+        raise usage_error(f"--arch {given}: expected one of {names}")
+    for model in models:
+        if why := model_on_arch_error(model, arch, refused_ok=True):
+            raise usage_error(why)
+    return arch_info(arch).kernel_arch, models or list(default_models(arch))
+
+
 def _cmd_kernel_config(args) -> int:
     models = [Model(m) for m in args.model or []]  # none: the fragments fall back to the default models
+    args.arch, models = resolve_arch(args.arch, models)
     if args.merge:
         _reject({"--strict": args.strict, "--running": args.running}, "--merge")
         report = merge_fragments(

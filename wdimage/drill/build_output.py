@@ -7,7 +7,7 @@ from pathlib import Path
 from wdimage.drill.scenarios import Setup
 from wdimage.errors import usage_error
 from wdimage.image.manifest import FILE, HINT, HealthRecord, Manifest, read_manifest
-from wdimage.models import Action, Model
+from wdimage.models import Action, Arch, Model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +38,11 @@ class BuildOutput:
     @property
     def model(self) -> Model:
         return self.manifest.model
+
+    @property
+    def arch(self) -> Arch:
+        """The guest's architecture (manifests of x86 builds do not say)."""
+        return self.manifest.arch or Arch.X86_64
 
     @property
     def timeout(self) -> int:

@@ -76,7 +76,7 @@ def expectations(domain: str, watchdog: dict, conf: str) -> tuple[Setup, list[st
     model = model_from_libvirt(watchdog["model"])
     if model is None:
         raise failure(f"libvirt domain {domain}: watchdog model {watchdog['model']!r} is not one wdimage drills "
-                      f"({', '.join(m.libvirt_model for m in MODELS.values())})")
+                      f"({', '.join(m.libvirt_model for m in MODELS.values() if m.libvirt_model)})")
     action = action_from_libvirt(watchdog["action"])
     if action is None:
         raise failure(f"libvirt domain {domain}: watchdog action {watchdog['action']!r} is not one wdimage knows")

@@ -31,7 +31,7 @@ from wdimage.drill.session import AGENT_TIMEOUT, Session  # noqa: F401  (AGENT_T
 from wdimage.drill.watch import WATCHERS, FaultResult, Marks
 from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.image import distros
-from wdimage.models import Model
+from wdimage.models import MODELS, Model, machines_of  # noqa: F401  (Model re-exported)
 from wdimage.vm.guest import Target, Unsupported
 from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec, machine_type
@@ -91,16 +91,18 @@ class DrillReport:
 
 # --- the runner ---------------------------------------------------------------------------------------------
 
-MACHINES = ("pc", "q35")
+# `drill --machine`: every machine type a model lives on (models.MODELS), refused models' aside.
+MACHINES = tuple(dict.fromkeys(m for about in MODELS.values() if not about.refused
+                               for machines in about.machines.values() for m in machines))
 
 
 def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] = (),
               machine: str | None = None, scratch: Path | None = None) -> DrillReport:
     """The drill of a built image: guests booted by wdimage under QEMU (KVM where a probe boot shows it works),
     on the model's machine type or `machine`; its private directory under `scratch` (default: TMPDIR)."""
-    if machine is not None and (machine not in MACHINES or build.model is Model.ITCO and machine != "q35"):
-        raise usage_error(f"--machine {machine!r}: expected one of {', '.join(MACHINES)}"
-                          f"{' (itco lives on q35)' if build.model is Model.ITCO else ''}")
+    if machine is not None and machine not in machines_of(build.model, build.arch):
+        raise usage_error(f"--machine {machine!r}: {build.model} on {build.arch} lives on "
+                          f"{', '.join(machines_of(build.model, build.arch))}")
     setup = setup_from_build(build)
     try:  # a fault this image cannot run: exit 2 naming the build option, before any boot
         select(list(faults), setup, frozenset())
@@ -112,7 +114,8 @@ def run_drill(build: BuildOutput, faults: Sequence[str], prepare: Sequence[str] 
     workdir = private_dir(scratch)
     try:
         base = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
-                          initrd=build.initrd, cmdline=build.kernel_cmdline, machine=machine, seed=build.seed)
+                          initrd=build.initrd, cmdline=build.kernel_cmdline, machine=machine, seed=build.seed,
+                          arch=build.arch)
         probe_spec = dataclasses.replace(base, accel="kvm", qmp_socket=workdir / "probe-qmp.sock",
                                          serial=f"file:{workdir / 'probe-console.log'}")
         report.accel, report.accel_reason = choose_accel(probe_spec, workdir)

@@ -25,7 +25,19 @@ from wdimage.image.manifest import FILE, BuildInfo, Files, InstalledPackage, Man
 from wdimage.image.render import LibvirtType
 from wdimage.kconfig.config import check_config
 from wdimage.kconfig.fragments import fragments_dir
-from wdimage.models import Action, Model, action_info, info
+from wdimage.models import (
+    ARCHES,
+    Action,
+    Arch,
+    Model,
+    action_info,
+    arch_from_name,
+    arch_info,
+    info,
+    machines_of,
+    model_on_arch_error,
+    models_on,
+)
 
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 RELEASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
@@ -59,6 +71,7 @@ class BuildSettings:
     libvirt_type: LibvirtType = LibvirtType.KVM  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
     health: health_.HealthSettings = health_.HealthSettings()  # the daemon's health tests (wdimage.image.health)
     containerdisk: bool = False  # --containerdisk: the image as a KubeVirt containerDisk too
+    arch: Arch = Arch.X86_64  # --arch: the guest's architecture (a foreign one through qemu-user-static)
 
     @property
     def spec(self) -> distros.Distro:
@@ -74,12 +87,18 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   layout: str = "auto", libvirt_type: str = "kvm", health_options: dict | None = None,
                   force: bool = False, kernel_src: str | Path | None = None,
                   kernel_config: str | Path | None = None, kernel_fragments: tuple[str | Path, ...] = (),
-                  apt_sources: tuple[Path, ...] = apt.APT_SOURCES, containerdisk: bool = False) -> BuildSettings:
+                  apt_sources: tuple[Path, ...] = apt.APT_SOURCES, containerdisk: bool = False,
+                  arch: str = "x86_64") -> BuildSettings:
     """Validate the user's options (exit 2 naming the option at fault) before any work."""
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
     spec = distros.get(distro)
+    arch_ = parse_arch(arch)
+    if arch_ not in spec.arches:
+        raise usage_error(f"--arch {arch_}: wdimage builds {distro} for {', '.join(spec.arches)}")
     model_ = _choice("--model", model, Model)
+    if why := model_on_arch_error(model_, arch_):
+        raise usage_error(why)
     action_ = _choice("--action", action, Action)
     low, high = info(model_).timeout_range
     if not low <= timeout <= high:
@@ -90,7 +109,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         raise usage_error(f"--release {release!r}: only letters, digits, '.', '_', '-'"
                           f"{', /' if slash_ok else ''} are allowed")
     distros.check_release(spec, release)
-    name = name or f"{distro}-{model_}"
+    # DISTRO-MODEL, DISTRO-ARCH-MODEL off x86_64 (the matrix's cell names): an arm64 build never takes the x86 name
+    name = name or (f"{distro}-{model_}" if arch_ is Arch.X86_64 else f"{distro}-{arch_}-{model_}")
     if not NAME_RE.fullmatch(name):
         raise usage_error(f"--name {name!r}: use 1-64 letters, digits, '.', '_', '-' (not starting with '.' or '-')")
     if mirror is not None and not distros.MIRROR_RE.fullmatch(mirror):
@@ -99,6 +119,10 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if drill_agent and not agent:
         raise usage_error("--drill-agent relaxes the guest agent's policy: it cannot go with --no-agent")
     kernel_ = _choice("--kernel", kernel, Kernel)
+    if kernel_ is Kernel.SOURCE and arch_ is not Arch.X86_64:
+        raise usage_error(f"--kernel source --arch {arch_}: cross-compiling the guest kernel is not supported yet",
+                          hint="use --kernel bin (the distro's kernel), or kernel-config --merge --arch and "
+                               "build the kernel yourself")
     source = _kernel_source(spec, kernel_, kernel_src, kernel_config, kernel_fragments)
     init_ = _check_init(spec, init)
     layout_ = dib.layout_option(layout)
@@ -113,7 +137,16 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
         kernel=kernel_, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
         init=init_, layout=layout_, libvirt_type=libvirt_type_, health=health, force=force,
-        kernel_source=source, containerdisk=containerdisk)
+        kernel_source=source, containerdisk=containerdisk, arch=arch_)
+
+
+def parse_arch(text: str) -> Arch:
+    """--arch TEXT: the table's name or an alias (x86, amd64, aarch64, s390); exit 2 naming the choices."""
+    arch = arch_from_name(text)
+    if arch is None:
+        raise usage_error(f"--arch {text}: expected one of {', '.join(Arch)} "
+                          f"(or {', '.join(a for about in ARCHES.values() for a in about.aliases)})")
+    return arch
 
 
 def _choice(option: str, value: str, kind):
@@ -167,7 +200,7 @@ def _base_image(spec: distros.Distro, base_image: str | Path | None) -> Path | N
 
 def kernel_cmdline(settings: BuildSettings) -> str:
     """Direct boot's command line: never `panic=N` (a self-rebooting kernel would mask the watchdog)."""
-    return f"root=LABEL={dib.ROOT_LABEL} ro console=ttyS0"
+    return f"root=LABEL={dib.ROOT_LABEL} ro console={arch_info(settings.arch).console}"
 
 
 def watchdog_conf(settings: BuildSettings) -> str:
@@ -197,9 +230,11 @@ def write_inputs(settings: BuildSettings, layout: dib.Layout, root: Path | None 
 def dib_environment(settings: BuildSettings, inputs: dict[str, Path],
                     kernel: kernel_build.KernelBuild | None = None) -> list[tuple[str, str]]:
     info_ = info(settings.model)
-    others = sorted(m.module for m in (info(x) for x in Model) if m.module != info_.module)
+    others = sorted(m.module for m in (info(x) for x in models_on(settings.arch)) if m.module != info_.module)
     spec = settings.spec
     env = [("ELEMENTS_PATH", str(datadir.elements_dir())), (spec.release_env, settings.release)]
+    if settings.arch is not Arch.X86_64:  # DIB's ARCH: Debian's name (its default is the host's)
+        env.insert(0, ("ARCH", arch_info(settings.arch).debian))
     env += spec.environment(settings)
     if "block-device.yaml" in inputs:
         env.append(("DIB_BLOCK_DEVICE_CONFIG", f"file://{inputs['block-device.yaml']}"))
@@ -256,6 +291,8 @@ class BuildResult:
 def build(settings: BuildSettings, *, dry_run: bool = False, layout: dib.Layout | None = None) -> BuildResult:
     layout, why = (layout, "given") if layout else dib.resolve_layout(settings.layout, dry_run=dry_run)
     log.info(f"layout: {layout} ({why})")
+    if not dry_run and (problem := dib.foreign_arch_problem(settings.arch)):
+        raise usage_error(problem[0], hint=problem[1])
     inputs = write_inputs(settings, layout)
     settings.spec.log_needs(settings)
     kernel = None
@@ -396,7 +433,8 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     files = dataclasses.replace(files, launch_stub=f"run-{name}.sh", libvirt_xml=f"{name}.xml")
     guest = render.GuestFiles(name=name, model=settings.model, action=settings.action, image=files.image,
                               kernel=files.kernel, initrd=files.initrd,
-                              cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent)
+                              cmdline=kernel_cmdline(settings) if direct else None, agent=settings.agent,
+                              arch=settings.arch)
     write_atomically(staging / files.launch_stub, render.render_launch_stub(guest), mode=0o755)
     write_atomically(staging / files.libvirt_xml, render.render_libvirt_xml(guest, settings.output,
                                                                               settings.libvirt_type))
@@ -407,7 +445,8 @@ def assemble(settings: BuildSettings, layout: dib.Layout, command: dib.DibComman
     files, outcomes = platform_files(guest, staging, files)
     manifest = Manifest(
         name=name, distro=settings.distro, release=settings.release, model=settings.model,
-        action=settings.action, timeout=settings.timeout, boot=str(layout), machine=info(settings.model).machine,
+        action=settings.action, timeout=settings.timeout, boot=str(layout),
+        machine=machines_of(settings.model, settings.arch)[0], arch=settings.arch,
         kernel_cmdline=guest.cmdline, kernel_release=facts.kernel_release, agent=settings.agent,
         drill_agent=settings.drill_agent, init_system=init_system(settings),
         health=health_record(settings.health), elements=tuple(command.elements), packages=packages,

@@ -8,6 +8,7 @@ import dataclasses
 import enum
 import fcntl
 import os
+import platform
 import shlex
 import shutil
 import sys
@@ -18,6 +19,7 @@ from typing import Literal
 from wdimage import log, run
 from wdimage.errors import failure, usage_error
 from wdimage.image import dibclean, dibprogress
+from wdimage.models import Arch, arch_from_uname, arch_info
 
 # A partitionless image: one ext4 filesystem on the loop device, no kpartx/device-mapper needed.
 # The kernel and initrd come out beside it (the `baremetal` element) for QEMU's direct kernel boot.
@@ -87,6 +89,46 @@ def resolve_layout(option: LayoutOption | str, *, dry_run: bool = False,
     what = ("partitioned disk with a bootloader" if layout is Layout.DISK
             else "partitionless image, direct kernel boot")
     return layout, f"{why}; {what}"
+
+
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+QEMU_BINFMT_DIR = Path("/usr/libexec/qemu-binfmt")  # Debian's qemu-user-static interpreters (bookworm)
+BINFMT_CONFIG_DIR = Path("/usr/lib/binfmt.d")  # qemu-user-static's registration lines
+
+
+def foreign_arch_problem(arch: Arch, *, host: str | None = None, binfmt: Path = BINFMT_MISC,
+                         interpreters: Path = QEMU_BINFMT_DIR) -> tuple[str, str] | None:
+    """Why this machine cannot run `arch`'s binaries in DIB's chroot, and the fix; None when it can (or `arch`
+    is the host's). A foreign chroot needs qemu-user-static's interpreter registered with binfmt_misc with the
+    F flag (the interpreter opened at registration, so that it works inside the chroot)."""
+    host = host or platform.machine()
+    if arch_from_uname(host) is arch:
+        return None
+    uname = arch_info(arch).uname
+    interpreter = interpreters / f"{uname}-binfmt-P"
+    if not interpreter.exists() and shutil.which(f"qemu-{uname}-static") is None:
+        return (f"--arch {arch}: qemu-user-static is not installed (no {interpreter}): this {host} machine cannot "
+                f"run {uname} programs in the image's chroot",
+                "apt-get install qemu-user-static")
+    if not (binfmt / "status").exists():
+        return (f"--arch {arch}: binfmt_misc is not mounted ({binfmt} is empty), so the kernel cannot hand "
+                f"{uname} programs to qemu-user-static",
+                f"mount -t binfmt_misc binfmt_misc {binfmt}")
+    entry = binfmt / f"qemu-{uname}"
+    try:
+        lines = entry.read_text().splitlines()
+    except OSError:
+        return (f"--arch {arch}: no binfmt_misc entry {entry}: qemu-user-static's interpreter is not registered",
+                f"update-binfmts --enable qemu-{uname} (binfmt-support), systemd-binfmt, or "
+                f"cat {BINFMT_CONFIG_DIR}/qemu-{uname}.conf > {binfmt}/register")
+    if "enabled" not in lines:
+        return (f"--arch {arch}: the binfmt_misc entry {entry} is disabled", f"echo 1 > {entry}")
+    flags = next((line.split(" ", 1)[1] for line in lines if line.startswith("flags: ")), "")
+    if "F" not in flags:
+        return (f"--arch {arch}: the binfmt_misc entry {entry} lacks the F flag (flags: {flags or 'none'}): its "
+                f"interpreter cannot be found inside the image's chroot",
+                f"echo -1 > {entry}; cat {BINFMT_CONFIG_DIR}/qemu-{uname}.conf > {binfmt}/register")
+    return None
 
 
 def layout_elements(layout: Layout) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from wdimage.errors import usage_error
 from wdimage.fileio import write_atomically
 from wdimage.image import health as health_
 from wdimage.jsonfile import MANIFEST
-from wdimage.models import Action, Model, info
+from wdimage.models import Action, Arch, Model, info
 
 SCHEMA = MANIFEST.schema
 FILE = "manifest.json"
@@ -157,6 +157,7 @@ class Manifest:
     timeout: int | None = None  # watchdog-timeout, seconds
     boot: str | None = None  # one of BOOTS
     machine: str | None = None  # QEMU machine type
+    arch: Arch | None = None  # the guest's architecture; absent (x86_64) in manifests of x86 builds
     kernel_cmdline: str | None = None  # direct boot's
     kernel_release: str | None = None
     agent: bool | None = None  # the QEMU guest agent is installed
@@ -187,7 +188,8 @@ class Manifest:
         data = {
             "schema": self.schema, "name": self.name, "distro": self.distro, "release": self.release,
             "model": self.model, "action": self.action, "timeout": self.timeout, "boot": self.boot,
-            "machine": self.machine, "kernel_cmdline": self.kernel_cmdline, "kernel_release": self.kernel_release,
+            "machine": self.machine, **({"arch": self.arch} if self.arch not in (None, Arch.X86_64) else {}),
+            "kernel_cmdline": self.kernel_cmdline, "kernel_release": self.kernel_release,
             "agent": self.agent, "drill_agent": self.drill_agent, "init_system": self.init_system,
             "health": part(self.health),
             "elements": list(self.elements) if self.elements is not None else None,
@@ -204,7 +206,7 @@ class Manifest:
             **({"kernel_source": self.kernel_source} if self.kernel_source is not None else {}),
             "build": part(self.build),
         }
-        data = {k: str(v) if isinstance(v, (Model, Action)) else v for k, v in data.items()}
+        data = {k: str(v) if isinstance(v, (Model, Action, Arch)) else v for k, v in data.items()}
         return {**data, **self.extra}
 
     def text(self) -> str:
@@ -246,8 +248,8 @@ def read_manifest(path: Path, hint: str = HINT) -> Manifest:
 
 # --- reading ---------------------------------------------------------------------------------------------------
 
-_TOP = ("schema", "name", "distro", "release", "model", "action", "timeout", "boot", "machine", "kernel_cmdline",
-        "kernel_release", "agent", "drill_agent", "init_system", "health", "elements", "packages",
+_TOP = ("schema", "name", "distro", "release", "model", "action", "timeout", "boot", "machine", "arch",
+        "kernel_cmdline", "kernel_release", "agent", "drill_agent", "init_system", "health", "elements", "packages",
         "installed_packages", "kernel_config_check", "kernel_modules", "libvirt", "openstack", "platforms", "files",
         "checksums",
         "kernel_source", "build")
@@ -310,7 +312,8 @@ def from_json(data: dict, file: Path) -> Manifest:
     return Manifest(
         schema=data.get("schema", SCHEMA), name=r.get("name", str), distro=r.get("distro", str),
         release=None if release is None else str(release), model=model, action=r.choice("action", Action),
-        timeout=timeout, boot=boot, machine=r.get("machine", str), kernel_cmdline=r.get("kernel_cmdline", str),
+        timeout=timeout, boot=boot, machine=r.get("machine", str), arch=r.choice("arch", Arch),
+        kernel_cmdline=r.get("kernel_cmdline", str),
         kernel_release=r.get("kernel_release", str), agent=r.get("agent", bool),
         drill_agent=r.get("drill_agent", bool), init_system=r.get("init_system", str),
         health=_health(r.nested("health")), elements=r.strings("elements"), packages=_packages(r),

@@ -14,8 +14,8 @@ import shlex
 from pathlib import Path
 
 from wdimage import __version__, templating
-from wdimage.models import Action, Model, action_info, info
-from wdimage.vm.launch import LaunchSpec, cpu_is_host, machine_type, qemu_argv
+from wdimage.models import Action, Arch, Model, action_info, arch_info, info
+from wdimage.vm.launch import LaunchSpec, cpu_is_host, cpu_model, machine_type, qemu_argv
 
 _ENV = templating.environment("wdimage.image")
 
@@ -72,6 +72,7 @@ class GuestFiles:
     agent: bool
     memory_mb: int = 1024
     cpus: int = 2
+    arch: Arch = Arch.X86_64
 
 
 def render_watchdog_conf(conf: WatchdogConf) -> str:
@@ -93,7 +94,7 @@ def launch_spec(guest: GuestFiles, accel: str, here: str = _HERE) -> LaunchSpec:
     return LaunchSpec(
         model=guest.model, action=guest.action, image=path(guest.image), kernel=path(guest.kernel),
         initrd=path(guest.initrd), cmdline=guest.cmdline, memory_mb=guest.memory_mb, cpus=guest.cpus,
-        accel=accel, cache="writeback", qmp_socket=Path(f"{_RUNDIR}/qmp.sock"),
+        accel=accel, arch=guest.arch, cache="writeback", qmp_socket=Path(f"{_RUNDIR}/qmp.sock"),
         qga_socket=Path(f"{_RUNDIR}/qga.sock") if guest.agent else None)
 
 
@@ -142,6 +143,7 @@ def domain_xml(spec: LaunchSpec, name: str) -> str:
             raise ValueError(f"libvirt needs absolute paths: {path}")
     return _ENV.get_template("domain.xml.j2").render(
         version=__version__, name=name, spec=spec, model=model, machine=machine_type(spec), cpu_host=cpu_is_host(spec),
+        cpu=cpu_model(spec), arch=arch_info(spec.arch),
         domain_type="kvm" if spec.accel == "kvm" else "qemu", agent=spec.qga_socket is not None,
         libvirt_action=action_info(spec.action).libvirt)
 

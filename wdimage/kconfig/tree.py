@@ -29,6 +29,7 @@ from wdimage.errors import usage_error
 from wdimage.fileio import cache_dir, private_cache_dir
 from wdimage.kconfig import compat as kconfig_compat
 from wdimage.kconfig.compat import CompatKconfig, kconfiglib
+from wdimage.models import ARCHES
 from wdimage.run import run_quiet
 
 # Bump when what the cache holds changes meaning (the compatibility layer, this module's parse).
@@ -72,8 +73,26 @@ def kernel_version(src: Path) -> str:
     return version + fields.get("EXTRAVERSION", "")
 
 
+def cross_compile(arch: str) -> str:
+    """CROSS_COMPILE for `arch`: the environment's, else none for the host's own architecture, else Debian's
+    cross compiler from the architecture table (exit 2 naming its package when it is not installed): Kconfig's
+    cc-option and as-instr tests must ask the compiler that will build the kernel."""
+    if "CROSS_COMPILE" in os.environ:
+        return os.environ["CROSS_COMPILE"]
+    if srcarch(arch) == srcarch(host_arch()):
+        return ""
+    row = next((a for a in ARCHES.values() if srcarch(a.kernel_arch) == srcarch(arch)), None)
+    if row is None:
+        return ""  # an architecture wdimage has no row for: as make, the host's compiler unless CROSS_COMPILE
+    if shutil.which(f"{row.cross_compile}gcc") is None:
+        raise usage_error(f"--arch {arch}: no {row.cross_compile}gcc, the cross compiler Kconfig's compiler tests "
+                          f"need for ARCH={arch}",
+                          hint=f"apt-get install gcc-{row.cross_compile.rstrip('-')}, or set CROSS_COMPILE")
+    return row.cross_compile
+
+
 def _toolchain(env: dict[str, str]) -> dict[str, str]:
-    cross = os.environ.get("CROSS_COMPILE", "")
+    cross = env["CROSS_COMPILE"]
     llvm = os.environ.get("LLVM", "") == "1"
     tools = {
         "CC": f"{cross}gcc", "LD": f"{cross}ld", "AR": f"{cross}ar", "NM": f"{cross}nm",
@@ -92,7 +111,7 @@ def kconfig_environment(src: Path, arch: str) -> dict[str, str]:
     """The variables the kernel Makefile exports to scripts/kconfig/conf, for `src` and `arch`."""
     env = {
         "srctree": str(src), "ARCH": arch, "SRCARCH": srcarch(arch),
-        "KERNELVERSION": kernel_version(src), "CROSS_COMPILE": os.environ.get("CROSS_COMPILE", ""),
+        "KERNELVERSION": kernel_version(src), "CROSS_COMPILE": cross_compile(arch),
         "CLANG_FLAGS": "", "PAHOLE": os.environ.get("PAHOLE", "pahole"),
         "RUSTC": os.environ.get("RUSTC", "rustc"), "BINDGEN": os.environ.get("BINDGEN", "bindgen"),
         "HOSTRUSTC": "rustc", "RUSTC_BOOTSTRAP": "1", "USERCFLAGS": "", "USERLDFLAGS": "",

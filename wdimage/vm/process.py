@@ -3,6 +3,7 @@ through QMP; scratch overlays; the KVM probe boot that chooses the accelerator."
 
 import dataclasses
 import os
+import platform
 import signal
 import tempfile
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from wdimage import log
 from wdimage.errors import WdimageError
+from wdimage.models import arch_from_uname
 from wdimage.run import Child, run, start
 from wdimage.vm.jsonstream import JsonStream, ProtocolError, connect_unix
 from wdimage.vm.launch import LaunchSpec, qemu_argv
@@ -133,6 +135,9 @@ def choose_accel(spec: LaunchSpec, workdir: Path, probe_seconds: float = 20) -> 
         if forced not in ("kvm", "tcg"):
             raise WdimageError(f"WDIMAGE_ACCEL={forced!r}: expected kvm or tcg")
         return forced, f"WDIMAGE_ACCEL={forced}"
+    host = platform.machine()
+    if arch_from_uname(host) is not spec.arch:
+        return "tcg", f"{spec.arch} guest on this {host} host: KVM runs only the host's architecture"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg", "no usable /dev/kvm"
     key = str(spec.kernel)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wdimage.image import dib
+from wdimage.models import Arch
 
 if TYPE_CHECKING:
     from wdimage.image.build import BuildSettings
@@ -89,6 +90,8 @@ class Distro:
     local_image: bool = False  # --base-image: DIB starts from a local cloud image (DIB_LOCAL_IMAGE)
     measured_size: bool = False  # DIB sizes the image from the finished tree instead of a fixed size
     drill_agent_warning: str | None = None  # the drill's warning for an image built without --drill-agent
+    # The guest architectures it builds (`--arch`): foreign ones through qemu-user-static (wdimage.image.dib).
+    arches: tuple[Arch, ...] = (Arch.X86_64,)
 
     def release(self, name: str) -> Release | None:
         return next((r for r in self.releases if r.name == name), None)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from wdimage.image import dib
 from wdimage.image.distros import MIRROR_RE, Distro, Init, Kernel, KernelPackaging, Release, apt
+from wdimage.models import Arch, arch_info
 
 if TYPE_CHECKING:
     from wdimage.image.build import BuildSettings
@@ -40,13 +41,13 @@ class Debian(Distro):
         env = super().environment(settings)
         if settings.security_mirror:
             env.append(("DIB_DEBIAN_SECURITY_MIRROR", settings.security_mirror))
-        return env + debootstrap_cache_env(settings.release)
+        return env + debootstrap_cache_env(settings.release, settings.arch)
 
 
-def debootstrap_cache_env(release: str) -> list[tuple[str, str]]:
+def debootstrap_cache_env(release: str, arch: Arch = Arch.X86_64) -> list[tuple[str, str]]:
     """Keep debootstrap's result as a tarball in DIB's image cache and reuse it while it is fresh:
     a warm rebuild skips debootstrap."""
-    tarball = dib.image_cache_dir(os.environ) / f"debootstrap-debian-{release}-amd64.tar.gz"
+    tarball = dib.image_cache_dir(os.environ) / f"debootstrap-debian-{release}-{arch_info(arch).debian}.tar.gz"
     env = [("DIB_DEBOOTSTRAP_CACHE", "1")]
     try:
         fresh = time.time() - tarball.stat().st_mtime < DEBOOTSTRAP_CACHE_MAX_AGE
@@ -70,4 +71,4 @@ DEBIAN = Debian(
     # OpenRC through the debian-openrc element (sysvinit-core + openrc; it sets DIB_INIT_SYSTEM=openrc).
     inits={Init.SYSTEMD: (), Init.OPENRC: ("debian-openrc",)},
     kernel_packaging=KernelPackaging("bindeb-pkg", ("dpkg-buildpackage", "dpkg-deb", "fakeroot")),
-    initrd_file="initrd.img-{release}")
+    initrd_file="initrd.img-{release}", arches=(Arch.X86_64, Arch.ARM64, Arch.S390X))
