@@ -22,6 +22,11 @@ DEBIAN_ITCO_BUILD_ARGS = ("debian", "--model", "itco", "--action", "reset", "--t
 DEBIAN_HEALTH_BUILD_ARGS = ("debian", "--model", "i6300esb", "--action", "reset", "--timeout", "15",
                             "--ping", "10.0.2.2", "--max-load", "8", "--min-memory", "32768", "--health-example",
                             "--retry-timeout", "10")
+# The default image with its initramfs made by dracut (Debian's package `dracut` replaces initramfs-tools): the
+# path CentOS and Gentoo take, booted here (their own images cannot be fetched on these machines).
+DEBIAN_DRACUT_BUILD_ARGS = (*DEBIAN_BUILD_ARGS, "--initramfs", "dracut")
+
+
 def _require_root_or_sudo() -> None:
     if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
         pytest.fail("a DIB build needs root or passwordless sudo")
@@ -66,3 +71,10 @@ def debian_health_image_dir() -> Path:
     wdimage's example service (pidfile) and test/repair pair, retry-timeout 10 s."""
     _require_root_or_sudo()
     return cached_build(DEBIAN_HEALTH_BUILD_ARGS, "debian-health")
+
+
+@pytest.fixture(scope="session")
+def debian_dracut_image_dir() -> Path:
+    """Like debian_image_dir, with the initramfs made by dracut and armed by wdimage's dracut module."""
+    _require_root_or_sudo()
+    return cached_build(DEBIAN_DRACUT_BUILD_ARGS, "debian-dracut")
