@@ -83,7 +83,7 @@ GUEST_FILE_SHA256 = {
     "wdimage-watchdog/wdimage-files/wdimage-dracut-arm.sh":
         "e350f3daf1a5e1f6a592eed73a1b3fc8502d940a46dc16fb91d2d6bb4a5015bc",
     "wdimage-watchdog/wdimage-files/wdimage-dracut-module-setup.sh":
-        "28ca6975556e00eee66e47b7eeb5b7107e092adb03e4aa44e7ad941c2b618d8a",
+        "b0c87c520548a7c3422115d645075b78fdbc5c75b99cc74442155e70fb4971b1",
     "wdimage-watchdog/wdimage-files/wdimage-dracut.conf":
         "b20a9980c06036e90ef4490a2a4feeede5fed530355ef5c714f42d127ce64aa7",
     "wdimage-watchdog/wdimage-files/wdimage-example.openrc": "a15562f39eb4606fc95c58e2ee0c43ca691aa91b59b9ccfd5bb9d4e419f208dd",
@@ -859,6 +859,8 @@ def _dracut_run(root: Path, tmp_path: Path, modules: str, keepalive: bool = True
     (root / "etc/wdimage").mkdir(parents=True, exist_ok=True)
     (root / "etc/wdimage/initramfs-modules").write_text(modules)
     (root / "etc/watchdog.conf").write_text("watchdog-device = /dev/watchdog\n")
+    (root / "etc/modprobe.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/modprobe.d/wdimage-watchdog-blacklist.conf").write_text("blacklist ib700wdt\n")
     calls = tmp_path / "dracut-calls"
     calls.write_text("")
     proc = subprocess.run(["bash", "-c", DRACUT_STUBS, "bash", str(root / DRACUT_MODULE / "module-setup.sh")],
@@ -879,6 +881,7 @@ def test_dracut_module_setup_follows_dracuts_conventions(sandbox, tmp_path):
     assert results == ["check=255", "depends=0", "installkernel=0", "install=0"]
     assert calls == ["instmods hostonly=[] lpc_ich iTCO_wdt", "inst_multiple wd_keepalive",
                      "inst_simple /etc/watchdog.conf", "inst_simple /etc/wdimage/initramfs-modules",
+                     "inst_simple /etc/modprobe.d/wdimage-watchdog-blacklist.conf",
                      "inst_hook cmdline 00 /usr/lib/dracut/modules.d/04wdimage-watchdog/wdimage-watchdog.sh"]
     # Anything but a module name in the list stays out of dracut's commands.
     _, calls = _dracut_run(root, tmp_path, "i6300esb $(reboot) ../x\n")

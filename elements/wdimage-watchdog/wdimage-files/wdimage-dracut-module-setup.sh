@@ -45,6 +45,10 @@ install() {
     inst_multiple wd_keepalive
     inst_simple /etc/watchdog.conf
     inst_simple /etc/wdimage/initramfs-modules
+    # The other watchdog drivers stay out in the initramfs too (a non-host-only initramfs holds every one).
+    if [ -f "${dracutsysrootdir-}/etc/modprobe.d/wdimage-watchdog-blacklist.conf" ]; then
+        inst_simple /etc/modprobe.d/wdimage-watchdog-blacklist.conf
+    fi
     # cmdline is the first hook of both dracut inits (systemd's dracut-cmdline.service, KillMode=process: the
     # keepalive it leaves behind is not killed when the unit stops; the shell init.sh), before udev starts.
     # shellcheck disable=SC2154  # dracut sets moddir, this module's directory
