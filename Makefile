@@ -12,7 +12,7 @@ APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-sour
 APT_KERNEL_BUILD := libelf-dev libssl-dev ccache rsync cpio kmod dpkg-dev fakeroot perl openssl
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils libxml2-utils
-APT_TEST := strace
+APT_TEST := strace zstd
 # libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
