@@ -81,9 +81,9 @@ GUEST_FILE_SHA256 = {
     "wdimage-slim/wdimage-files/wdimage-slim-initramfs.modules":
         "c6df1716dfac65a12c5c27409a7687b676c8dec971dc5b746012426a21ebe984",
     "wdimage-watchdog/wdimage-files/wdimage-dracut-arm.sh":
-        "e350f3daf1a5e1f6a592eed73a1b3fc8502d940a46dc16fb91d2d6bb4a5015bc",
+        "f9fee4b9081256fb6056e9e31597526d5649c8b529f05f6114cc5b7bef5986a4",
     "wdimage-watchdog/wdimage-files/wdimage-dracut-module-setup.sh":
-        "b0c87c520548a7c3422115d645075b78fdbc5c75b99cc74442155e70fb4971b1",
+        "0d36fd706ffe11ac756e6467f44bb6c8aa2c618ae8dc338639398cd903e4d5e4",
     "wdimage-watchdog/wdimage-files/wdimage-dracut.conf":
         "b20a9980c06036e90ef4490a2a4feeede5fed530355ef5c714f42d127ce64aa7",
     "wdimage-watchdog/wdimage-files/wdimage-example.openrc": "a15562f39eb4606fc95c58e2ee0c43ca691aa91b59b9ccfd5bb9d4e419f208dd",
@@ -99,7 +99,7 @@ GUEST_FILE_SHA256 = {
     "wdimage-watchdog/wdimage-files/wdimage-systemd-watchdog-off.conf":
         "1191d82b187e743db778d4123742e2b9ab28c1c1837af1e8b0376c55faa0b9da",
     "wdimage-watchdog/wdimage-files/wdimage-take-over-keepalive.sh":
-        "b2feb6dc4468ecea7a1a4d81b6d13d096b7be94895e17d9c4116f9ef69ef946b",
+        "25315728d4879d23334c4f4f33b6f06d9667d4e6ab6dd16d51fb12e832f97242",
     "wdimage-watchdog/wdimage-files/wdimage-watchdog.openrc":
         "9587ab68a47576877f591a364ccafc13fa961f42f209fc0c83a3061c3fc28b87",
 }
@@ -839,6 +839,7 @@ record() { echo "$*" >> "$CALLS"; }
 inst_multiple() { record "inst_multiple $*"; }
 inst_simple() { record "inst_simple $*"; }
 inst_hook() { record "inst_hook $*"; }
+ln_r() { record "ln_r $*"; }
 instmods() { record "instmods hostonly=[${hostonly}] $*"; }
 require_binaries() { local b; for b in "$@"; do [ -x "$BINDIR/$b" ] || return 1; done; }
 hostonly=yes
@@ -880,6 +881,7 @@ def test_dracut_module_setup_follows_dracuts_conventions(sandbox, tmp_path):
     results, calls = _dracut_run(root, tmp_path, (root / "etc/wdimage/initramfs-modules").read_text())
     assert results == ["check=255", "depends=0", "installkernel=0", "install=0"]
     assert calls == ["instmods hostonly=[] lpc_ich iTCO_wdt", "inst_multiple wd_keepalive",
+                     "ln_r /usr/sbin/wd_keepalive /usr/sbin/@wd_keepalive",
                      "inst_simple /etc/watchdog.conf", "inst_simple /etc/wdimage/initramfs-modules",
                      "inst_simple /etc/modprobe.d/wdimage-watchdog-blacklist.conf",
                      "inst_hook cmdline 00 /usr/lib/dracut/modules.d/04wdimage-watchdog/wdimage-watchdog.sh"]

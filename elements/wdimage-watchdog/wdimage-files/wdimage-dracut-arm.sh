@@ -9,8 +9,10 @@ wdimage_arm() {
         modprobe -q "${_wd_module}" || return 0
     done
     [ -c /dev/watchdog ] || return 0
-    # Its own output away from init's: dracut's log pipe would never see its end otherwise.
-    /usr/sbin/wd_keepalive < /dev/null > /dev/null 2>&1 || return 0
+    # Its own output away from init's: dracut's log pipe would never see its end otherwise. Found through PATH as
+    # "@wd_keepalive" (module-setup.sh links it), so that its argv[0] starts with '@': at the switch to the real
+    # root the initrd's systemd sends every remaining process SIGTERM, wd_keepalive's magic close, except those.
+    PATH="/usr/sbin:${PATH}" @wd_keepalive < /dev/null > /dev/null 2>&1 || return 0
     # wd_keepalive forks before it opens the device: wait (up to 2 s) for the driver to say it runs, or where the
     # driver cannot say (no sysfs state), for the keepalive's pidfile, written before it opens the device.
     _wd_state=/sys/class/watchdog/watchdog0/state

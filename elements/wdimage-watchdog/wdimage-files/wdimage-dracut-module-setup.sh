@@ -43,6 +43,9 @@ installkernel() {
 # called by dracut
 install() {
     inst_multiple wd_keepalive
+    # Started as "@wd_keepalive" (argv[0] starting with '@'): the initrd's systemd spares such processes when it
+    # sends every remaining one SIGTERM at the switch to the real root (wd_keepalive's SIGTERM is a magic close).
+    ln_r /usr/sbin/wd_keepalive /usr/sbin/@wd_keepalive
     inst_simple /etc/watchdog.conf
     inst_simple /etc/wdimage/initramfs-modules
     # The other watchdog drivers stay out in the initramfs too (a non-host-only initramfs holds every one).
