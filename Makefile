@@ -12,7 +12,7 @@ APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-sour
 APT_KERNEL_BUILD := libelf-dev libssl-dev ccache rsync cpio kmod dpkg-dev fakeroot perl openssl
 APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils libxml2-utils
-APT_TEST := strace
+APT_TEST := strace zstd
 # The real tests' browser: Debian's headless Chromium opens the drill's HTML report (tests/browser.py). Playwright
 # drives this binary over a pipe (its own browser download is not used; chromedriver is not needed).
 APT_BROWSER := chromium

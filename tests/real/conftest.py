@@ -28,6 +28,9 @@ DEBIAN_ARM64_BUILD_ARGS = ("debian", "--arch", "arm64", "--model", "i6300esb", "
 # s390x: its own diag288 watchdog on s390-ccw-virtio (15 s is the Linux driver's minimum).
 DEBIAN_S390X_BUILD_ARGS = ("debian", "--arch", "s390x", "--model", "diag288", "--action", "reset", "--timeout", "15",
                            "--libvirt-type", "qemu")
+# The default image with its initramfs made by dracut (Debian's package `dracut` replaces initramfs-tools): the
+# path CentOS and Gentoo take, booted here (their own images cannot be fetched on these machines).
+DEBIAN_DRACUT_BUILD_ARGS = (*DEBIAN_BUILD_ARGS, "--initramfs", "dracut")
 
 
 def _require_root_or_sudo() -> None:
@@ -89,3 +92,10 @@ def debian_s390x_image_dir() -> Path:
     """Like debian_arm64_image_dir, for an s390x guest with diag288 (only the `s390x`-marked test uses it)."""
     _require_root_or_sudo()
     return cached_build(DEBIAN_S390X_BUILD_ARGS, "debian-s390x-diag288")
+
+
+@pytest.fixture(scope="session")
+def debian_dracut_image_dir() -> Path:
+    """Like debian_image_dir, with the initramfs made by dracut and armed by wdimage's dracut module."""
+    _require_root_or_sudo()
+    return cached_build(DEBIAN_DRACUT_BUILD_ARGS, "debian-dracut")

@@ -79,6 +79,8 @@ def _usage(capsys, *argv) -> str:
     (["debian", "--interface", "eth0 eth1"], "--interface"),
     (["debian", "--max-load", "0"], "--max-load 0"),
     (["gentoo", "--init", "openrc"], "--init is for debian only"),
+    (["centos", "--initramfs", "initramfs-tools"], "--initramfs initramfs-tools: centos takes dracut"),
+    (["gentoo", "--initramfs", "initramfs-tools"], "--initramfs initramfs-tools: gentoo takes dracut"),
 ])
 def test_bad_options_exit_2_naming_the_option(capsys, tmp_path, argv, option):
     err = _usage(capsys, *argv, "--output", str(tmp_path / "out"))
@@ -308,6 +310,30 @@ def test_debian_init_openrc_adds_the_debian_openrc_element(capsys, tmp_path):
         plain = build.make_settings("debian", init=init)
         assert build.init_system(plain) == "systemd"
         assert "debian-openrc" not in build.elements(plain, dib.Layout.DIRECT)
+
+
+def _env(result: dict) -> dict[str, str]:
+    words = shlex.split(result["command"])
+    return dict(w.split("=", 1) for w in words[:words.index("disk-image-create")])
+
+
+@pytest.mark.parametrize("distro", ["centos", "gentoo"])
+def test_centos_and_gentoo_dry_runs_arm_in_the_dracut_initramfs(capsys, tmp_path, distro):
+    """Their only initramfs tool is dracut: the watchdog element installs its dracut module (the element tests
+    show what it writes); --initramfs dracut says the same explicitly."""
+    for extra in ((), ("--initramfs", "dracut")):
+        result = _dry_run(capsys, distro, *extra, "--output", str(tmp_path / "o"))
+        assert _env(result)["DIB_WATCHDOG_INITRAMFS_TOOL"] == "dracut"
+        assert "wdimage-watchdog" in shlex.split(result["command"])
+
+
+def test_debian_initramfs_is_initramfs_tools_unless_dracut_is_asked_for(capsys, tmp_path):
+    assert _env(_dry_run(capsys, "debian", "--output", str(tmp_path / "o")))["DIB_WATCHDOG_INITRAMFS_TOOL"] \
+        == "initramfs-tools"
+    result = _dry_run(capsys, "debian", "--initramfs", "dracut", "--output", str(tmp_path / "o"))
+    assert _env(result)["DIB_WATCHDOG_INITRAMFS_TOOL"] == "dracut"
+    settings = build.make_settings("debian", initramfs="dracut", mirror="http://m.test/debian")
+    assert settings.initramfs is distros.Initramfs.DRACUT
 
 
 def test_kernel_cmdline_never_panics_the_guest_into_a_reboot():

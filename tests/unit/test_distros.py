@@ -11,7 +11,7 @@ from wdimage import cli
 from wdimage.ci import matrix
 from wdimage.errors import ExitCode, WdimageError
 from wdimage.image import build, dib, distros, kernel_build, sbom
-from wdimage.image.distros import Distro, Init, Kernel, KernelPackaging, Release
+from wdimage.image.distros import Distro, Init, Initramfs, Kernel, KernelPackaging, Release
 from wdimage.image.manifest import InstalledPackage
 from wdimage.image.render import LibvirtType
 
@@ -112,6 +112,19 @@ def test_ci_sbom_and_drill_read_the_entry(alpine):
     assert distros.drill_agent_warning("alpine", True) is None
 
 
+def test_the_initramfs_tools_are_a_column_of_the_entries(alpine, tmp_path):
+    assert distros.get("debian").initramfs == (Initramfs.INITRAMFS_TOOLS, Initramfs.DRACUT)
+    assert distros.get("centos").initramfs == distros.get("gentoo").initramfs == (Initramfs.DRACUT,)
+    # A new distro takes the column's default (dracut) without saying anything.
+    settings = build.make_settings("alpine", output=tmp_path / "o")
+    assert dict(build.dib_environment(settings, {"watchdog.conf": Path("/w")}))["DIB_WATCHDOG_INITRAMFS_TOOL"] == "dracut"
+    with pytest.raises(WdimageError) as e:
+        build.make_settings("alpine", initramfs="initramfs-tools", output=tmp_path / "o")
+    assert e.value.code == ExitCode.USAGE
+    assert e.value.message == "--initramfs initramfs-tools: alpine takes dracut"
+    assert "debian: initramfs-tools, dracut" in e.value.hint
+
+
 def test_only_centos_warns_the_drill_about_its_agent():
     assert "--drill-agent" in distros.drill_agent_warning("centos", False)
     for name, drill_agent in (("centos", True), ("centos", None), ("debian", False), ("gentoo", False),
@@ -144,6 +157,7 @@ def test_cli_choices_are_the_enums():
     sub = next(a for a in parser._actions if a.dest == "command").choices["build"]
     choices = {a.dest: a.choices for a in sub._actions if a.choices}
     assert choices["kernel"] == [str(k) for k in Kernel] and choices["init"] == [str(i) for i in Init]
+    assert choices["initramfs"] == [str(i) for i in Initramfs]
     assert choices["libvirt_type"] == [str(t) for t in LibvirtType]
     assert list(choices["layout"]) == [dib.AUTO, *(str(layout) for layout in dib.Layout)]
     assert choices["distro"] == sorted(distros.DISTROS)

@@ -80,6 +80,12 @@ GUEST_FILE_SHA256 = {
         "2e705f849e972f114914702a5ce93aba91b48b26b85a8ebe4abb166ca6f81e32",
     "wdimage-slim/wdimage-files/wdimage-slim-initramfs.modules":
         "c6df1716dfac65a12c5c27409a7687b676c8dec971dc5b746012426a21ebe984",
+    "wdimage-watchdog/wdimage-files/wdimage-dracut-arm.sh":
+        "f9fee4b9081256fb6056e9e31597526d5649c8b529f05f6114cc5b7bef5986a4",
+    "wdimage-watchdog/wdimage-files/wdimage-dracut-module-setup.sh":
+        "0d36fd706ffe11ac756e6467f44bb6c8aa2c618ae8dc338639398cd903e4d5e4",
+    "wdimage-watchdog/wdimage-files/wdimage-dracut.conf":
+        "b20a9980c06036e90ef4490a2a4feeede5fed530355ef5c714f42d127ce64aa7",
     "wdimage-watchdog/wdimage-files/wdimage-example.openrc": "a15562f39eb4606fc95c58e2ee0c43ca691aa91b59b9ccfd5bb9d4e419f208dd",
     "wdimage-watchdog/wdimage-files/wdimage-example.service":
         "36512f4502c383c89cdaf6572c13cf9a0c935959a1d75b2726deb24fb1c3f2fd",
@@ -93,7 +99,7 @@ GUEST_FILE_SHA256 = {
     "wdimage-watchdog/wdimage-files/wdimage-systemd-watchdog-off.conf":
         "1191d82b187e743db778d4123742e2b9ab28c1c1837af1e8b0376c55faa0b9da",
     "wdimage-watchdog/wdimage-files/wdimage-take-over-keepalive.sh":
-        "b2feb6dc4468ecea7a1a4d81b6d13d096b7be94895e17d9c4116f9ef69ef946b",
+        "25315728d4879d23334c4f4f33b6f06d9667d4e6ab6dd16d51fb12e832f97242",
     "wdimage-watchdog/wdimage-files/wdimage-watchdog.openrc":
         "9587ab68a47576877f591a364ccafc13fa961f42f209fc0c83a3061c3fc28b87",
 }
@@ -475,12 +481,15 @@ def test_guest_files_are_installed_by_their_elements_scripts_and_never_run():
 
 def test_shellcheck_passes_on_the_guest_shell_scripts():
     """The guest's /bin/sh and openrc-run scripts, as sh. openrc-run reads the variables a service sets
-    (description, command, pidfile: SC2034); /etc/default/watchdog exists only in the guest (SC1091)."""
+    (description, command, pidfile: SC2034); /etc/default/watchdog exists only in the guest (SC1091). dracut's
+    module-setup.sh, as bash (dracut sources it into its bash)."""
     scripts = [p for p in _guest_files() if p.read_bytes().startswith(b"#!")]
-    assert {p.read_text().splitlines()[0] for p in scripts} == {"#!/bin/sh", "#!/sbin/openrc-run"}
-    proc = subprocess.run(["shellcheck", "-s", "sh", "-e", "SC2034,SC1091", *map(str, scripts)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout
+    assert {p.read_text().splitlines()[0] for p in scripts} == {"#!/bin/sh", "#!/sbin/openrc-run", "#!/bin/bash"}
+    for shell, first in (("sh", ("#!/bin/sh", "#!/sbin/openrc-run")), ("bash", ("#!/bin/bash",))):
+        chosen = [p for p in scripts if p.read_text().splitlines()[0] in first]
+        proc = subprocess.run(["shellcheck", "-s", shell, "-e", "SC2034,SC1091", *map(str, chosen)],
+                              capture_output=True, text=True)
+        assert chosen and proc.returncode == 0, proc.stdout
 
 
 def test_shellcheck_passes_on_every_phase_script():
@@ -782,3 +791,102 @@ def test_kernel_gentoo_unpacks_the_tarball_and_builds_a_dracut_initramfs(sandbox
     assert (root / f"usr/lib/modules/{KREL}/kernel/drivers/watchdog/i6300esb.ko").is_file()
     assert _calls(sandbox) == [f"depmod -b {root} -a {KREL}", "install-packages sys-kernel/dracut",
                                f"dracut --force --kver {KREL} {root}/boot/initramfs-{KREL}.img"]
+
+
+# --- the dracut module (CentOS, Gentoo; Debian with --initramfs dracut) ----------------------------------------------
+
+INITRAMFS = ELEMENTS / "wdimage-watchdog/install.d/78-wdimage-watchdog-initramfs"
+DRACUT_MODULE = "usr/lib/dracut/modules.d/04wdimage-watchdog"
+
+
+@pytest.mark.parametrize("distro", ["centos", "gentoo", "debian"])
+def test_dracut_module_is_installed_where_dracut_finds_it(sandbox, distro):
+    root = sandbox[0]
+    proc = _run(INITRAMFS, sandbox, DISTRO_NAME=distro, DIB_WATCHDOG_INITRAMFS_TOOL="dracut")
+    assert proc.returncode == 0, proc.stderr
+    assert_installed(root, f"{DRACUT_MODULE}/module-setup.sh",
+                     "wdimage-watchdog/wdimage-files/wdimage-dracut-module-setup.sh", 0o755)
+    assert_installed(root, f"{DRACUT_MODULE}/wdimage-watchdog.sh",
+                     "wdimage-watchdog/wdimage-files/wdimage-dracut-arm.sh", 0o755)
+    assert_installed(root, "etc/dracut.conf.d/50-wdimage-watchdog.conf",
+                     "wdimage-watchdog/wdimage-files/wdimage-dracut.conf", 0o644)
+    assert 'add_dracutmodules+=" wdimage-watchdog "' in (root / "etc/dracut.conf.d/50-wdimage-watchdog.conf").read_text()
+    assert (root / "etc/wdimage/initramfs-modules").read_text() == "i6300esb\n"
+    assert not (root / "etc/initramfs-tools").exists()
+    assert _calls(sandbox) == []  # a scratch root: no package installed, no dracut run
+    assert "(dracut)" in proc.stdout
+
+
+def test_dracut_module_lists_the_lpc_bridge_before_the_ich9_tco(sandbox):
+    root = sandbox[0]
+    assert _run(INITRAMFS, sandbox, DISTRO_NAME="centos", DIB_WATCHDOG_INITRAMFS_TOOL="dracut",
+                DIB_WATCHDOG_MODULE="iTCO_wdt").returncode == 0
+    assert (root / "etc/wdimage/initramfs-modules").read_text() == "lpc_ich iTCO_wdt\n"
+
+
+def test_initramfs_tool_auto_follows_the_image_and_a_bad_one_fails(sandbox):
+    root = sandbox[0]
+    (root / "usr/lib/dracut").mkdir(parents=True)
+    assert _run(INITRAMFS, sandbox, DISTRO_NAME="gentoo").returncode == 0
+    assert (root / DRACUT_MODULE / "module-setup.sh").exists()
+    proc = _run(INITRAMFS, sandbox, DISTRO_NAME="gentoo", DIB_WATCHDOG_INITRAMFS_TOOL="mkinitcpio")
+    assert proc.returncode == 1 and "DIB_WATCHDOG_INITRAMFS_TOOL must be" in proc.stderr
+
+
+# dracut's functions as module-setup.sh calls them, each recording its call; require_binaries looks in $BINDIR.
+DRACUT_STUBS = r"""
+record() { echo "$*" >> "$CALLS"; }
+inst_multiple() { record "inst_multiple $*"; }
+inst_simple() { record "inst_simple $*"; }
+inst_hook() { record "inst_hook $*"; }
+ln_r() { record "ln_r $*"; }
+instmods() { record "instmods hostonly=[${hostonly}] $*"; }
+require_binaries() { local b; for b in "$@"; do [ -x "$BINDIR/$b" ] || return 1; done; }
+hostonly=yes
+moddir=/usr/lib/dracut/modules.d/04wdimage-watchdog
+. "$1"
+check; echo "check=$?"
+depends; echo "depends=$?"
+installkernel; echo "installkernel=$?"
+install; echo "install=$?"
+"""
+
+
+def _dracut_run(root: Path, tmp_path: Path, modules: str, keepalive: bool = True) -> tuple[list[str], list[str]]:
+    bindir = tmp_path / f"guest-bin-{keepalive}"
+    bindir.mkdir(exist_ok=True)
+    if keepalive:
+        _stub(bindir, "wd_keepalive", "exit 0")
+    (root / "etc/wdimage").mkdir(parents=True, exist_ok=True)
+    (root / "etc/wdimage/initramfs-modules").write_text(modules)
+    (root / "etc/watchdog.conf").write_text("watchdog-device = /dev/watchdog\n")
+    (root / "etc/modprobe.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/modprobe.d/wdimage-watchdog-blacklist.conf").write_text("blacklist ib700wdt\n")
+    calls = tmp_path / "dracut-calls"
+    calls.write_text("")
+    proc = subprocess.run(["bash", "-c", DRACUT_STUBS, "bash", str(root / DRACUT_MODULE / "module-setup.sh")],
+                          env={"PATH": os.environ["PATH"], "CALLS": str(calls), "BINDIR": str(bindir),
+                               "dracutsysrootdir": str(root)}, capture_output=True, text=True)
+    assert proc.stderr == ""
+    return proc.stdout.splitlines(), calls.read_text().splitlines()
+
+
+def test_dracut_module_setup_follows_dracuts_conventions(sandbox, tmp_path):
+    """check: only when asked for (255), and only where the keepalive and the configs exist (1 otherwise);
+    installkernel: the listed drivers, also in host-only mode (the build host has none of them loaded);
+    install: the keepalive, its config, the list, and the hook that arms the device at cmdline, dracut's first."""
+    root = sandbox[0]
+    assert _run(INITRAMFS, sandbox, DISTRO_NAME="centos", DIB_WATCHDOG_INITRAMFS_TOOL="dracut",
+                DIB_WATCHDOG_MODULE="iTCO_wdt").returncode == 0
+    results, calls = _dracut_run(root, tmp_path, (root / "etc/wdimage/initramfs-modules").read_text())
+    assert results == ["check=255", "depends=0", "installkernel=0", "install=0"]
+    assert calls == ["instmods hostonly=[] lpc_ich iTCO_wdt", "inst_multiple wd_keepalive",
+                     "ln_r /usr/sbin/wd_keepalive /usr/sbin/@wd_keepalive",
+                     "inst_simple /etc/watchdog.conf", "inst_simple /etc/wdimage/initramfs-modules",
+                     "inst_simple /etc/modprobe.d/wdimage-watchdog-blacklist.conf",
+                     "inst_hook cmdline 00 /usr/lib/dracut/modules.d/04wdimage-watchdog/wdimage-watchdog.sh"]
+    # Anything but a module name in the list stays out of dracut's commands.
+    _, calls = _dracut_run(root, tmp_path, "i6300esb $(reboot) ../x\n")
+    assert calls[0] == "instmods hostonly=[] i6300esb"
+    results, _ = _dracut_run(root, tmp_path, "i6300esb\n", keepalive=False)
+    assert results[0] == "check=1"

@@ -118,6 +118,26 @@ def test_boot_timeline_from_the_stamps_dmesg_and_the_daemon():
     assert (t.armed_by, t.armed) == ("", 9.5)  # not a name: dropped
 
 
+def test_boot_timeline_reads_dracuts_lines_as_initramfs_tools_ones():
+    """dracut with systemd runs a systemd in the initrd: its banner ("Running in initrd" follows it) is not the real
+    root's, the next one is. dracut's shell init (no systemd in the initrd: Gentoo's OpenRC) says when it switches."""
+    from tests.unit.test_drill import sections
+    systemd_initrd = ("[    2.912001] Run /init as init process\n"
+                      "[    3.410320] systemd[1]: systemd 252.39-1~deb12u1 running in system mode (+PAM +AUDIT)\n"
+                      "[    3.498101] systemd[1]: Running in initrd.\n"
+                      "[    9.731774] systemd[1]: systemd 252.39-1~deb12u1 running in system mode (+PAM +AUDIT)\n"
+                      "[   11.2] watchdog: watchdog0: watchdog did not stop!\n[   15.9] watchdog: watchdog0: watchdog did not stop!\n")
+    t = checks.boot_timeline(sections(**{"armed-at": "4.02", "armed-by": "initramfs", "boot": systemd_initrd}))
+    assert (t.armed_by, t.armed, t.init, t.real_root, t.handovers) == ("initramfs", 4.02, 2.912001, 9.731774, 2)
+    shell_init = ("[    2.1] Run /init as init process\n"
+                  "[    8.6] dracut: Switching root\n[   12.0] watchdog: watchdog0: watchdog did not stop!\n")
+    t = checks.boot_timeline(sections(**{"armed-at": "3.3", "armed-by": "initramfs", "boot": shell_init}))
+    assert (t.init, t.real_root, t.handovers) == (2.1, 8.6, 1)
+    # Only an initrd's systemd seen (the real root's banner not logged yet): no real-root stamp.
+    t = checks.boot_timeline(sections(**{"armed-at": "4.0", "boot": "\n".join(systemd_initrd.splitlines()[:3])}))
+    assert t.real_root is None and t.init == 2.912001
+
+
 class _Guest:
     """Answers the reserve query with the 1 GiB guest's measured watermarks; records what it was asked."""
 

@@ -299,6 +299,10 @@ echo "$other" > /run/wd_keepalive.pid   # a stale pidfile naming some other proc
 "$2"; kill -0 "$other" && echo "other left alone"; kill "$other"
 [ -e /run/wd_keepalive.pid ] || echo "stale pidfile removed"
 "$2" && echo "no pidfile: nothing to do"
+ln -s "$1/wd_keepalive" "$1/@wd_keepalive"   # a dracut initramfs's keepalive, started as @wd_keepalive
+PATH="$1:$PATH" @wd_keepalive 600 & keepalive=$!
+echo "$keepalive" > /run/wd_keepalive.pid
+"$2"; wait "$keepalive" || echo "@keepalive ended by signal $(( $? - 128 ))"
 """
 
 
@@ -313,7 +317,8 @@ def test_take_over_ends_wd_keepalive_with_sigkill_only(sandbox, tmp_path):
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", TAKE_OVER_RUN, "sh",
                            str(tmp_path), str(script)], capture_output=True, text=True, timeout=60)
     assert proc.stdout.splitlines() == ["keepalive ended by signal 9", "pidfile removed", "other left alone",
-                                        "stale pidfile removed", "no pidfile: nothing to do"], proc.stderr
+                                        "stale pidfile removed", "no pidfile: nothing to do",
+                                        "@keepalive ended by signal 9"], proc.stderr
 
 
 INITRAMFS = ELEMENTS / "wdimage-watchdog/install.d/78-wdimage-watchdog-initramfs"

@@ -5,7 +5,7 @@ import json
 
 from wdimage import log, models
 from wdimage.image import build, dib, distros
-from wdimage.image.distros import Init, Kernel
+from wdimage.image.distros import Init, Initramfs, Kernel
 from wdimage.image.render import LibvirtType
 from wdimage.models import Action, Arch, Model, info
 
@@ -63,6 +63,11 @@ def add_parser(sub) -> None:
                    help="--kernel source: your own config fragment, applied after wdimage's (repeatable)")
     p.add_argument("--init", choices=[str(i) for i in Init],
                    help="debian: the guest's init system (default: systemd; openrc swaps in sysvinit-core + openrc)")
+    p.add_argument("--initramfs", choices=[str(i) for i in Initramfs],
+                   help="the tool that makes the guest's initramfs, where wd_keepalive arms /dev/watchdog before "
+                        "the real root boots. " + "; ".join(
+                            f"{d.name}: {' or '.join(d.initramfs)} (default {d.initramfs[0]})"
+                            for d in distros.DISTROS.values()) + ". On debian, dracut replaces initramfs-tools")
     p.add_argument("--base-image", metavar="FILE",
                    help="centos: a local GenericCloud image instead of the download (DIB_LOCAL_IMAGE); dnf "
                         "still needs the CentOS repositories or --mirror: not an offline build")
@@ -130,7 +135,7 @@ def _cmd_build(args) -> int:
         name=args.name, output=args.output, mirror=args.mirror, agent=args.agent,
         drill_agent=args.drill_agent, kernel=args.kernel,
         base_image=args.base_image, ping=tuple(args.ping), interfaces=tuple(args.interface),
-        max_load_1=args.max_load, init=args.init, layout=args.layout,
+        max_load_1=args.max_load, init=args.init, initramfs=args.initramfs, layout=args.layout,
         libvirt_type=args.libvirt_type,
         health_options=dict(min_memory=args.min_memory, pidfiles=tuple(args.pidfile), test_binary=args.test_binary,
                             repair_binary=args.repair_binary, retry_timeout=args.retry_timeout,

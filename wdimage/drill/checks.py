@@ -43,7 +43,7 @@ echo '### interval'; grep -E '^[[:space:]]*interval[[:space:]]*=' /etc/watchdog.
 echo '### clock'; echo "$(cut -d' ' -f1 /proc/uptime) $(getconf CLK_TCK)"
 echo '### armed-at'; cat /run/wdimage/armed-at 2>/dev/null
 echo '### armed-by'; cat /run/wdimage/armed-by 2>/dev/null
-echo '### boot'; dmesg 2>/dev/null | grep -E 'Run /init as init process|systemd\[1\]: systemd .* running in system mode|watchdog did not stop'
+echo '### boot'; dmesg 2>/dev/null | grep -E 'Run /init as init process|systemd\[1\]: (systemd .* running in system mode|Running in initrd)|dracut: Switching root|watchdog did not stop'
 echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
 echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
@@ -288,19 +288,37 @@ class BootTimeline:
         return dataclasses.asdict(self)
 
 
-BOOT_LINE = re.compile(r"^\[\s*(\d+\.\d+)\]\s*(?:(Run /init as init process)|systemd\[1\]: systemd .* running in system mode)")
+# The boot's log lines, one row each: (pattern, what the line says). initramfs-tools and dracut's shell init run
+# no systemd before the real root; dracut's systemd initrd runs one, whose banner is followed by "Running in
+# initrd" and is not the real root's; dracut's shell init says when it switches to the real root.
+BOOT_LINES = (
+    (re.compile(r"Run /init as init process"), "init"),
+    (re.compile(r"systemd\[1\]: systemd .* running in system mode"), "systemd"),
+    (re.compile(r"systemd\[1\]: Running in initrd"), "systemd-in-initrd"),
+    (re.compile(r"dracut: Switching root"), "real_root"),
+)
+STAMPED_LINE = re.compile(r"^\[\s*(\d+\.\d+)\]\s*(.*)$")
 
 
 def boot_timeline(sections: dict[str, str]) -> BootTimeline:
     """From the stamps the image writes (/run/wdimage/armed-at, armed-by), dmesg, and the daemon's start."""
     by = sections.get("armed-by", "").strip()
     stamps: dict[str, float] = {}
+    systemds: list[tuple[float, bool]] = []  # each systemd that started: (uptime, in the initrd)
     handovers = 0
     for line in sections.get("boot", "").splitlines():
         handovers += "watchdog did not stop!" in line
-        match = BOOT_LINE.match(line.strip())
-        if match:
-            stamps.setdefault("init" if match.group(2) else "real_root", float(match.group(1)))
+        match = STAMPED_LINE.match(line.strip())
+        kind = next((k for pattern, k in BOOT_LINES if match and pattern.search(match.group(2))), None)
+        if kind == "systemd":
+            systemds.append((float(match.group(1)), False))
+        elif kind == "systemd-in-initrd" and systemds:
+            systemds[-1] = (systemds[-1][0], True)
+        elif kind is not None:
+            stamps.setdefault(kind, float(match.group(1)))
+    real_root = next((at for at, in_initrd in systemds if not in_initrd), None)
+    if real_root is not None:
+        stamps.setdefault("real_root", real_root)
     started = _daemon_started(sections)
     armed = _armed_stamp(sections)
     if armed is None:

@@ -1,8 +1,7 @@
 """wdimage build: validated settings -> DIB run -> checked, published output directory.
 
-The output directory appears only when the build succeeded: everything is made in a private staging
-directory beside it (same filesystem) and renamed into place; a previous output is kept as `<dir>.old`
-(wdimage.image.outputs: only a previous wdimage output is ever replaced).
+The output directory appears only when the build succeeded: made in a private staging directory beside it and
+renamed into place; a previous wdimage output is kept as `<dir>.old` (wdimage.image.outputs).
 """
 
 import dataclasses
@@ -20,7 +19,7 @@ from wdimage.errors import WdimageError, failure, usage_error
 from wdimage.fileio import cache_dir, write_atomically
 from wdimage.image import containerdisk, dib, distros, kernel_build, kmodules, outputs, platforms, render
 from wdimage.image import health as health_
-from wdimage.image.distros import Init, Kernel, apt
+from wdimage.image.distros import Init, Initramfs, Kernel, apt
 from wdimage.image.manifest import FILE, BuildInfo, Files, InstalledPackage, Manifest, Package, health_record
 from wdimage.image.render import LibvirtType
 from wdimage.kconfig.config import check_config
@@ -66,6 +65,7 @@ class BuildSettings:
     interfaces: tuple[str, ...] = ()
     max_load_1: int | None = None
     init: Init | None = None  # --init: None keeps the distro's own init system
+    initramfs: Initramfs | None = None  # --initramfs: None is the distro's default (its entry's first)
     force: bool = False  # --force: replace --output even when it is not a previous wdimage output
     layout: dib.LayoutOption = dib.AUTO  # --layout: auto (dib.resolve_layout), direct or disk; in the manifest
     libvirt_type: LibvirtType = LibvirtType.KVM  # --libvirt-type: the libvirt domain's type, kvm or qemu (TCG)
@@ -84,8 +84,8 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                   mirror: str | None = None, agent: bool = True, drill_agent: bool = False, kernel: str = "bin",
                   base_image: str | Path | None = None, ping: tuple[str, ...] = (),
                   interfaces: tuple[str, ...] = (), max_load_1: int | None = None, init: str | None = None,
-                  layout: str = "auto", libvirt_type: str = "kvm", health_options: dict | None = None,
-                  force: bool = False, kernel_src: str | Path | None = None,
+                  initramfs: str | None = None, layout: str = "auto", libvirt_type: str = "kvm",
+                  health_options: dict | None = None, force: bool = False, kernel_src: str | Path | None = None,
                   kernel_config: str | Path | None = None, kernel_fragments: tuple[str | Path, ...] = (),
                   apt_sources: tuple[Path, ...] = apt.APT_SOURCES, containerdisk: bool = False,
                   arch: str = "x86_64") -> BuildSettings:
@@ -93,7 +93,10 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
     if distro not in distros.DISTROS:
         raise usage_error(f"distro {distro!r} is not one of {', '.join(distros.DISTROS)}")
     spec = distros.get(distro)
-    arch_ = parse_arch(arch)
+    arch_ = arch_from_name(arch)
+    if arch_ is None:
+        raise usage_error(f"--arch {arch}: expected one of {', '.join(Arch)} "
+                          f"(or {', '.join(a for about in ARCHES.values() for a in about.aliases)})")
     if arch_ not in spec.arches:
         raise usage_error(f"--arch {arch_}: wdimage builds {distro} for {', '.join(spec.arches)}")
     model_ = _choice("--model", model, Model)
@@ -125,6 +128,7 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
                                "build the kernel yourself")
     source = _kernel_source(spec, kernel_, kernel_src, kernel_config, kernel_fragments)
     init_ = _check_init(spec, init)
+    initramfs_ = _check_initramfs(spec, initramfs)
     layout_ = dib.layout_option(layout)
     libvirt_type_ = _choice("--libvirt-type", libvirt_type, LibvirtType)
     base = _base_image(spec, base_image)
@@ -136,17 +140,9 @@ def make_settings(distro: str, *, release: str | None = None, model: str = "i630
         distro=distro, release=release, model=model_, action=action_, timeout=timeout, name=name,
         output=out.absolute(), mirror=mirror, security_mirror=security, agent=agent, drill_agent=drill_agent,
         kernel=kernel_, base_image=base, ping=tuple(ping), interfaces=tuple(interfaces), max_load_1=max_load_1,
-        init=init_, layout=layout_, libvirt_type=libvirt_type_, health=health, force=force,
+        init=init_, initramfs=initramfs_, layout=layout_, libvirt_type=libvirt_type_, health=health, force=force,
         kernel_source=source, containerdisk=containerdisk, arch=arch_)
 
-
-def parse_arch(text: str) -> Arch:
-    """--arch TEXT: the table's name or an alias (x86, amd64, aarch64, s390); exit 2 naming the choices."""
-    arch = arch_from_name(text)
-    if arch is None:
-        raise usage_error(f"--arch {text}: expected one of {', '.join(Arch)} "
-                          f"(or {', '.join(a for about in ARCHES.values() for a in about.aliases)})")
-    return arch
 
 
 def _choice(option: str, value: str, kind):
@@ -180,6 +176,17 @@ def _check_init(spec: distros.Distro, init: str | None) -> Init | None:
     if init_ not in spec.inits:
         raise usage_error(f"--init {init}: {spec.name} takes {', '.join(spec.inits)}")
     return init_
+
+
+def _check_initramfs(spec: distros.Distro, initramfs: str | None) -> Initramfs:
+    """--initramfs: one of the tools the distro's entry lists (the first without the option)."""
+    if initramfs is None:
+        return spec.initramfs[0]
+    tool = _choice("--initramfs", initramfs, Initramfs)
+    if tool not in spec.initramfs:
+        raise usage_error(f"--initramfs {initramfs}: {spec.name} takes {', '.join(spec.initramfs)}",
+                          hint="; ".join(f"{d.name}: {', '.join(d.initramfs)}" for d in distros.DISTROS.values()))
+    return tool
 
 
 def _base_image(spec: distros.Distro, base_image: str | Path | None) -> Path | None:
@@ -244,6 +251,7 @@ def dib_environment(settings: BuildSettings, inputs: dict[str, Path],
         ("DIB_WATCHDOG_BLACKLIST", " ".join(others)),
         ("DIB_WATCHDOG_AGENT", "1" if settings.agent else "0"),
         ("DIB_WATCHDOG_DRILL_AGENT", "1" if settings.drill_agent else "0"),
+        ("DIB_WATCHDOG_INITRAMFS_TOOL", str(settings.initramfs or spec.initramfs[0])),
         *health_.dib_environment(settings.health, inputs),
     ]
     env += spec.extra_environment(settings)

@@ -7,12 +7,15 @@ read -r pid < "${pidfile}" || exit 0
 case "${pid}" in
     '' | *[!0-9]*) exit 0 ;;
 esac
-if [ "$(cat "/proc/${pid}/comm" 2>/dev/null)" = wd_keepalive ]; then
-    kill -KILL "${pid}"
-    i=0
-    while [ -e "/proc/${pid}" ] && [ "${i}" -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-fi
+# "@wd_keepalive": the one a dracut initramfs started (argv[0] with '@', spared by the initrd's systemd).
+case "$(cat "/proc/${pid}/comm" 2>/dev/null)" in
+    wd_keepalive | @wd_keepalive)
+        kill -KILL "${pid}"
+        i=0
+        while [ -e "/proc/${pid}" ] && [ "${i}" -lt 50 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        ;;
+esac
 rm -f "${pidfile}"

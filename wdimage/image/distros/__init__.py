@@ -34,6 +34,14 @@ class Kernel(enum.StrEnum):
     SOURCE = "source"  # compiled on the host from --kernel-src (wdimage.image.kernel_build)
 
 
+class Initramfs(enum.StrEnum):
+    """`wdimage build --initramfs`: the tool that makes the guest's initramfs, where the watchdog is armed first
+    (elements/wdimage-watchdog/install.d/78-wdimage-watchdog-initramfs)."""
+
+    INITRAMFS_TOOLS = "initramfs-tools"  # Debian's and Ubuntu's own: a hook and an init-top script
+    DRACUT = "dracut"  # CentOS's, Gentoo's, and Debian's package `dracut`: the module 04wdimage-watchdog
+
+
 class Init(enum.StrEnum):
     """The guest's init system (`wdimage build --init`, the manifest's init_system)."""
 
@@ -83,6 +91,8 @@ class Distro:
     # --init values it takes -> the DIB elements that switch the image to them; empty: no --init.
     inits: dict[Init, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     init_note: str = ""  # without inits: how its init system is decided (the hint when --init is refused)
+    # --initramfs values it takes, the first its default (the one its kernel packages use as shipped).
+    initramfs: tuple[Initramfs, ...] = (Initramfs.DRACUT,)
     kernel_packaging: KernelPackaging | None = None  # None: no --kernel source
     kernel_note: str = ""  # without kernel_packaging: the hint when --kernel source is refused
     kernel_file: str = "vmlinuz-{release}"  # in the image's /boot, of a kernel compiled on the host

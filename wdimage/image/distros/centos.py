@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wdimage.image.distros import Distro, Init, Kernel, Release
+from wdimage.image.distros import Distro, Init, Initramfs, Kernel, Release
 
 if TYPE_CHECKING:
     from wdimage.image.build import BuildSettings
@@ -38,7 +38,9 @@ CENTOS = CentOS(
             "DIB's package update and the watchdog, qemu-guest-agent and kernel-modules packages from the "
             "CentOS repositories (or the --mirror that replaces them)",
     module_packages={"itco": ("kernel-modules",)},
-    init_note="centos runs systemd", kernel_note="CentOS uses its distro kernel", local_image=True,
+    init_note="centos runs systemd",
+    initramfs=(Initramfs.DRACUT,),  # the arming dracut module 04wdimage-watchdog
+    kernel_note="CentOS uses its distro kernel", local_image=True,
     drill_agent_warning="this CentOS image's guest agent blocks guest-exec, which the drill needs: rebuild "
                         "it with 'wdimage build centos --drill-agent' (a drill image; build production "
                         "images without it)")

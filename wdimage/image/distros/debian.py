@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wdimage.image import dib
-from wdimage.image.distros import MIRROR_RE, Distro, Init, Kernel, KernelPackaging, Release, apt
+from wdimage.image.distros import MIRROR_RE, Distro, Init, Initramfs, Kernel, KernelPackaging, Release, apt
 from wdimage.models import Arch, arch_info
 
 if TYPE_CHECKING:
@@ -70,5 +70,7 @@ DEBIAN = Debian(
     network="debootstrap and apt from the Debian mirror (the machine's apt sources, or --mirror)",
     # OpenRC through the debian-openrc element (sysvinit-core + openrc; it sets DIB_INIT_SYSTEM=openrc).
     inits={Init.SYSTEMD: (), Init.OPENRC: ("debian-openrc",)},
+    # initramfs-tools as shipped; the package `dracut` replaces it (apt removes initramfs-tools).
+    initramfs=(Initramfs.INITRAMFS_TOOLS, Initramfs.DRACUT),
     kernel_packaging=KernelPackaging("bindeb-pkg", ("dpkg-buildpackage", "dpkg-deb", "fakeroot")),
     initrd_file="initrd.img-{release}", arches=(Arch.X86_64, Arch.ARM64, Arch.S390X))

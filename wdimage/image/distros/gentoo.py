@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wdimage import log
-from wdimage.image.distros import Distro, Init, Kernel, KernelPackaging, Release
+from wdimage.image.distros import Distro, Init, Initramfs, Kernel, KernelPackaging, Release
 
 if TYPE_CHECKING:
     from wdimage.image.build import BuildSettings
@@ -69,5 +69,6 @@ GENTOO = Gentoo(
     network="the stage3 tarball and its list from Gentoo's release server (DIB's gentoo element), the "
             "Portage snapshot (emerge-webrsync) and every package's distfiles (from GENTOO_MIRRORS: --mirror)",
     init_note="a gentoo profile decides its own init system",
+    initramfs=(Initramfs.DRACUT,),  # the arming dracut module 04wdimage-watchdog
     kernel_packaging=KernelPackaging("tar-pkg", ("tar",)), initrd_file="initramfs-{release}.img",
     measured_size=True)
