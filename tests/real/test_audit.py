@@ -12,7 +12,10 @@ together (512 MiB, 1 vCPU each, TCG), each case reached for real and the read-on
 
 After the audit every domain's state and XML are as before, every running guest has the same boot id and a
 larger uptime (no reboot), and libvirt recorded no taint but those the domains had before the audit
-(au-itco's custom-argv, its qemu:commandline) and the guest agent's (see test_the_audit_only_read).
+(au-itco's custom-argv, its qemu:commandline) and the guest agent's passthrough (custom-ga-command).
+
+A second host in the same audit: another private libvirtd reached through qemu+ssh:// (a throwaway sshd on
+127.0.0.1, tests/sshd.py) with one domain as built (armed).
 """
 
 import json
@@ -23,7 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.libvirtd import PrivateLibvirtd
 from tests.real.test_libvirt import scratch_domain
+from tests.sshd import ThrowawaySshd
 from wdimage import cli
 from wdimage.models import Model, info
 from wdimage.vm import libvirt_guest
@@ -73,6 +78,25 @@ def _taints(libvirtd, name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def remote(debian_image_dir, tmp_path_factory):
+    """A second host: another private libvirtd, reached through libvirt's remote transport (qemu+ssh:// to a
+    throwaway sshd on 127.0.0.1 with a generated key, tests/sshd.py), holding one domain as built, started here
+    (its boot overlaps the fleet's)."""
+    scratch = tmp_path_factory.mktemp("remote")
+    with PrivateLibvirtd() as daemon, ThrowawaySshd() as sshd:
+        libvirt_guest.define(daemon.uri, ET.tostring(_small(scratch_domain(debian_image_dir, scratch, "au-remote")),
+                                                     encoding="unicode"))
+        target = libvirt_guest.LibvirtTarget("au-remote", daemon.uri)
+        try:
+            target.domain.create()
+            yield daemon, sshd.libvirt_uri(daemon.socket), target
+        finally:
+            if target.domain.isActive():
+                target.domain.destroy()
+            target.close()
+
+
+@pytest.fixture(scope="module")
 def fleet(debian_image_dir, debian_itco_image_dir, libvirtd, tmp_path_factory):
     scratch = tmp_path_factory.mktemp("audit")
     targets = {}
@@ -108,8 +132,13 @@ def _wait_armed(guest, deadline: float = 240) -> None:
     raise AssertionError(f"{guest.describe()}: nothing holds the watchdog device after {deadline}s")
 
 
-def test_audit_of_the_fleet(fleet, libvirtd, tmp_path, capsys):
+def test_audit_of_the_fleet(remote, fleet, libvirtd, tmp_path, capsys):
     targets, guests, boot = fleet
+    remote_daemon, remote_uri, remote_target = remote
+    remote_guest = remote_target.attach()
+    remote_guest.wait_agent(timeout=600)
+    _wait_armed(remote_guest)
+    remote_before = (remote_target.domain.XMLDesc(0), remote_guest.run(BOOT_ID, timeout=30).stdout.split())
     for name, guest in guests.items():
         if name != "au-nowd":  # no device to hold
             _wait_armed(guest)
@@ -126,13 +155,16 @@ def test_audit_of_the_fleet(fleet, libvirtd, tmp_path, capsys):
 
     paths = {k: tmp_path / f"audit.{k}" for k in ("json", "xml", "prom")}
     started = time.monotonic()
-    code = cli.main(["audit", "--connect", libvirtd.uri, "--all", "--json", str(paths["json"]),
+    code = cli.main(["audit", "--connect", libvirtd.uri, "--connect", remote_uri, "--all", "--json", str(paths["json"]),
                      "--junit", str(paths["xml"]), "--prometheus", str(paths["prom"])])
     seconds = time.monotonic() - started
     out = capsys.readouterr().out
     data = json.loads(paths["json"].read_text())
-    verdicts = {d["domain"]: d["verdict"] for d in data["domains"]}
+    verdicts = {d["domain"]: d["verdict"] for d in data["domains"] if d["host"] == libvirtd.uri}
     assert verdicts == EXPECTED, out
+    assert [(d["domain"], d["verdict"]) for d in data["domains"] if d["host"] == remote_uri] == [
+        ("au-remote", "armed")], out
+    assert [h["uri"] for h in data["hosts"]] == [libvirtd.uri, remote_uri] and data["hosts"][1]["error"] is None
     assert code == 1
     by_name = {d["domain"]: d for d in data["domains"]}
     assert "watchdog service active" in by_name["au-stopped"]["reason"]
@@ -160,12 +192,17 @@ def test_audit_of_the_fleet(fleet, libvirtd, tmp_path, capsys):
     for name, pid in qemu_pids.items():
         assert (libvirtd.base / "run" / "qemu" / f"{name}.pid").read_text() == pid, name
     assert not targets["au-off"].domain.isActive()
+    boot_id, uptime = remote_guest.run(BOOT_ID, timeout=30).stdout.split()
+    assert remote_target.domain.XMLDesc(0) == remote_before[0] and boot_id == remote_before[1][0]
+    assert float(uptime) > float(remote_before[1][1])
+    assert "custom-monitor" not in _taints(remote_daemon, "au-remote")
+    remote_guest.close()
 
     from prometheus_client.parser import text_string_to_metric_families
     families = {f.name: f for f in text_string_to_metric_families(paths["prom"].read_text())}
     armed = {s.labels["domain"]: s.value for s in families["wdimage_watchdog_armed"].samples}
-    assert armed == {n: (1.0 if v == "armed" else 0.0) for n, v in EXPECTED.items()}
-    assert paths["xml"].read_text().count("<testcase") == len(EXPECTED)
+    assert armed == {**{n: (1.0 if v == "armed" else 0.0) for n, v in EXPECTED.items()}, "au-remote": 1.0}
+    assert paths["xml"].read_text().count("<testcase") == len(EXPECTED) + 1
 
 
 def test_cannot_fire_is_proven_by_a_panic(fleet):

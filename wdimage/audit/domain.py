@@ -43,6 +43,7 @@ class DomainAudit:
     notes: list[str] = dataclasses.field(default_factory=list)  # advisories: failing checks that do not decide
     timeout: int | None = None  # the device's timeout in the guest (sysfs), seconds
     seconds: float = 0.0  # how long this domain's audit took
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # where those seconds went, by step
     history: list[dict] = dataclasses.field(default_factory=list)  # verdicts it had before an upgrade
 
     def decide(self, verdict: Verdict, reason: str, fix: str = "") -> "DomainAudit":
@@ -72,9 +73,13 @@ def audit_domain(host: str, view, name: str, qemu, libvirt, deadline: float) -> 
     domain = view.domain(name)
     result.state = domain.state()
     side = analyse(domain.xml(), qemu, libvirt)
+    result.timings["host side"] = time.monotonic() - started
     _describe_host(result, side)
     primary = side.primary
-    if primary is None:
+    if primary is None and side.devices:
+        result.decide(Verdict.UNKNOWN, f"watchdog model {side.devices[0].model} is not one wdimage audits "
+                                       f"(i6300esb, ib700, itco)")
+    elif primary is None:
         result.decide(Verdict.NOT_ARMED, "the domain has no watchdog device: nothing can reset it when it hangs",
                       add_device_fix(name))
     elif result.state != "running":
@@ -123,8 +128,11 @@ def _host_fix(domain: str, device) -> str:
 
 def _guest_side(result: DomainAudit, domain, side: HostSide, left: float) -> None:
     model = side.primary.known_model
+    began = time.monotonic()
     domain.agent("guest-ping", timeout=min(5.0, max(1.0, left)))
+    result.timings["agent ping"] = time.monotonic() - began
     probe = domain.run(GUEST_PROBE, info(model).module, timeout=max(1.0, left - 1))
+    result.timings["guest probe"] = time.monotonic() - began - result.timings["agent ping"]
     judge_guest(result, parse_sections(probe.stdout), side)
 
 

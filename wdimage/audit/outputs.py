@@ -33,7 +33,8 @@ def domain_json(d: DomainAudit) -> dict:
             "machine": d.machine or None, "model": d.model, "action": d.action, "devices": d.devices,
             "agent_channel": d.agent_channel, "timeout": d.timeout,
             "checks": [dataclasses.asdict(c) for c in d.checks], "notes": d.notes,
-            "seconds": round(d.seconds, 3), "history": d.history}
+            "seconds": round(d.seconds, 3), "timings": {k: round(v, 3) for k, v in d.timings.items()},
+            "history": d.history}
 
 
 def report_json(report: AuditReport) -> dict:
