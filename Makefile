@@ -16,7 +16,11 @@ APT_TEST := strace
 # libvirt: the daemons the real tests start (tests/libvirtd.py), virsh and virt-xml-validate, ss (iproute2), and
 # what pip needs to build libvirt-python (no wheels on PyPI) for the venv's own python.
 APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-dev pkg-config iproute2
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST))
+# wdimage audit's real test of a second host: libvirt's qemu+ssh transport to a throwaway sshd on 127.0.0.1
+# (tests/sshd.py runs /usr/sbin/sshd itself; nc -U is libvirt's proxy to the private libvirtd's socket). Note: on a
+# machine with systemd, installing openssh-server also enables and starts the system's own sshd.
+APT_AUDIT := openssh-server netcat-openbsd
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_AUDIT))
 
 .PHONY: all deps venv test test-fast demo bench lint clean
 

@@ -5,7 +5,6 @@ against libvirt's in-process test driver (test:///default), real libvirt without
 guests is tests/real/test_audit.py."""
 
 import ast
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -56,7 +55,8 @@ def test_q35_without_the_override_has_an_itco_that_cannot_fire():
 
 def test_q35_with_the_commandline_override_fires():
     (itco,) = side("q35-itco-override").devices
-    assert itco.fires and "noreboot=false" in itco.why and itco.recovers and side("q35-itco-override").commandline_override
+    assert itco.fires and "noreboot=false" in itco.why and itco.recovers
+    assert side("q35-itco-override").commandline_override
 
 
 def test_no_watchdog_on_pc_is_no_device():

@@ -50,10 +50,14 @@ echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
 echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
 echo '### blacklist'
-grep -rsnE "^[[:space:]]*(blacklist[[:space:]]+$module|install[[:space:]]+$module)([[:space:]]|$)" /etc/modprobe.d /run/modprobe.d /usr/lib/modprobe.d /lib/modprobe.d
-for p in $(cat /proc/cmdline); do case $p in module_blacklist=*|modprobe.blacklist=*) echo "/proc/cmdline: $p";; esac; done
+grep -rsnE "^[[:space:]]*(blacklist|install)[[:space:]]+$module([[:space:]]|$)" \
+  /etc/modprobe.d /run/modprobe.d /usr/lib/modprobe.d /lib/modprobe.d
+for p in $(cat /proc/cmdline); do
+  case $p in module_blacklist=*|modprobe.blacklist=*) echo "/proc/cmdline: $p";; esac
+done
 echo '### runtime-watchdog'; [ -d /run/systemd/system ] && systemctl show -p RuntimeWatchdogUSec --value 2>/dev/null
-echo '### nowayout'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/nowayout" ] && echo "${d##*/}: $(cat "$d/nowayout")"; done
+echo '### nowayout'
+for d in /sys/class/watchdog/watchdog*; do [ -e "$d/nowayout" ] && echo "${d##*/}: $(cat "$d/nowayout")"; done
 echo '### conf-timeout'; grep -E '^[[:space:]]*watchdog-timeout[[:space:]]*=' /etc/watchdog.conf 2>/dev/null
 """
 
@@ -315,8 +319,6 @@ def boot_timeline(sections: dict[str, str]) -> BootTimeline:
         by = ""
     return BootTimeline(by if re.fullmatch(r"[a-z-]{1,40}", by) else "", armed, stamps.get("init"),
                         stamps.get("real_root"), started[1] if started else None, handovers)
-
-
 
 
 # --- what the field shows goes wrong (wdimage audit; the drill keeps its own list above) -------------------------
