@@ -203,6 +203,24 @@ def test_audit_of_the_fleet(remote, fleet, libvirtd, tmp_path, capsys):
     assert "custom-monitor" not in _taints(remote_daemon, "au-remote")
     remote_guest.close()
 
+    # the same guests one at a time against together (the bench's figure, here for free on the booted fleet)
+    from wdimage.audit.fleet import audit_fleet
+    running = [n for n in WITH_AGENT if n != "au-nowd"]
+    alone = {}
+    for name in running:
+        began = time.monotonic()
+        (result,) = audit_fleet([libvirtd.uri], [name], jobs=1).domains
+        alone[name] = (time.monotonic() - began, result)
+    began = time.monotonic()
+    together = audit_fleet([libvirtd.uri], running, jobs=len(running))
+    together_seconds = time.monotonic() - began
+    assert [d.verdict for d in together.domains] == [EXPECTED[n] for n in running]
+    total = sum(seconds for seconds, _ in alone.values())
+    print(f"{len(running)} running guests: one at a time {total:.2f}s in all, together {together_seconds:.2f}s, "
+          f"ratio {together_seconds / total:.2f}; alone: " + "; ".join(
+              f"{n} {sec:.2f}s ({', '.join(f'{k} {v:.2f}s' for k, v in r.timings.items())})"
+              for n, (sec, r) in alone.items()))
+
     from prometheus_client.parser import text_string_to_metric_families
     families = {f.name: f for f in text_string_to_metric_families(paths["prom"].read_text())}
     armed = {s.labels["domain"]: s.value for s in families["wdimage_watchdog_armed"].samples}
