@@ -26,7 +26,11 @@ APT_LIBVIRT := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu 
 # Foreign guests (--arch arm64|s390x): qemu-user-static runs their chroot in DIB, the system emulators boot them,
 # UEFI for an arm64 disk image, and Debian's cross compilers for Kconfig's compiler tests (kernel-config --arch).
 APT_ARCH := qemu-user-static qemu-system-arm qemu-system-misc qemu-efi-aarch64 gcc-aarch64-linux-gnu gcc-s390x-linux-gnu
-APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER) $(APT_PLATFORMS) $(APT_ARCH))
+# wdimage audit's real test of a second host: libvirt's qemu+ssh transport to a throwaway sshd on 127.0.0.1
+# (tests/sshd.py runs /usr/sbin/sshd itself; nc -U is libvirt's proxy to the private libvirtd's socket). Note: on a
+# machine with systemd, installing openssh-server also enables and starts the system's own sshd.
+APT_AUDIT := openssh-server netcat-openbsd
+APT_PACKAGES := $(sort $(APT_BASE) $(APT_KERNEL) $(APT_KERNEL_BUILD) $(APT_BUILD) $(APT_DRILL) $(APT_LIBVIRT) $(APT_TEST) $(APT_BROWSER) $(APT_PLATFORMS) $(APT_ARCH) $(APT_AUDIT))
 # `make demo` needs only a build and a drill: no kernel sources, no libvirt (a fresh machine's minutes).
 APT_DEMO := $(sort $(APT_BASE) $(APT_BUILD) $(APT_DRILL))
 

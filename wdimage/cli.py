@@ -4,6 +4,7 @@
   wdimage build debian|centos|gentoo      bake a watchdog-ready guest image with its QEMU launch stub
   wdimage drill DIR                       boot a built image, crash it, prove the watchdog resets it
   wdimage cloud-init [--model M] ...      user-data that makes a stock cloud VM watchdog-ready at first boot
+  wdimage audit [--connect URI]... --all  read-only: is every libvirt domain's watchdog armed? (fleet report)
   wdimage matrix [--json]                 the CI build matrix (distro x model), exclusions and why
   wdimage diff A B                        what really differs between two builds' manifests
   wdimage index DIR... [--markdown]       gather build outputs (manifests, drill results) into one index
@@ -22,10 +23,10 @@ import signal
 import sys
 
 from wdimage import __version__, log
-from wdimage.commands import build, cloud_init, diff, drill, index, kernel_config, matrix
+from wdimage.commands import audit, build, cloud_init, diff, drill, index, kernel_config, matrix
 from wdimage.errors import ExitCode, Interrupted, WdimageError
 
-COMMANDS = (kernel_config, build, drill, cloud_init, matrix, diff, index)
+COMMANDS = (kernel_config, build, drill, audit, cloud_init, matrix, diff, index)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -68,3 +68,5 @@ MANIFEST = JsonKind("manifest", schema=1, readable=(1,))
 DRILL_REPORT = JsonKind("drill report", schema=3, readable=(1, 2, 3), keys=("name", "checks", "faults", "passed"))
 # `wdimage index` (JSON form).
 INDEX = JsonKind("index", schema=1, readable=(1,), keys=("images",))
+# `wdimage audit --json` (docs/audit.md has the schema).
+AUDIT = JsonKind("audit report", schema=1, readable=(1,), keys=("hosts", "domains", "summary"))

@@ -218,11 +218,20 @@ def model_from_libvirt(name: str) -> Model | None:
     return next((m.model for m in MODELS.values() if m.libvirt_model and m.libvirt_model == name), None)
 
 
+class Recovery(enum.StrEnum):
+    """What becomes of a hung guest when the watchdog fires with an action (the audit's cannot-fire reasons)."""
+
+    ITSELF = "itself"  # the guest boots again by itself
+    STOPS = "stops"  # the guest is powered off: down, not hung; whatever restarts domains can start it again
+    RESUME = "only-if-resumed"  # paused until someone resumes or resets it; a resumed hung guest is still hung
+    NEVER = "never"  # nothing happens that a hung guest could recover from
+
+
 @dataclasses.dataclass(frozen=True)
 class ActionInfo:
     action: Action  # its value is QEMU's word (-action watchdog=, the QMP WATCHDOG event's action)
     effect: str  # what QEMU does when the watchdog fires, and what the user then sees
-    recovers: bool  # does the guest come back on its own after a crash?
+    recovery: Recovery  # does a hung guest come back after the watchdog fires (and who brings it back)?
     libvirt: str | None  # libvirt's <watchdog action=>; None: libvirt has no such action
     openstack: str | None  # OpenStack's hw_watchdog_action image property; None: no equivalent
     libvirt_event: int  # libvirt's virDomainEventWatchdogAction number in its watchdog event
@@ -230,23 +239,34 @@ class ActionInfo:
     kubevirt: str | Cannot = Cannot(_KUBEVIRT_ACTIONS)  # KubeVirt's watchdog action
     proxmox: str | Cannot = Cannot(_PROXMOX_ACTIONS)  # qm.conf's watchdog action=
 
+    @property
+    def recovers(self) -> bool:
+        """Does the guest come back on its own after a crash?"""
+        return self.recovery is Recovery.ITSELF
+
+    @property
+    def host_acts(self) -> bool:
+        """Does the host do something a hung guest gets out of (a reset, or a power-off an orchestrator sees)?"""
+        return self.recovery in (Recovery.ITSELF, Recovery.STOPS)
+
 
 ACTIONS: dict[Action, ActionInfo] = {a.action: a for a in [
-    ActionInfo(Action.RESET, "QEMU resets the guest, which boots again", True, "reset", "reset", 2,
+    ActionInfo(Action.RESET, "QEMU resets the guest, which boots again", Recovery.ITSELF, "reset", "reset", 2,
                kubevirt="reset", proxmox="reset"),
     ActionInfo(Action.SHUTDOWN, "QEMU sends an ACPI power-button request: a crashed guest cannot obey it and "
-                                "stays down", False, "shutdown", "poweroff", 4,
+                                "stays down", Recovery.NEVER, "shutdown", "poweroff", 4,
                kubevirt="shutdown", proxmox="shutdown"),
-    ActionInfo(Action.POWEROFF, "QEMU powers the guest off and exits", False, "poweroff", "poweroff", 3,
+    ActionInfo(Action.POWEROFF, "QEMU powers the guest off and exits", Recovery.STOPS, "poweroff", "poweroff", 3,
                kubevirt="poweroff", proxmox="poweroff"),
     # libvirt's "dump" is QEMU's pause, after which libvirt dumps the guest's memory and resumes it.
     ActionInfo(Action.PAUSE, "QEMU pauses the guest (run state 'watchdog') until someone resumes or resets it",
-               False, "pause", "pause", 1, libvirt_also=("dump",), proxmox="pause"),
-    ActionInfo(Action.DEBUG, "QEMU prints a debug message and does nothing else: the guest stays hung", False,
-               None, None, 5, proxmox="debug"),
-    ActionInfo(Action.NONE, "QEMU does nothing but report the event: the guest stays hung", False,
+               Recovery.RESUME, "pause", "pause", 1, libvirt_also=("dump",), proxmox="pause"),
+    ActionInfo(Action.DEBUG, "QEMU prints a debug message and does nothing else: the guest stays hung",
+               Recovery.NEVER, None, None, 5, proxmox="debug"),
+    ActionInfo(Action.NONE, "QEMU does nothing but report the event: the guest stays hung", Recovery.NEVER,
                "none", "none", 0, proxmox="none"),
-    ActionInfo(Action.INJECT_NMI, "QEMU injects an NMI: a live kernel logs it, a crashed one stays hung", False,
+    ActionInfo(Action.INJECT_NMI, "QEMU injects an NMI: a live kernel logs it, a crashed one stays hung",
+               Recovery.NEVER,
                "inject-nmi", None, 6),
 ]}
 

@@ -14,7 +14,8 @@ ALLOWED = {
     "image": {"kconfig", "vm"},
     "drill": {"image", "kconfig", "vm"},
     "ci": {"image", "drill"},
-    "commands": {"image", "kconfig", "vm", "drill", "ci"},
+    "audit": {"image", "kconfig", "vm", "drill"},
+    "commands": {"image", "kconfig", "vm", "drill", "ci", "audit"},
 }
 
 

@@ -1,4 +1,6 @@
 """The readiness probe: what the seed article's comment thread checks by hand, in one guest-exec.
+The script only reads: `wdimage audit` runs it on other people's guests (wdimage.vm.libvirt_guest's read-only view
+runs nothing else).
 
 Driver in dmesg, module loaded, /dev/watchdog present, service running, the `watchdog-device` line active, who
 holds the device, a kernel that does not reboot itself on panic, no crash kernel waiting to take the panic, and
@@ -47,6 +49,16 @@ echo '### boot'; dmesg 2>/dev/null | grep -E 'Run /init as init process|systemd\
 echo '### kexec'; cat /sys/kernel/kexec_crash_loaded 2>/dev/null
 echo '### kernel'; uname -r
 echo '### identity'; for d in /sys/class/watchdog/watchdog*; do [ -e "$d/identity" ] && echo "${d##*/}: $(cat "$d/identity")"; done
+echo '### blacklist'
+grep -rsnE "^[[:space:]]*(blacklist|install)[[:space:]]+$module([[:space:]]|$)" \
+  /etc/modprobe.d /run/modprobe.d /usr/lib/modprobe.d /lib/modprobe.d
+for p in $(cat /proc/cmdline); do
+  case $p in module_blacklist=*|modprobe.blacklist=*) echo "/proc/cmdline: $p";; esac
+done
+echo '### runtime-watchdog'; [ -d /run/systemd/system ] && systemctl show -p RuntimeWatchdogUSec --value 2>/dev/null
+echo '### nowayout'
+for d in /sys/class/watchdog/watchdog*; do [ -e "$d/nowayout" ] && echo "${d##*/}: $(cat "$d/nowayout")"; done
+echo '### conf-timeout'; grep -E '^[[:space:]]*watchdog-timeout[[:space:]]*=' /etc/watchdog.conf 2>/dev/null
 """
 
 ACTIVE_DEVICE_LINE = re.compile(r"^\s*watchdog-device\s*=\s*/dev/watchdog\s*$")
@@ -327,3 +339,76 @@ def boot_timeline(sections: dict[str, str]) -> BootTimeline:
                         stamps.get("real_root"), started[1] if started else None, handovers)
 
 
+# --- what the field shows goes wrong (wdimage audit; the drill keeps its own list above) -------------------------
+FIELD_FIXES = {
+    "blacklist": "MODULE is blacklisted, so it never loads (Ubuntu's blacklist-watchdog.conf lists the watchdog "
+                 "drivers): delete that line (SEEN), add MODULE to /etc/modules-load.d/watchdog.conf, reboot or "
+                 "modprobe MODULE, restart the daemon",
+    "other-holder": "/dev/watchdog has a single opener and SEEN holds it, not the watchdog daemon: stop it "
+                    "(wd_keepalive: systemctl disable --now wd_keepalive) and restart the daemon",
+    "runtime-watchdog": "systemd's RuntimeWatchdogSec is on (SEEN): PID 1 opens the device itself and the "
+                        "daemon cannot; set RuntimeWatchdogSec=off (and RebootWatchdogSec=off) in "
+                        "/etc/systemd/system.conf, systemctl daemon-reexec, systemctl restart watchdog; or let "
+                        "systemd alone feed it and disable the daemon",
+    "acted-on": "the daemon feeds another device than the MODEL the domain acts on (SEEN): blacklist the other "
+                "driver (e.g. echo 'blacklist iTCO_wdt' > /etc/modprobe.d/wdimage-watchdog.conf) so that MODULE "
+                "is /dev/watchdog, or point watchdog-device at MODULE's /dev/watchdogN; restart the daemon",
+    "timeout-range": "set watchdog-timeout in /etc/watchdog.conf within what MODULE accepts (SEEN) and restart "
+                     "the daemon; the driver keeps its own default for a value it refuses",
+    "nowayout": "nowayout is set (SEEN): once opened the device cannot be stopped, so stopping or restarting "
+                "the daemon (an upgrade) lets it expire and reset the guest; if that is not intended, "
+                "load MODULE with nowayout=0 (options MODULE nowayout=0 in /etc/modprobe.d/)",
+}
+
+DAEMON_DEFAULT_TIMEOUT = 60  # watchdog(8): watchdog-timeout when watchdog.conf does not set it
+
+
+def configured_timeout(sections: dict[str, str]) -> tuple[int, bool]:
+    """watchdog.conf's watchdog-timeout, and whether it is set there (else the daemon's default)."""
+    match = re.search(r"=\s*(\d+)", sections.get("conf-timeout", ""))
+    return (int(match.group(1)), True) if match else (DAEMON_DEFAULT_TIMEOUT, False)
+
+
+def _device_of(target: str) -> str:
+    """/dev/watchdog -> watchdog0 (the legacy node is the first device); /dev/watchdog3 -> watchdog3."""
+    name = target.rsplit("/", 1)[-1]
+    return "watchdog0" if name == "watchdog" else name
+
+
+def _per_device(text: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+def evaluate_field_checks(sections: dict[str, str], model: Model) -> list[Check]:
+    """The field's failures, beyond the drill's checklist: each passed or failed with what was seen and its fix."""
+    about = info(model)
+    holders = parse_holders(sections.get("holders", ""))
+    daemon = next((h for h in holders if h.comm == "watchdog"), None)
+    held = _device_of(daemon.target) if daemon else "watchdog0"
+    identities = _per_device(sections.get("identity", ""))
+    blacklist = sections.get("blacklist", "")
+    others = [h for h in holders if h.comm not in ("watchdog",)]
+    runtime = sections.get("runtime-watchdog", "").strip()
+    timeout, set_there = configured_timeout(sections)
+    low, high = about.timeout_range
+    nowayout = _per_device(sections.get("nowayout", "")).get(held, "")
+    checks = [
+        Check("blacklist", f"{about.module} is not blacklisted", not blacklist,
+              blacklist.replace("\n", "; ") or "no blacklist or install line for it in modprobe.d or /proc/cmdline"),
+        Check("other-holder", "no other process holds a watchdog device", not others,
+              "; ".join(map(str, others)) or "none"),
+        Check("runtime-watchdog", "systemd's RuntimeWatchdogSec is off", runtime in ("", "0", "0s"),
+              f"RuntimeWatchdogUSec={runtime}" if runtime else "off (or no systemd)"),
+        Check("acted-on", f"the daemon feeds the domain's {model} ({about.identity})",
+              daemon is None or identities.get(held, about.identity) == about.identity,
+              f"{daemon.target} is {held}: {identities.get(held, 'identity not exposed')}" if daemon
+              else "no daemon holds a device (see the holder check)"),
+        Check("timeout-range", f"watchdog-timeout within {about.module}'s {low}..{high}s", low <= timeout <= high,
+              f"watchdog-timeout {timeout}s{'' if set_there else ' (not set: the daemon default)'}; "
+              f"{about.module} accepts {low}..{high}s"),
+        Check("nowayout", "nowayout is off (the daemon can stop the device)", nowayout.strip() != "1",
+              f"{held}: nowayout={nowayout.strip()}" if nowayout.strip() else "not exposed"),
+    ]
+    return [c if c.passed else dataclasses.replace(c, fix=FIELD_FIXES[c.name].replace("MODULE", about.module)
+                                                   .replace("MODEL", str(model)).replace("SEEN", c.seen))
+            for c in checks]

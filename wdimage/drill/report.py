@@ -146,3 +146,42 @@ def report_junit(report: DrillReport, console_tail: str = "") -> str:
     xml.add_testsuite(suite)
     xml.update_statistics()
     return xml.tostring().decode() if isinstance(xml.tostring(), bytes) else xml.tostring()
+
+
+@dataclasses.dataclass(frozen=True)
+class JunitCase:
+    """One test case for junit_document: at most one of failure, error, skipped."""
+
+    name: str
+    classname: str
+    seconds: float = 0.0
+    failure: str | None = None
+    error: str | None = None
+    skipped: str | None = None
+    out: str = ""
+
+
+def junit_document(suites: list[tuple[str, list[JunitCase]]]) -> str:
+    """JUnit XML of named suites of cases: the one place besides report_junit that speaks junitparser (used by
+    wdimage audit)."""
+    from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
+
+    xml = JUnitXml()
+    for name, cases in suites:
+        suite = TestSuite(name)
+        for c in cases:
+            case = TestCase(c.name, classname=c.classname, time=round(c.seconds, 3))
+            if c.failure is not None:
+                case.result = [Failure(c.failure[:500])]
+            elif c.error is not None:
+                case.result = [Error(c.error[:500])]
+            elif c.skipped is not None:
+                case.result = [Skipped(c.skipped[:500])]
+            if c.out:
+                case.system_out = c.out
+            suite.add_testcase(case)
+        suite.update_statistics()
+        xml.add_testsuite(suite)
+    xml.update_statistics()
+    text = xml.tostring()
+    return text.decode() if isinstance(text, bytes) else text

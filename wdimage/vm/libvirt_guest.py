@@ -380,3 +380,148 @@ class AgentError(ConnectionError):
 
 def _decode(data: str) -> str:
     return base64.b64decode(data).decode(errors="replace") if data else ""
+
+
+# --- the audit's read-only view -----------------------------------------------------------------------------
+# Guest-agent commands that only read. guest-exec is sent only by ReadOnlyDomain.run, for a script the view was
+# opened with (scripts that only read, e.g. wdimage.drill.checks.GUEST_PROBE), never for anything else.
+READ_ONLY_AGENT = frozenset({"guest-ping", "guest-info", "guest-exec-status", "guest-get-osinfo",
+                             "guest-get-host-name", "guest-get-time", "guest-get-timezone"})
+# virDomainState as words (virsh's, without the space)
+DOMAIN_STATES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
+                 6: "crashed", 7: "pmsuspended"}
+
+
+class ReadOnlyRefused(AttributeError):
+    """The read-only view was asked for something that is not reading (an AttributeError: the view has no
+    such method)."""
+
+
+class HostUnreachable(ConnectionError):
+    """libvirt could not open the connection (no daemon, ssh refused, no such host): the cause is the message."""
+
+
+class NoSuchDomain(LookupError):
+    pass
+
+
+class AgentUnavailable(ConnectionError):
+    """The guest agent did not answer. `connected` is False when libvirt says it is not connected at all (no
+    agent running in the guest, or no channel) rather than connected and silent (hung, busy)."""
+
+    def __init__(self, message: str, connected: bool):
+        super().__init__(message)
+        self.connected = connected
+
+
+class ReadOnlyHost:
+    """A libvirt connection seen through a window that only reads: the domains' names, XML and state, the
+    hypervisor's versions, and through ReadOnlyDomain the guest agent's read-only commands. Nothing here starts,
+    stops, pauses, resets, defines, migrates a domain or speaks to the QEMU monitor (libvirt records monitor
+    passthrough as a taint). The connection is read-write only because libvirt refuses guest-agent commands on a
+    read-only one."""
+
+    def __init__(self, uri: str | None, scripts: frozenset[str] = frozenset()):
+        require_libvirt()
+        _start_event_loop()
+        try:
+            self._conn = libvirt.open(uri)
+        except libvirt.libvirtError as e:
+            raise HostUnreachable(e.get_error_message()) from None
+        self._scripts = frozenset(scripts)
+        self.uri = self._conn.getURI()
+
+    def facts(self) -> dict:
+        """The hypervisor's and libvirt's versions as (major, minor, micro), and the host's name."""
+        def triple(number: int) -> tuple[int, int, int]:
+            return number // 1000000, number // 1000 % 1000, number % 1000
+        try:
+            return {"hypervisor": self._conn.getType(), "hypervisor_version": triple(self._conn.getVersion()),
+                    "libvirt_version": triple(self._conn.getLibVersion()), "hostname": self._conn.getHostname()}
+        except libvirt.libvirtError as e:
+            raise HostUnreachable(e.get_error_message()) from None
+
+    def domain_names(self) -> list[str]:
+        try:
+            return sorted(d.name() for d in self._conn.listAllDomains(0))
+        except libvirt.libvirtError as e:
+            raise HostUnreachable(e.get_error_message()) from None
+
+    def domain(self, name: str) -> "ReadOnlyDomain":
+        try:
+            return ReadOnlyDomain(self._conn.lookupByName(name), self._scripts)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise NoSuchDomain(f"no domain {name!r} on {self.uri}") from None
+            raise HostUnreachable(e.get_error_message()) from None
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except libvirt.libvirtError:
+            pass
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ReadOnlyRefused(f"the audit's view of {self.__dict__.get('uri')} only reads: no {name}()")
+
+
+class ReadOnlyDomain:
+    """One domain, read: XML, state, guest-agent commands of READ_ONLY_AGENT, and guest-exec of the view's
+    scripts alone. Anything else raises ReadOnlyRefused."""
+
+    def __init__(self, domain, scripts: frozenset[str]):
+        self._domain = domain
+        self._scripts = scripts
+        self.name = domain.name()
+
+    def xml(self) -> str:
+        """The domain's XML as libvirt describes it now (the live definition for a running domain)."""
+        return self._domain.XMLDesc(0)
+
+    def state(self) -> str:
+        """virsh domstate's word (running, paused, shutoff, ...)."""
+        return DOMAIN_STATES.get(self._domain.state()[0], "nostate")
+
+    def agent(self, command: str, arguments: dict | None = None, timeout: float = 5):
+        """One read-only guest-agent command; its `return` value."""
+        if command not in READ_ONLY_AGENT:
+            raise ReadOnlyRefused(f"guest-agent command {command!r} is not one that only reads "
+                                  f"({', '.join(sorted(READ_ONLY_AGENT))})")
+        return self._agent(command, arguments, timeout)
+
+    def _agent(self, command: str, arguments: dict | None, timeout: float):
+        request: dict = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        try:
+            answer = libvirt_qemu.qemuAgentCommand(self._domain, json.dumps(request), max(1, int(timeout)), 0)
+        except libvirt.libvirtError as e:
+            message = e.get_error_message()
+            connected = not ("not connected" in message or "not configured" in message
+                             or e.get_error_code() in (libvirt.VIR_ERR_OPERATION_INVALID,
+                                                       libvirt.VIR_ERR_NO_SUPPORT))
+            raise AgentUnavailable(f"guest agent {command}: {message}", connected) from None
+        return json.loads(answer)["return"]
+
+    def run(self, script: str, *args: str, timeout: float = 30) -> ExecResult:
+        """guest-exec of one of the view's read-only scripts (values as positional parameters), to completion."""
+        if script not in self._scripts:
+            raise ReadOnlyRefused("guest-exec of a script that is not one of the audit's read-only probes")
+        deadline = time.monotonic() + timeout
+        pid = self._agent("guest-exec", {"path": "/bin/sh", "arg": ["-c", script, "sh", *args],
+                                         "capture-output": True}, timeout)["pid"]
+        while True:
+            status = self.agent("guest-exec-status", {"pid": pid}, timeout=max(1.0, deadline - time.monotonic()))
+            if status.get("exited"):
+                return ExecResult(exitcode=status.get("exitcode"), stdout=_decode(status.get("out-data", "")),
+                                  stderr=_decode(status.get("err-data", "")), signal=status.get("signal"))
+            if time.monotonic() > deadline:
+                raise AgentUnavailable(f"the probe was still running in the guest after {timeout:.0f}s", True)
+            time.sleep(0.05)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ReadOnlyRefused(f"the audit's view of domain {self.__dict__.get('name')} only reads: no {name}()")
