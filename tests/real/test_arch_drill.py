@@ -24,6 +24,7 @@ def run_cli(image_dir: Path, tmp_path: Path, *args: str) -> tuple[int, dict]:
     return code, report
 
 
+@pytest.mark.arm64
 def test_arm64_virt_i6300esb_resets_a_crashed_guest(debian_arm64_image_dir, tmp_path):
     manifest = read_manifest(debian_arm64_image_dir / "manifest.json")
     assert (manifest.arch, manifest.machine, manifest.model) == (Arch.ARM64, "virt", "i6300esb")
