@@ -124,7 +124,8 @@ def dry_run_command(args: tuple[str, ...], root: Path = REPO) -> str:
 
 
 def build_key(args: tuple[str, ...], root: Path = REPO) -> str:
-    digest = hashlib.sha256(repr(args).encode() + b"\0" + dry_run_command(args, root).encode())
+    digest = hashlib.sha256(repr(args).replace(str(root), "<repo>").encode() + b"\0"
+                            + dry_run_command(args, root).encode())
     digest.update(_tool_versions().encode())
     for path in [*import_closure(BUILD_ENTRY, root), *_data_files(root)]:
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")

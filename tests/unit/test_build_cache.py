@@ -70,3 +70,15 @@ def test_the_key_does_not_follow_the_debootstrap_cache(checkout, tmp_path, monke
     (tmp_path / "debootstrap-debian-bookworm-amd64.tar.gz").write_bytes(b"")
     assert "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1" not in build_cache.dry_run_command(ARGS, checkout)
     assert build_cache.build_key(ARGS, checkout) == cold
+
+
+def test_a_file_of_the_checkout_named_in_the_args_keys_by_its_place_in_the_checkout(checkout, tmp_path):
+    """The suite's kernel build names a fragment of the checkout (tests/fixtures/kernel/tiny-guest.config):
+    a fresh clone in another folder must still reuse the cached image."""
+    def args(root: Path) -> tuple[str, ...]:
+        return (*ARGS, "--test-binary", str(root / "elements/wdimage-watchdog/wdimage-files/wdimage-stamp-armed.sh"))
+    key = build_cache.build_key(args(checkout), checkout)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(checkout, moved)
+    assert build_cache.build_key(args(moved), moved) == key
+    assert build_cache.build_key(args(moved), checkout) != key  # a file outside the checkout keys by its path
