@@ -192,7 +192,8 @@ def sample_report() -> fleet.AuditReport:
 def test_json_is_the_documented_schema():
     data = outputs.report_json(sample_report())
     assert AUDIT.accepts(data) and data["schema"] == 1 and data["exit_code"] == 1
-    assert data["summary"] == {"armed": 1, "not-armed": 1, "cannot-fire": 1, "unknown": 1, "error": 1}
+    assert data["summary"] == {"armed": 1, "not-armed": 1, "cannot-fire": 1, "unknown": 1, "error": 1,
+                               "proven": 0, "proof-failed": 0}  # every verdict row counted
     web1 = next(d for d in data["domains"] if d["domain"] == "web1")
     assert (web1["verdict"], web1["model"], web1["action"], web1["timeout"]) == ("armed", "i6300esb", "reset", 15)
     documented = (Path(__file__).parents[2] / "docs" / "audit.md").read_text()

@@ -1,7 +1,7 @@
 """The audit's verdicts, one row each: what it means, what it adds to the exit code, its Prometheus value, its
-JUnit outcome and the fix to show when the finding brings none of its own. A new verdict (e.g. `proven`, when
-`audit --prove` comes: the proof of `drill --safe` run on an armed domain) is one row here; every output renders
-whatever row a DomainAudit holds."""
+JUnit outcome and the fix to show when the finding brings none of its own. A new verdict is one row here (`proven`
+and `proof-failed` are `audit --prove`'s: wdimage.audit.prove); every output renders whatever row a DomainAudit
+holds."""
 
 import dataclasses
 import enum
@@ -13,6 +13,8 @@ class Verdict(enum.StrEnum):
     CANNOT_FIRE = "cannot-fire"
     UNKNOWN = "unknown"
     ERROR = "error"
+    PROVEN = "proven"  # audit --prove: armed, and the watchdog was seen to fire (wdimage.audit.prove)
+    PROOF_FAILED = "proof-failed"  # audit --prove: looked armed, but the proof did not see it fire and come back
 
 
 class JunitOutcome(enum.StrEnum):
@@ -46,6 +48,12 @@ VERDICTS: dict[Verdict, VerdictRow] = {r.verdict: r for r in [
                1, 0, JunitOutcome.SKIPPED, "add the guest agent's channel (<channel type=\"unix\"><target "
                "type=\"virtio\" name=\"org.qemu.guest_agent.0\"/></channel>, virsh edit {domain}) and the "
                "qemu-guest-agent package in the guest, then audit again", 2),
+    VerdictRow(Verdict.PROVEN, "armed, and proven: with the action set to none for a moment and the daemon frozen, "
+               "the watchdog fired; then re-armed, the action restored, quiet for a window", 0, 1,
+               JunitOutcome.PASSED, "", -1),
+    VerdictRow(Verdict.PROOF_FAILED, "it looked armed, but the proof did not see the watchdog fire, or could not "
+               "leave it re-armed: the reason says which step", 1, 0, JunitOutcome.FAILURE,
+               "wdimage drill --libvirt {domain} --safe --connect {host} shows each step and its fix", 4),
     VerdictRow(Verdict.ERROR, "the audit could not finish for this domain or host: the cause is given", 1, 0,
                JunitOutcome.ERROR, "check that virsh -c {host} list answers, and that the guest agent answers "
                "(virsh -c {host} qemu-agent-command {domain} '{{\"execute\":\"guest-ping\"}}')", 5),

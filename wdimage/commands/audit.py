@@ -13,8 +13,15 @@ verdicts:
                debug, shutdown, inject-nmi, pause) that leaves a hung guest hung
   unknown      the host side alone: no guest agent (channel or daemon), or the domain is not running
   error        the host could not be reached or the guest agent hung: the cause is shown
+  proven       with --prove: armed, and the watchdog was seen to fire (the proof of drill --safe)
+  proof-failed with --prove: it looked armed, but the proof did not see it fire and come back
 
-exit codes: 0 every domain armed; 1 any other verdict (or nothing audited); 2 bad input (a URI or domain name
+--prove is the one option that changes something: on each armed domain, one per host at a time, the proof of
+`wdimage drill --libvirt DOMAIN --safe` (the action set to none for a moment through libvirt's monitor
+passthrough, which libvirt records as a taint; the daemon frozen until the watchdog fires; re-armed; the action
+restored). Each guest goes about one watchdog timeout without a keepalive.
+
+exit codes: 0 every domain armed (or proven); 1 any other verdict (or nothing audited); 2 bad input (a URI or domain name
 that is not one, a domain no host has, an output that cannot be written).
 
 examples:
@@ -33,6 +40,7 @@ from pathlib import Path
 
 from wdimage.audit import outputs
 from wdimage.audit.fleet import DEFAULT_DEADLINE, DEFAULT_JOBS, audit_fleet
+from wdimage.audit.prove import prove_armed
 from wdimage.audit.verdicts import exit_code
 from wdimage.drill.libvirt import DOMAIN_RE, URI_RE  # what wdimage passes to libvirt, as drill --libvirt checks it
 from wdimage.errors import usage_error
@@ -59,6 +67,8 @@ def add_parser(sub) -> None:
     p.add_argument("--prometheus", metavar="FILE", type=Path,
                    help="also write the Prometheus text format for node_exporter's textfile collector "
                         "(wdimage_watchdog_armed{host,domain,model,action} and more), replaced atomically")
+    p.add_argument("--prove", action="store_true",
+                   help="after the audit, prove each armed domain's watchdog fires, without restarting it (see above)")
     p.add_argument("--force", action="store_true", help="replace output files that wdimage did not write")
     p.set_defaults(func=_cmd)
 
@@ -102,6 +112,8 @@ def _check_writable(option: str, path: Path) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     uris, names = check_arguments(args)
     report = audit_fleet(uris, names, jobs=args.jobs, deadline=args.deadline)
+    if args.prove:
+        prove_armed(report.domains)
     to_stdout = "-" in (str(args.json), str(args.prometheus))
     print(outputs.render_text(report), file=sys.stderr if to_stdout else sys.stdout)
     for path, render in ((args.json, lambda: json.dumps(outputs.report_json(report), indent=2) + "\n"),
