@@ -5,9 +5,8 @@
 - the outcome: libvirt's domain event callbacks (watchdog, lifecycle, reboot), dispatched by libvirt's default
   event loop on a daemon thread; libvirt gives them no timestamp, so each gets time.time() on arrival;
 - from the host: suspend/resume, the interface's link state (updateDeviceFlags), start when shut off, and the
-  watchdog's action of the running domain (QMP watchdog-set-action through libvirt-qemu's qemuMonitorCommand:
-  the only monitor passthrough in wdimage, which libvirt records as a taint on the domain).
-
+  watchdog's action of the running domain (QMP watchdog-set-action through qemuMonitorCommand: wdimage's only
+  monitor passthrough, which libvirt records as a taint); the audit's read-only view (ReadOnlyHost, -Domain).
 The domain is someone else's: closing lets go of the connection, it never stops or undefines the domain.
 """
 
@@ -19,7 +18,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from wdimage.errors import failure, usage_error
-from wdimage.models import Action, Model, action_from_libvirt_event, action_info, info
+from wdimage.models import Action, action_from_libvirt_event
+from wdimage.vm.domainxml import DOMAIN_STATES, domain_watchdog, watchdogs  # noqa: F401 (callers use these names)
 from wdimage.vm.guest import Capability, Event, EventKind, ExecResult, Guest, Target, Unsupported
 
 try:
@@ -92,31 +92,6 @@ def define(uri: str | None, xml: str) -> str:
         raise failure(f"libvirt refused the domain: {e.get_error_message()}") from None
     finally:
         conn.close()
-
-
-def watchdogs(xml: str) -> list[dict]:
-    """The domain's <watchdog> devices: [{"model": ..., "action": ...}] (libvirt's default action is reset)."""
-    root = ET.fromstring(xml)
-    default = action_info(Action.RESET).libvirt
-    return [{"model": w.get("model"), "action": w.get("action") or default} for w in root.iterfind("devices/watchdog")]
-
-
-def domain_watchdog(xml: str) -> dict | None:
-    """The watchdog a domain really has: its first <watchdog>, or q35's iTCO enabled through qemu:commandline."""
-    found = watchdogs(xml)
-    return found[0] if found else _qemu_commandline_watchdog(xml)
-
-
-def _qemu_commandline_watchdog(xml: str) -> dict | None:
-    """q35's iTCO as wdimage writes it for libvirt 9.0: -global ICH9-LPC.noreboot=false [-action watchdog=A]."""
-    root = ET.fromstring(xml)
-    ns = "{http://libvirt.org/schemas/domain/qemu/1.0}"
-    args = [a.get("value") or "" for a in root.iter(f"{ns}arg")]
-    if "ICH9-LPC.noreboot=false" not in args:
-        return None
-    actions = [a.split("=", 1)[1] for a in args if a.startswith("watchdog=")]
-    default = action_info(Action.RESET).libvirt
-    return {"model": info(Model.ITCO).libvirt_model, "action": actions[-1] if actions else default}
 
 
 class LibvirtTarget(Target):
@@ -387,9 +362,6 @@ def _decode(data: str) -> str:
 # opened with (scripts that only read, e.g. wdimage.drill.checks.GUEST_PROBE), never for anything else.
 READ_ONLY_AGENT = frozenset({"guest-ping", "guest-info", "guest-exec-status", "guest-get-osinfo",
                              "guest-get-host-name", "guest-get-time", "guest-get-timezone"})
-# virDomainState as words (virsh's, without the space)
-DOMAIN_STATES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
-                 6: "crashed", 7: "pmsuspended"}
 
 
 class ReadOnlyRefused(AttributeError):
