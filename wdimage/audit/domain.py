@@ -10,8 +10,14 @@ import time
 
 from wdimage.audit.host import HostSide, action_fix, add_device_fix, analyse, override_fix
 from wdimage.audit.verdicts import Verdict, row
-from wdimage.drill.checks import (GUEST_PROBE, Check, configured_timeout, evaluate_checks, evaluate_field_checks,
-                                  parse_sections)
+from wdimage.drill.checks import (
+    GUEST_PROBE,
+    Check,
+    configured_timeout,
+    evaluate_checks,
+    evaluate_field_checks,
+    parse_sections,
+)
 from wdimage.models import info
 
 # The guest's checks in the order the audit reports the first failure, and whether a failure decides the verdict

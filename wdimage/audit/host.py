@@ -17,8 +17,8 @@ import re
 import xml.etree.ElementTree as ET
 
 from wdimage.models import Action, Model, action_from_libvirt, action_info, info, model_from_libvirt
+from wdimage.vm.domainxml import qemu_args, qemu_watchdog_actions, watchdogs
 
-QEMU_NS = "{http://libvirt.org/schemas/domain/qemu/1.0}"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 Version = tuple[int, int, int]
 
@@ -92,10 +92,6 @@ class HostSide:
         return next((d for d in known if d.origin == "xml"), known[0] if known else None)
 
 
-def _commandline(root: ET.Element) -> list[str]:
-    return [a.get("value") or "" for a in root.iter(f"{QEMU_NS}arg")]
-
-
 def _action(libvirt_word: str) -> tuple[bool, str]:
     action = action_from_libvirt(libvirt_word)
     if action is None:
@@ -109,11 +105,11 @@ def analyse(xml: str, qemu: Version, libvirt: Version) -> HostSide:
     root = ET.fromstring(xml)
     os_type = root.find("os/type")
     machine = (os_type.get("machine") if os_type is not None else None) or ""
-    args = _commandline(root)
+    args = qemu_args(xml)
     override = any(re.fullmatch(r"ICH9-LPC\.noreboot=(false|off|no)", a) for a in args)
-    qemu_actions = [a.split("=", 1)[1] for a in args if a.startswith("watchdog=")]
+    qemu_actions = qemu_watchdog_actions(args)
     default = action_info(Action.RESET).libvirt
-    declared = [(w.get("model") or "", w.get("action") or default) for w in root.iterfind("devices/watchdog")]
+    declared = [(w["model"] or "", w["action"]) for w in watchdogs(xml)]
     # QEMU has one watchdog action for the machine: qemu:commandline's wins, else libvirt's first <watchdog>'s.
     machine_action = qemu_actions[-1] if qemu_actions else declared[0][1] if declared else default
     devices = []

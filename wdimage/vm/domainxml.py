@@ -19,14 +19,25 @@ def domain_watchdog(xml: str) -> dict | None:
     return found[0] if found else _qemu_commandline_watchdog(xml)
 
 
+QEMU_NS = "{http://libvirt.org/schemas/domain/qemu/1.0}"
+
+
+def qemu_args(xml: str) -> list[str]:
+    """The domain's <qemu:commandline> arguments, in order."""
+    return [a.get("value") or "" for a in ET.fromstring(xml).iter(f"{QEMU_NS}arg")]
+
+
+def qemu_watchdog_actions(args: list[str]) -> list[str]:
+    """The actions `-action watchdog=A` sets among qemu:commandline's arguments (QEMU takes the last)."""
+    return [a.split("=", 1)[1] for a in args if a.startswith("watchdog=")]
+
+
 def _qemu_commandline_watchdog(xml: str) -> dict | None:
     """q35's iTCO as wdimage writes it for libvirt 9.0: -global ICH9-LPC.noreboot=false [-action watchdog=A]."""
-    root = ET.fromstring(xml)
-    ns = "{http://libvirt.org/schemas/domain/qemu/1.0}"
-    args = [a.get("value") or "" for a in root.iter(f"{ns}arg")]
+    args = qemu_args(xml)
     if "ICH9-LPC.noreboot=false" not in args:
         return None
-    actions = [a.split("=", 1)[1] for a in args if a.startswith("watchdog=")]
+    actions = qemu_watchdog_actions(args)
     default = action_info(Action.RESET).libvirt
     return {"model": info(Model.ITCO).libvirt_model, "action": actions[-1] if actions else default}
 
