@@ -11,7 +11,6 @@ from wdimage.audit.domain import DomainAudit
 from wdimage.audit.fleet import AuditReport
 from wdimage.audit.verdicts import VERDICTS, JunitOutcome, Verdict, exit_code, row
 from wdimage.drill.report import JunitCase, junit_document
-from wdimage.fileio import write_atomically
 from wdimage.jsonfile import AUDIT
 
 JUNIT_PREFIX = "wdimage audit "
@@ -143,8 +142,3 @@ def report_prometheus(report: AuditReport) -> str:
             timeout.labels(d.host, d.domain).set(d.timeout)
     when.set(round(report.started, 3))
     return generate_latest(registry).decode()
-
-
-def write(path: Path, text: str) -> None:
-    """Atomically (the textfile collector reads at any moment)."""
-    write_atomically(path, text, mode=0o644)

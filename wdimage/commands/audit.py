@@ -44,7 +44,7 @@ from wdimage.audit.prove import prove_armed
 from wdimage.audit.verdicts import exit_code
 from wdimage.drill.libvirt import DOMAIN_RE, URI_RE  # what wdimage passes to libvirt, as drill --libvirt checks it
 from wdimage.errors import usage_error
-from wdimage.fileio import check_replaceable
+from wdimage.fileio import check_replaceable, write_atomically
 from wdimage.jsonfile import AUDIT
 
 
@@ -124,5 +124,5 @@ def _cmd(args: argparse.Namespace) -> int:
         if str(path) == "-":
             sys.stdout.write(render())
         else:
-            outputs.write(path, render())
+            write_atomically(path, render())  # the textfile collector reads at any moment
     return exit_code(d.verdict for d in report.domains)

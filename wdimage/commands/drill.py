@@ -18,10 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wdimage.drill import pages
+from wdimage.drill import pages, scenarios
 from wdimage.drill import report as drill_report
 from wdimage.drill import runner as drill
-from wdimage.drill import scenarios
 from wdimage.errors import Interrupted, usage_error
 from wdimage.fileio import check_replaceable, write_atomically
 from wdimage.image.outputs import is_drill_report, is_html_report, is_junit_report, is_markdown_report
