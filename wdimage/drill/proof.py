@@ -19,7 +19,7 @@ import sys
 import time
 
 from wdimage import log
-from wdimage.drill.checks import HOLDERS_SH, parse_holders, parse_sections, run_checks
+from wdimage.drill.checks import HOLDERS_SH, parse_holders, parse_sections
 from wdimage.drill.scenarios import Context, Scenario, proof_limit
 from wdimage.drill.session import CHECK_RETRY_SECONDS, Session
 from wdimage.errors import Interrupted
@@ -140,12 +140,7 @@ def _thaw_on_the_way_out(ctx: Context, result, fault_at: float) -> None:
 def _protected_again(session: Session, ctx: Context, result) -> None:
     """The daemon holds the device and runs; nothing fires for one window; the same boot."""
     guest, setup = ctx.guest, ctx.setup
-    probe = run_checks(guest, setup.model, setup.timeout)
-    deadline = time.monotonic() + CHECK_RETRY_SECONDS
-    while not probe.armed and time.monotonic() < deadline:  # the restarted daemon takes a moment
-        time.sleep(1)
-        probe = run_checks(guest, setup.model, setup.timeout)
-    session.probe = probe
+    probe = session.poll_checks(CHECK_RETRY_SECONDS)  # the restarted daemon takes a moment
     if not probe.armed:
         result.detail += "; not armed afterwards: " + "; ".join(f"{c.title}: {c.seen}" for c in probe.checks
                                                                 if not c.passed)

@@ -71,17 +71,23 @@ class Session:
             result = guest.run(command, timeout=60)
             output = (result.stdout + result.stderr).strip()
             log.info(f"guest$ {command} -> exit {result.exitcode}{': ' + output if output else ''}")
-        deadline = time.monotonic() + retry
+        probe = self.poll_checks(retry)
+        # Armed when the daemon holding the device started (guest clocks), not when we happened to look.
+        armed = probe.daemon_started if probe.daemon_started is not None else time.monotonic()
+        if probe.armed:
+            self.armed = wall(max(armed, since))
+            self.armed_by = _first_armer(probe)
+        return probe, to_agent, max(armed - since, 0.0)
+
+    def poll_checks(self, seconds: float) -> Probe:
+        """The readiness checks, retried every second for up to `seconds` until armed (a daemon still
+        starting); the last probe is the session's."""
+        deadline = time.monotonic() + seconds
         while True:
-            probe = run_checks(guest, self.setup.model, self.setup.timeout)
+            probe = run_checks(self.guest, self.setup.model, self.setup.timeout)
             if probe.armed or time.monotonic() > deadline:
                 self.probe = probe
-                # Armed when the daemon holding the device started (guest clocks), not when we happened to look.
-                armed = probe.daemon_started if probe.daemon_started is not None else time.monotonic()
-                if probe.armed:
-                    self.armed = wall(max(armed, since))
-                    self.armed_by = _first_armer(probe)
-                return probe, to_agent, max(armed - since, 0.0)
+                return probe
             time.sleep(1)
 
     def ensure_armed(self) -> str | None:
