@@ -118,9 +118,9 @@ def scratch_scope():
 def _cmd(args: argparse.Namespace) -> int:
     for option in REPORT_FILES:
         _check_target(option, getattr(args, option[2:]), args.force)
-    written = [str(path) for path in (args.json, args.junit, args.html, args.markdown) if path and str(path) != "-"]
+    written = [str(path) for option in REPORT_FILES if (path := getattr(args, option[2:])) and str(path) != "-"]
     if len(set(written)) < len(written):
-        raise usage_error("--json, --junit, --html and --markdown must name different files")
+        raise usage_error(f"{', '.join(REPORT_FILES)} must name different files")
     faults = drill.requested(args.fault)
     if args.safe:
         try:
