@@ -237,6 +237,20 @@ def full_kernel_tree(version: str = "6.1") -> Path:
     return src
 
 
+def tiny_config(src: Path) -> Path:
+    """The kernel's own `make tinyconfig` of the tree `src`, written once beside it as tinyconfig-TREE.config:
+    the base of the suite's guest kernel (tests/fixtures/kernel/tiny-guest.config adds what the image needs).
+    A stable path, so that the image built from it is cached like any other (tests/build_cache.py)."""
+    path = TREES / f"tinyconfig-{src.name}.config"
+    with _exclusive(TREES / ".lock"):
+        if not path.is_file():
+            with tempfile.TemporaryDirectory(prefix=".extract-tinyconfig-", dir=TREES) as obj:
+                subprocess.run(["make", "-s", "-C", str(src), f"O={obj}", "tinyconfig"], check=True,
+                               stdout=subprocess.DEVNULL)
+                write_atomically(path, (Path(obj) / ".config").read_text())
+    return path
+
+
 def without_watchdog(config_text: str) -> str:
     """`config_text` with every watchdog symbol of the fragments switched off (the tests' "before" config)."""
     names = "|".join(WATCHDOG_SYMBOLS)
