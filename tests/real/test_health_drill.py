@@ -3,6 +3,7 @@ debian_health_image_dir): each fault must end in the daemon's soft reboot, with 
 within its expected window; each control must stay quiet. Faults share boots: the guest comes back armed."""
 
 import json
+import re
 
 import pytest
 
@@ -44,4 +45,8 @@ def test_health_faults_and_controls(debian_health_image_dir, tmp_path):
         low, high = fault["expected_window"]
         assert fault["seconds_to_reset"] <= 1.1 * high, fault
         assert fault["rebooted_armed"] is True, fault
+    retry_timeout = manifest["health"]["retry_timeout"]
+    for name in ("load", "net", "service", "test"):  # retried: the daemon waited out retry-timeout first
+        retried = re.search(r"kept failing for (\d+)s", faults[name]["reason"])
+        assert retried and int(retried.group(1)) > retry_timeout, faults[name]
     assert code == ExitCode.OK
