@@ -1,6 +1,7 @@
 """Trust, for real: wdimage installed as users install it (a wheel in a fresh virtual environment) builds and
 drills an image; real builds interrupted at three points and a real drill interrupted during its fault leave
-nothing behind, and the next run succeeds.
+nothing behind, and the next run succeeds. One test, so that the installed tool's build is also the build that
+must succeed after the interrupted ones (one DIB build fewer than two tests would make).
 
 These builds use a DIB image cache of their own (${WDIMAGE_CACHE}/test-dib-trust), so that they neither
 wait for nor disturb other builds on the machine; its debootstrap tarball makes later runs warm. The phase
@@ -122,14 +123,13 @@ def assert_nothing_left(*roots: Path) -> None:
 
 # --- interrupted builds ------------------------------------------------------------------------------------
 
-def _interrupt_build(tmp_path: Path, dib_cache: Path, when, what: str) -> tuple[float, float]:
+def _interrupt_build(wdimage: list[str], env: dict[str, str], cwd: Path, tmp: Path, out: Path, dib_cache: Path,
+                     when, what: str) -> tuple[float, float]:
     """Start a real build, SIGTERM it once `when(run, out)` holds; returns (seconds into the build, seconds
-    its cleanup took). Checks the exit code and that nothing is left."""
-    tmp, out = tmp_path / "tmp", tmp_path / "out"
-    tmp.mkdir(exist_ok=True)
+    its cleanup took). Checks the exit code and that nothing is left in TMPDIR `tmp` or in `out`."""
     out.mkdir(exist_ok=True)
-    env = {**os.environ, "DIB_IMAGE_CACHE": str(dib_cache), "TMPDIR": str(tmp)}
-    run = Run([sys.executable, "-m", "wdimage", "build", "debian", "--output", str(out / "img")], env, REPO)
+    run = Run([*wdimage, "build", "debian", "--output", str(out / "img")], {**env, "DIB_IMAGE_CACHE": str(dib_cache)},
+              cwd)
     at = run.wait_for(lambda: when(run, out), what)
     signalled = time.monotonic()
     run.proc.send_signal(signal.SIGTERM)
@@ -141,31 +141,29 @@ def _interrupt_build(tmp_path: Path, dib_cache: Path, when, what: str) -> tuple[
     return at, cleanup
 
 
-def test_interrupted_builds_leave_nothing_and_the_next_build_succeeds(tmp_path):
+def _interrupted_builds_leave_nothing(wdimage: list[str], env: dict[str, str], cwd: Path, tmp: Path,
+                                      scratch: Path) -> dict[str, tuple[float, float]]:
+    """Real builds interrupted at three points (the build that must succeed after them is the caller's)."""
     timings = {}
+    out = scratch / "interrupted"
     # 1. Before debootstrap finishes: a cold image cache, so that debootstrap runs.
-    cold = tmp_path / "cold-dib-cache"
+    cold = scratch / "cold-dib-cache"
     cold.mkdir()
     timings["debootstrap"] = _interrupt_build(
-        tmp_path, cold, lambda run, out: re.search(r"root\.d/08-debootstrap[\s\S]*\| I: (Retrieving|Extracting)",
-                                                   run.dib_log()), "debootstrap")
+        wdimage, env, cwd, tmp, out, cold,
+        lambda run, out: re.search(r"root\.d/08-debootstrap[\s\S]*\| I: (Retrieving|Extracting)", run.dib_log()),
+        "debootstrap")
     assert not list(cold.glob("debootstrap-*.tar.gz"))  # no half tarball taken for a finished one
     warm = _private_dib_cache()
     # 2. During the package installs (apt-get unpacking inside the chroot).
     timings["package installs"] = _interrupt_build(
-        tmp_path, warm, lambda run, out: re.search(r"install\.d/01-package-installs[\s\S]*> Unpacking ",
-                                                   run.dib_log()), "package installs")
+        wdimage, env, cwd, tmp, out, warm,
+        lambda run, out: re.search(r"install\.d/01-package-installs[\s\S]*> Unpacking ", run.dib_log()),
+        "package installs")
     # 3. During the qcow2 conversion (qemu-img convert in the process tree, writing into the staging dir).
     timings["qcow2 conversion"] = _interrupt_build(
-        tmp_path, warm, lambda run, out: _qemu_img_convert_running(str(out)), "qemu-img convert")
-    # The next build succeeds, and publishes only the output.
-    tmp, out = tmp_path / "tmp", tmp_path / "out"
-    env = {**os.environ, "DIB_IMAGE_CACHE": str(warm), "TMPDIR": str(tmp)}
-    run = Run([sys.executable, "-m", "wdimage", "build", "debian", "--output", str(out / "img")], env, REPO)
-    assert run.finish() == 0, run.text()[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["img"] and list(tmp.iterdir()) == []
-    assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out / "img").returncode == 0
-    print("interrupted at (s into the build, s of cleanup):", timings)
+        wdimage, env, cwd, tmp, out, warm, lambda run, out: _qemu_img_convert_running(str(out)), "qemu-img convert")
+    return timings
 
 
 # --- the launch stub --------------------------------------------------------------------------------------
@@ -192,7 +190,7 @@ def _launch_stub_leaves_the_image_alone(out: Path, tmp: Path, env: dict[str, str
 
 # --- installed as users install it -------------------------------------------------------------------------
 
-def test_installed_wheel_builds_and_drills_and_an_interrupted_drill_leaves_nothing(tmp_path):
+def test_installed_wheel_builds_and_drills_and_interruptions_leave_nothing(tmp_path):
     dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
     work.mkdir()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
@@ -212,10 +210,16 @@ def test_installed_wheel_builds_and_drills_and_an_interrupted_drill_leaves_nothi
         env = {**os.environ, "DIB_IMAGE_CACHE": str(_private_dib_cache()), "TMPDIR": str(tmp),
                "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
         env.pop("VIRTUAL_ENV", None)
+        timings = _interrupted_builds_leave_nothing([wdimage], env, work, tmp, tmp_path)
+        print("interrupted at (s into the build, s of cleanup):", timings)
+
+        # The next build succeeds, and publishes only the output.
         out = work / "output" / "debian-i6300esb"
         run = Run([wdimage, "build", "debian"], env, work)  # the default --output, relative to the cwd
         assert run.finish() == 0, run.text()[-3000:]
         assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out).returncode == 0
+        assert list(work.iterdir()) == [work / "output"] and list(out.parent.iterdir()) == [out]
+        assert list(tmp.iterdir()) == []
 
         _launch_stub_leaves_the_image_alone(out, tmp, env)
 
