@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real.conftest import DEBIAN_BUILD_ARGS, cached_build
+from tests.real.conftest import built
 from wdimage import cli
 from wdimage.image.manifest_diff import diff_paths
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.real
 @pytest.fixture(scope="module")
 def second_debian_build(debian_image_dir: Path) -> Path:
     """The same build again, beside the first under its input key (and its lock)."""
-    output = cached_build(DEBIAN_BUILD_ARGS, "debian-i6300esb-again")
+    output = built("debian-i6300esb-again")
     assert output.parent == debian_image_dir.parent
     return output
 

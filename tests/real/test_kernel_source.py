@@ -25,8 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.kernel_trees` when run by path
 
 from tests.kernel_trees import full_kernel_tree, kernel_tree, tiny_config  # noqa: E402
-from tests.real.conftest import _require_root_or_sudo, cached_build  # noqa: E402
-from tests.build_cache import REPO  # noqa: E402
+from tests.real.conftest import TINY_GUEST, built_source_image  # noqa: E402
 from wdimage import cli  # noqa: E402
 from wdimage.drill.scenarios import MARGIN_SECONDS  # noqa: E402
 from wdimage.errors import ExitCode  # noqa: E402
@@ -40,9 +39,6 @@ def tree() -> Path:
     return full_kernel_tree("6.1")
 
 
-TINY_GUEST = REPO / "tests" / "fixtures" / "kernel" / "tiny-guest.config"
-
-
 @pytest.fixture(scope="module")
 def base_config(tree) -> Path:
     return tiny_config(tree)
@@ -50,10 +46,7 @@ def base_config(tree) -> Path:
 
 @pytest.fixture(scope="module")
 def source_image_dir(tree, base_config) -> Path:
-    _require_root_or_sudo()
-    args = ("debian", "--kernel", "source", "--kernel-src", str(tree), "--config", str(base_config),
-            "--fragment", str(TINY_GUEST), "--model", "i6300esb", "--action", "reset", "--timeout", "15")
-    return cached_build(args, "debian-source-i6300esb")
+    return built_source_image()
 
 
 def bzimage_version(path: Path) -> str:

@@ -10,22 +10,17 @@ import json
 
 import pytest
 
-from tests.real.conftest import _require_root_or_sudo, cached_build
+from tests.real.conftest import built
 from wdimage import cli
 from wdimage.drill import runner as drill
 from wdimage.errors import ExitCode
 
 pytestmark = pytest.mark.real
 
-DEBIAN_OPENRC_BUILD_ARGS = ("debian", "--init", "openrc", "--model", "i6300esb", "--action", "reset",
-                            "--timeout", "15")
-
-
 @pytest.fixture(scope="session")
 def debian_openrc_image_dir():
     """The output directory of a real `wdimage build debian --init openrc`, built once and cached."""
-    _require_root_or_sudo()
-    return cached_build(DEBIAN_OPENRC_BUILD_ARGS, "debian-openrc")
+    return built("debian-openrc")
 
 
 def test_the_openrc_build_says_so(debian_openrc_image_dir):
