@@ -78,9 +78,12 @@ $(BIN)/.installed-run: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# Every test: fast unit tests, then the real-input tier (kernel trees, DIB build, QEMU boots).
+# Every test: the unit tier and the real-input tier (kernel trees, DIB builds, QEMU boots). First every image the
+# real tests boot, built one at a time (tests/prebuild.py: cached by content, so a warm run only checks sums); then
+# the tests on both cores, a whole file per worker, the longest first (tests/conftest.py).
 test: deps venv binfmt
-	$(BIN)/python -m pytest -v --durations=40 -m 'not s390x and not arm64'
+	$(BIN)/python -m tests.prebuild
+	$(BIN)/python -m pytest -v --durations=40 -n 2 --dist loadfile -m 'not s390x and not arm64'
 
 # The arm64 guest (built through qemu-user-static, drilled under TCG): outside make test's 45-minute budget.
 test-arm64: deps venv binfmt
@@ -92,7 +95,7 @@ test-s390x: deps venv binfmt
 
 # The fast tier alone, for quick iteration.
 test-fast: venv
-	$(BIN)/python -m pytest -m 'not real'
+	$(BIN)/python -m pytest -n 2 -m 'not real'
 
 # Build the default image (Debian, i6300esb, reset after 15 s) and drill its headline: the seed's panic
 # (DEMO_FAULTS; `make demo DEMO_FAULTS='panic kill hang'` adds a killed and a hung daemon, about 50 s each), and
