@@ -16,6 +16,9 @@ larger uptime (no reboot), and libvirt recorded no taint but those the domains h
 
 A second host in the same audit: another private libvirtd reached through qemu+ssh:// (a throwaway sshd on
 127.0.0.1, tests/sshd.py) with one domain as built (armed).
+
+`audit --prove` on au-armed (and au-nowd, which it must not touch) turns armed into proven without a restart, and
+its `--html` page is opened in headless Chromium.
 """
 
 import json
@@ -231,6 +234,44 @@ def test_audit_of_the_fleet(remote, fleet, libvirtd, tmp_path, capsys):
         **{n: (1.0 if v == "armed" else 0.0) for n, v in EXPECTED.items()}, "au-remote": 1.0}
     assert len(armed) == len(data["domains"])  # one sample per audited domain (other tests' domains included)
     assert paths["xml"].read_text().count("<testcase") == len(data["domains"])
+
+
+def test_audit_prove_turns_armed_into_proven_and_the_page_shows_it(fleet, libvirtd, tmp_path, capsys):
+    """`audit --prove` on au-armed and au-nowd: the proof of `drill --safe` runs on the armed one only (the watchdog
+    fired with the action none for a moment; same boot, the domain's XML as before, libvirt's custom-monitor taint
+    as documented), au-nowd is not touched, and Chromium shows the page: a row per domain, `proven` in it, the
+    red banner (au-nowd is not armed), nothing fetched."""
+    targets, guests, _ = fleet
+    _wait_armed(guests["au-armed"])
+    before = {n: (targets[n].domain.XMLDesc(0), _taints(libvirtd, n)) for n in ("au-armed", "au-nowd")}
+    boot_ids = {n: guests[n].run(BOOT_ID, timeout=30).stdout.split()[0] for n in ("au-armed", "au-nowd")}
+    paths = {k: tmp_path / f"prove.{k}" for k in ("json", "html")}
+    code = cli.main(["audit", "--connect", libvirtd.uri, "au-armed", "au-nowd", "--prove",
+                     "--json", str(paths["json"]), "--html", str(paths["html"])])
+    out = capsys.readouterr().out
+    data = json.loads(paths["json"].read_text())
+    by_name = {d["domain"]: d for d in data["domains"]}
+    assert {n: d["verdict"] for n, d in by_name.items()} == {"au-armed": "proven", "au-nowd": "not-armed"}, out
+    assert code == 1  # au-nowd
+    proven = by_name["au-armed"]
+    assert re.search(r"fired \d+\.\d+s after its daemon was frozen", proven["reason"]), proven
+    assert proven["history"][0]["verdict"] == "armed"
+    for name in ("au-armed", "au-nowd"):
+        xml, taints = before[name]
+        assert targets[name].domain.XMLDesc(0) == xml, name  # the action restored, nothing redefined
+        assert guests[name].run(BOOT_ID, timeout=30).stdout.split()[0] == boot_ids[name], name  # no restart
+    new = {n: _taints(libvirtd, n)[len(before[n][1]):] for n in before}
+    assert "custom-monitor" in new["au-armed"] and "custom-monitor" not in new["au-nowd"], new
+    print(f"\n{out}\ntaints added: {new}")
+
+    from tests import browser
+    seen = browser.open_page(paths["html"])
+    assert seen.requests == [seen.url], seen.requests
+    assert seen.banner.startswith("FAILED") and "proven" in seen.text and "au-nowd" in seen.text
+    assert "fix:" in seen.text  # au-nowd's
+    colours = browser.colours(seen.screenshot)
+    assert colours.get(browser.hex_rgb("#cf222e"), 0) > 2000  # the red banner
+    (tmp_path / "audit.png").write_bytes(seen.screenshot)
 
 
 def test_cannot_fire_is_proven_by_a_panic(fleet):

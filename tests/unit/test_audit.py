@@ -5,6 +5,7 @@ against libvirt's in-process test driver (test:///default), real libvirt without
 guests is tests/real/test_audit.py."""
 
 import ast
+import html.parser
 import json
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wdimage import cli
-from wdimage.audit import domain as audit_domain, fleet, host, outputs
+from wdimage.audit import domain as audit_domain, fleet, host, outputs, pages
 from wdimage.audit.domain import DomainAudit, judge_guest
 from wdimage.audit.verdicts import VERDICTS, Verdict, exit_code
 from wdimage.drill.checks import GUEST_PROBE, evaluate_checks, parse_sections
@@ -336,10 +337,10 @@ def test_domains():
 
 
 def test_audit_of_the_test_driver(test_domains, tmp_path, capsys):
-    paths = {k: tmp_path / f"a.{k}" for k in ("json", "xml", "prom")}
+    paths = {k: tmp_path / f"a.{k}" for k in ("json", "xml", "prom", "html")}
     code = cli.main(["audit", "--connect", TEST_URI, "--connect", "qemu:///system?socket=/nonexistent/sock",
                      "--all", "--json", str(paths["json"]), "--junit", str(paths["xml"]),
-                     "--prometheus", str(paths["prom"])])
+                     "--prometheus", str(paths["prom"]), "--html", str(paths["html"])])
     out = capsys.readouterr().out
     data = json.loads(paths["json"].read_text())
     verdicts = {(d["host"], d["domain"]): d["verdict"] for d in data["domains"]}
@@ -351,9 +352,14 @@ def test_audit_of_the_test_driver(test_domains, tmp_path, capsys):
     assert "is qemu-guest-agent running" in run["reason"] and run["model"] == "i6300esb"
     assert next(d for d in data["domains"] if d["domain"] == "audit-off")["state"] == "shutoff"
     assert "host unreachable" in out
+    page = _Page()
+    page.feed(paths["html"].read_text())
+    assert {(r["domain"], r["verdict"]) for r in page.rows} == {(d["domain"] or "", d["verdict"])
+                                                                 for d in data["domains"]}
     # replaced without --force the next time: they are the audit's own
     assert cli.main(["audit", "--connect", TEST_URI, "audit-off", "--json", str(paths["json"]),
-                     "--junit", str(paths["xml"]), "--prometheus", str(paths["prom"])]) == ExitCode.FAILED
+                     "--junit", str(paths["xml"]), "--prometheus", str(paths["prom"]),
+                     "--html", str(paths["html"])]) == ExitCode.FAILED
     import libvirt
     conn = libvirt.open(TEST_URI)
     assert not conn.lookupByName("audit-off").isActive()  # stays off
@@ -380,3 +386,65 @@ def test_a_file_of_the_users_is_not_overwritten(tmp_path, capsys):
     mine.write_text('{"mine": true}')
     assert cli.main(["audit", "--all", "--connect", TEST_URI, "--json", str(mine)]) == ExitCode.USAGE
     assert "will not overwrite" in capsys.readouterr().err and json.loads(mine.read_text()) == {"mine": True}
+
+
+# --- the page (audit --html) ------------------------------------------------------------------------------------
+
+class _Page(html.parser.HTMLParser):
+    """The rows of the page's fleet tables, and every URL the page would fetch."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.fetches, self.cell, self.generator = [], [], None, ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-verdict" in attrs:
+            self.rows.append({"class": attrs["class"], "domain": attrs["data-domain"],
+                              "verdict": attrs["data-verdict"], "cells": []})
+        if tag == "td" and self.rows:
+            self.cell = []
+        self.fetches += [attrs[a] for a in ("src", "href") if a in attrs]
+        if tag == "meta" and attrs.get("name") == "generator":
+            self.generator = attrs["content"]
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self.cell is not None and self.rows:
+            self.rows[-1]["cells"].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+
+
+def test_the_page_has_a_row_per_domain_with_its_verdicts_colour_and_fix(tmp_path):
+    data = outputs.report_json(sample_report())
+    page = _Page()
+    page.feed(pages.render_html(data))
+    rows = {r["domain"]: r for r in page.rows}
+    assert set(rows) == {"web1", "db1", "q35", "off1", ""}  # "" is the unreachable host's error row
+    assert [r["verdict"] for r in page.rows] == ["not-armed", "cannot-fire", "unknown", "armed",  # the worst first
+                                                 "error"]  # the second host's table
+    assert (rows["web1"]["class"], rows["db1"]["class"], rows["off1"]["class"]) == ("pass", "fail", "skip")
+    assert rows["web1"]["cells"][-1] == ""  # armed: no fix
+    assert "line 23" in rows["db1"]["cells"][-1] and rows["db1"]["cells"][-1].startswith("fix:")
+    assert page.fetches == [] and page.generator.endswith("audit report")
+    for d in data["domains"]:
+        assert d["reason"].split()[0] in " ".join(rows[d["domain"] or ""]["cells"])
+
+
+def test_the_page_escapes_what_the_fleet_names():
+    data = outputs.report_json(sample_report())
+    data["domains"][0]["domain"] = "<script>alert(1)</script>"
+    data["domains"][0]["reason"] = "a & b <b>"
+    text = pages.render_html(data)
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "a &amp; b &lt;b&gt;" in text
+
+
+def test_audit_html_will_not_replace_a_foreign_file(tmp_path, capsys):
+    foreign = tmp_path / "fleet.html"
+    foreign.write_text("<!DOCTYPE html><title>mine</title>")
+    assert cli.main(["audit", "--all", "--connect", TEST_URI, "--html", str(foreign)]) == ExitCode.USAGE
+    assert f"--html {foreign}" in capsys.readouterr().err
+    assert foreign.read_text() == "<!DOCTYPE html><title>mine</title>"  # nothing the user had is lost

@@ -29,6 +29,7 @@ examples:
   wdimage audit --connect qemu+ssh://root@kvm1/system --connect qemu+ssh://root@kvm2/system --all \\
       --prometheus /var/lib/node_exporter/textfile/wdimage.prom --json audit.json
   wdimage audit web1 db1 --junit audit-junit.xml        # CI: one test case per domain
+  wdimage audit --all --html fleet.html                 # a page to look at: the fleet, the verdicts, the fixes
 """
 
 import argparse
@@ -38,13 +39,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wdimage.audit import outputs
+from wdimage.audit import outputs, pages
 from wdimage.audit.fleet import DEFAULT_DEADLINE, DEFAULT_JOBS, audit_fleet
 from wdimage.audit.prove import prove_armed
 from wdimage.audit.verdicts import exit_code
 from wdimage.drill.libvirt import DOMAIN_RE, URI_RE  # what wdimage passes to libvirt, as drill --libvirt checks it
 from wdimage.errors import usage_error
 from wdimage.fileio import check_replaceable, write_atomically
+from wdimage.image.outputs import is_html_report
 from wdimage.jsonfile import AUDIT
 
 
@@ -67,6 +69,9 @@ def add_parser(sub) -> None:
     p.add_argument("--prometheus", metavar="FILE", type=Path,
                    help="also write the Prometheus text format for node_exporter's textfile collector "
                         "(wdimage_watchdog_armed{host,domain,model,action} and more), replaced atomically")
+    p.add_argument("--html", metavar="FILE", type=Path,
+                   help="also write the fleet as one self-contained HTML page: a table per host, the verdict in "
+                        "colour, the fix for each domain that is not armed")
     p.add_argument("--prove", action="store_true",
                    help="after the audit, prove each armed domain's watchdog fires, without restarting it (see above)")
     p.add_argument("--force", action="store_true", help="replace output files that wdimage did not write")
@@ -91,7 +96,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     for option, path, ours, what in (("--json", args.json, AUDIT.recognizes, "a wdimage audit report"),
                                      ("--junit", args.junit, outputs.is_audit_junit, "a wdimage audit JUnit report"),
                                      ("--prometheus", args.prometheus, outputs.is_audit_textfile,
-                                      "a wdimage audit textfile")):
+                                      "a wdimage audit textfile"),
+                                     ("--html", args.html, is_html_report, "a wdimage HTML report")):
         if path is None or str(path) == "-":
             continue
         check_replaceable(path, option, ours, what, args.force)
@@ -114,11 +120,12 @@ def _cmd(args: argparse.Namespace) -> int:
     report = audit_fleet(uris, names, jobs=args.jobs, deadline=args.deadline)
     if args.prove:
         prove_armed(report.domains)
-    to_stdout = "-" in (str(args.json), str(args.prometheus))
+    to_stdout = "-" in (str(args.json), str(args.prometheus), str(args.html))
     print(outputs.render_text(report), file=sys.stderr if to_stdout else sys.stdout)
     for path, render in ((args.json, lambda: json.dumps(outputs.report_json(report), indent=2) + "\n"),
                          (args.junit, lambda: outputs.report_junit(report)),
-                         (args.prometheus, lambda: outputs.report_prometheus(report))):
+                         (args.prometheus, lambda: outputs.report_prometheus(report)),
+                         (args.html, lambda: pages.render_html(outputs.report_json(report)))):
         if path is None:
             continue
         if str(path) == "-":

@@ -72,9 +72,10 @@ def title(report: dict) -> str:
                f" ({report.get('model')}, action {report.get('action')})"))
 
 
-def render_page(template: str, report: dict, kind: str, **values) -> str:
-    """A page on the shared frame: `report['passed']` decides its colour."""
-    return templating.render(PACKAGES, template, version=__version__, kind=kind,
+def render_page(template: str, report: dict, kind: str, packages: tuple[str, ...] = PACKAGES, **values) -> str:
+    """A page on the shared frame (the template of the first of `packages` that has it): `report['passed']`
+    decides its colour."""
+    return templating.render(packages, template, version=__version__, kind=kind,
                              written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                              verdict="pass" if report.get("passed") else "fail", report=report, **values)
 
