@@ -58,3 +58,46 @@ def waiting(what: str, at_most: float | None = None, heartbeat: float | None = N
     finally:
         done.set()
         thread.join()
+
+
+class Progress:
+    """A count a person waits on (the audit's domains): a bar redrawn in place on a terminal, else one plain line
+    per item (pipes, CI logs), nothing with -q. `advance` may be called from any thread."""
+
+    BAR = 24
+
+    def __init__(self, total: int, what: str):
+        self.total, self.what, self.count = total, what, 0
+        self.indent = "  " * _depth
+        self.tty = sys.stderr.isatty()
+        self._lock = threading.Lock()
+
+    def advance(self, label: str) -> None:
+        with self._lock:
+            self.count += 1
+            if quiet:
+                return
+            if not self.tty:
+                print(f"{self.indent}{self.count}/{self.total} {self.what}: {label}", file=sys.stderr, flush=True)
+                return
+            filled = round(self.BAR * self.count / max(1, self.total))
+            end = "\n" if self.count >= self.total else ""
+            sys.stderr.write(f"\r\x1b[K{self.indent}[{'#' * filled}{'.' * (self.BAR - filled)}] "
+                             f"{self.count}/{self.total} {self.what}  {label[:60]}{end}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        """End a bar that stopped short (an error) on its own line."""
+        with self._lock:
+            if self.tty and not quiet and 0 < self.count < self.total:
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def progress(total: int, what: str) -> Iterator[Progress]:
+    bar = Progress(total, what)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -1,9 +1,14 @@
 """No silent stretch: diskimage-builder's phases read from its log as it grows (a real DIB 3.43.0 log of a
-Debian build, its phase lines kept), and the heartbeat of a wait that says what it waits for and for how long."""
+Debian build, its phase lines kept), the heartbeat of a wait that says what it waits for and for how long, and
+the bar of a count (the audit's domains)."""
 
+import io
+import sys
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from wdimage import log
 from wdimage.image import dibprogress
@@ -83,4 +88,46 @@ def test_quiet_silences_the_wait(capsys, monkeypatch):
     monkeypatch.setattr(log, "quiet", True)
     with log.waiting("anything", at_most=1, heartbeat=0.05):
         time.sleep(0.2)
+    assert capsys.readouterr().err == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_count_is_a_bar_redrawn_in_place_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(log, "quiet", False)
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    with log.progress(3, "domains") as bar:
+        threads = [threading.Thread(target=bar.advance, args=(f"vm{i} armed",)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    text = screen.getvalue()
+    assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1  # one line, redrawn
+    assert "[" + "#" * log.Progress.BAR + "] 3/3 domains" in text and "1/3 domains" in text
+
+
+def test_a_bar_cut_short_ends_its_line(monkeypatch):
+    monkeypatch.setattr(log, "quiet", False)
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    with pytest.raises(RuntimeError), log.progress(5, "domains") as bar:
+        bar.advance("vm1 armed")
+        raise RuntimeError("host gone")
+    assert screen.getvalue().endswith("1/5 domains  vm1 armed\n")
+
+
+def test_a_count_is_plain_lines_in_a_pipe_and_nothing_with_quiet(capsys, monkeypatch):
+    monkeypatch.setattr(log, "quiet", False)
+    with log.progress(2, "domains") as bar:
+        bar.advance("web1 armed")
+        bar.advance("db1 not-armed")
+    assert capsys.readouterr().err.splitlines() == ["1/2 domains: web1 armed", "2/2 domains: db1 not-armed"]
+    monkeypatch.setattr(log, "quiet", True)
+    with log.progress(1, "domains") as bar:
+        bar.advance("web1 armed")
     assert capsys.readouterr().err == ""

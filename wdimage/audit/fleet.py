@@ -40,9 +40,11 @@ class AuditReport:
 
 
 def run_bounded(tasks: Sequence[Callable[[], object]], jobs: int, deadline: float,
-                on_timeout: Callable[[int, float], object], on_error: Callable[[int, BaseException], object]) -> list:
+                on_timeout: Callable[[int, float], object], on_error: Callable[[int, BaseException], object],
+                on_done: Callable[[int, object], None] = lambda i, result: None) -> list:
     """Each task on a daemon thread, at most `jobs` at once; a task past its `deadline` (from when it started)
-    gets on_timeout's result and frees its slot at once; an exception gets on_error's."""
+    gets on_timeout's result and frees its slot at once; an exception gets on_error's. `on_done` hears of each
+    result as it lands (the progress bar)."""
     results: list = [None] * len(tasks)
     done = [False] * len(tasks)
     cond = threading.Condition()
@@ -58,6 +60,7 @@ def run_bounded(tasks: Sequence[Callable[[], object]], jobs: int, deadline: floa
             if not done[i]:
                 results[i], done[i] = result, True
                 running.pop(i, None)
+                on_done(i, result)
             cond.notify_all()
 
     with cond:
@@ -71,6 +74,7 @@ def run_bounded(tasks: Sequence[Callable[[], object]], jobs: int, deadline: floa
                 if now - began >= deadline:
                     results[i], done[i] = on_timeout(i, now - began), True
                     del running[i]
+                    on_done(i, results[i])
             if running:
                 cond.wait(max(0.01, min(began + deadline for began in running.values()) - now))
     return results
@@ -102,7 +106,8 @@ def audit_fleet(uris: Sequence[str], names: Sequence[str], jobs: int = DEFAULT_J
         raise usage_error(f"DOMAIN {missing[0]!r}: no such domain on {', '.join(h.label for h in reachable)}",
                           hint="`virsh -c URI list --all` names the domains of a host")
     work = [(h, n) for h in reachable for n in (names or h.domains) if n in h.domains]
-    with log.step(f"Auditing {len(work)} domain(s), {min(jobs, max(1, len(work)))} at a time"):
+    with log.step(f"Auditing {len(work)} domain(s), {min(jobs, max(1, len(work)))} at a time"), \
+            log.progress(len(work), "domains") as bar:
         def one(h: HostReport, n: str) -> DomainAudit:
             facts = h.facts
             return audit_domain(h.label, h.view, n, facts["hypervisor_version"], facts["libvirt_version"], deadline)
@@ -111,7 +116,8 @@ def audit_fleet(uris: Sequence[str], names: Sequence[str], jobs: int = DEFAULT_J
             [lambda h=h, n=n: one(h, n) for h, n in work], jobs, deadline,
             lambda i, s: error_result(work[i][0].label, work[i][1], f"no answer within {s:.0f}s (deadline "
                                       f"{deadline:.0f}s): a hung guest agent or host", s),
-            lambda i, e: error_result(work[i][0].label, work[i][1], _cause(e)))
+            lambda i, e: error_result(work[i][0].label, work[i][1], _cause(e)),
+            on_done=lambda i, result: bar.advance(f"{work[i][1]} {result.verdict}"))
     _close(hosts)
     for h in hosts:
         if h.error:
