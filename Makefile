@@ -83,7 +83,7 @@ $(BIN)/.installed-run: pyproject.toml
 # the tests on both cores, a whole file per worker, the longest first (tests/conftest.py).
 test: deps venv binfmt
 	$(BIN)/python -m tests.prebuild
-	$(BIN)/python -m pytest -v --durations=40 -n 2 --dist loadfile -m 'not s390x and not arm64'
+	$(BIN)/python -m pytest -v --durations=40 -n 2 --dist loadfile --no-loadscope-reorder -m 'not s390x and not arm64'
 
 # The arm64 guest (built through qemu-user-static, drilled under TCG): outside make test's 45-minute budget.
 test-arm64: deps venv binfmt

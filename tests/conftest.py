@@ -1,4 +1,5 @@
-"""How `make test` spreads the suite over both cores (pytest-xdist, `-n 2 --dist loadfile`).
+"""How `make test` spreads the suite over both cores (pytest-xdist, `-n 2 --dist loadfile --no-loadscope-reorder`:
+without that option xdist would hand out the files with the most tests first).
 
 Each test file runs whole on one worker, so a module's shared guest boots once. The files that take longest
 start first, so that neither worker is left with a long real test at the end while the other idles; the unit
