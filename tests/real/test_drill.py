@@ -107,7 +107,7 @@ def test_the_drills_moments_are_in_the_report(one_guest_drill):
     """Each scenario's timeline (schema 3), measured: the fault, the WATCHDOG event as many seconds later as the
     report says, QEMU's RESET, the guest armed again by its initramfs; the machine and QEMU's version."""
     _, report, _, _ = one_guest_drill
-    assert report["schema"] == 3 and report["machine"] == "pc" and report["hypervisor"].startswith("QEMU 7.2")
+    assert report["schema"] == 3 and report["machine"] == "q35" and report["hypervisor"].startswith("QEMU 7.2")
     assert report["first_boot"]["armed_by"] == "initramfs" and report["first_boot"]["armed"] > report["first_boot"]["boot"]
     for name in ("panic", "kill", "hang", "migrate-panic"):
         fault = by_fault(report)[name]
