@@ -80,10 +80,14 @@ $(BIN)/.installed-run: pyproject.toml
 
 # Every test: the unit tier and the real-input tier (kernel trees, DIB builds, QEMU boots). First every image the
 # real tests boot, built one at a time (tests/prebuild.py: cached by content, so a warm run only checks sums); then
-# the tests on both cores, a whole file per worker, the longest first (tests/conftest.py).
+# the tests on both cores, a whole file per worker, the longest first (tests/conftest.py); last, on its own, the
+# test that boots a fleet of guests at once (marker `alone`). Both pytest runs always run; either failing fails.
 test: deps venv binfmt
 	$(BIN)/python -m tests.prebuild
-	$(BIN)/python -m pytest -v --durations=40 -n 2 --dist loadfile --no-loadscope-reorder -m 'not s390x and not arm64'
+	$(BIN)/python -m pytest -v --durations=40 -n 2 --dist loadfile --no-loadscope-reorder \
+	    -m 'not s390x and not arm64 and not alone'; two=$$?; \
+	$(BIN)/python -m pytest -v --durations=10 -m 'alone and not s390x and not arm64'; alone=$$?; \
+	test $$two -eq 0 -a $$alone -eq 0
 
 # The arm64 guest (built through qemu-user-static, drilled under TCG): outside make test's 45-minute budget.
 test-arm64: deps venv binfmt

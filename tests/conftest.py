@@ -5,7 +5,8 @@ Each test file runs whole on one worker, so a module's shared guest boots once. 
 start first, so that neither worker is left with a long real test at the end while the other idles; the unit
 tests fill the gaps. The figures are seconds measured for each file in a run of two workers side by side on
 2 cores (call + setup, images cached); only their order matters, and a file missing here starts with the unit
-tests. Run alone (no -n), the suite keeps its collection order.
+tests. Run alone (no -n), the suite keeps its collection order. The audit's fleet (marker `alone`) is not here:
+it boots eight guests at once, and `make test` runs it on its own afterwards.
 """
 
 import pytest
@@ -15,7 +16,6 @@ SECONDS = {
     "tests/real/test_health_drill.py": 710,
     "tests/real/test_safe_proof.py": 600,
     "tests/real/test_trust.py": 530,
-    "tests/real/test_audit.py": 390,
     "tests/real/test_libvirt.py": 250,
     "tests/real/test_kernel_source.py": 240,
     "tests/real/test_cloud_init_standin.py": 225,

@@ -31,6 +31,9 @@ from pathlib import Path
 
 from wdimage.fileio import write_atomically
 
+# apt-get's progress goes to the process's stderr, as a file descriptor: under pytest-xdist sys.stderr is no file.
+STDERR_FD = 2
+
 CACHE = Path(os.environ.get("WDIMAGE_CACHE") or Path.home() / ".cache" / "wdimage")
 TREES = CACHE / "kernel-trees"
 # What the Kconfig parse and `make olddefconfig` read; everything else in the tarball is left packed.
@@ -102,9 +105,9 @@ def _download_debs(suite: str, packages: list[str], dest: Path) -> list[Path]:
     opts = _private_apt_options(suite)
     lists = CACHE / "apt" / suite / "lists"
     if not any(lists.glob("*Packages*")):
-        subprocess.run(["apt-get", *opts, "-q", "update"], check=True, stdout=sys.stderr)
+        subprocess.run(["apt-get", *opts, "-q", "update"], check=True, stdout=STDERR_FD)
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", *opts, "-q", "download", *packages], check=True, cwd=dest, stdout=sys.stderr)
+    subprocess.run(["apt-get", *opts, "-q", "download", *packages], check=True, cwd=dest, stdout=STDERR_FD)
     return sorted(dest.glob("*.deb"))
 
 
@@ -121,14 +124,14 @@ def debian_arch_config(arch: str, version: str = "6.1") -> Path:
     opts = _private_apt_options(suite, arch)
     lists = CACHE / "apt" / f"{suite}-{arch}" / "lists"
     if not any(lists.glob("*Packages*")):
-        subprocess.run(["apt-get", *opts, "-q", "update"], check=True, stdout=sys.stderr)
+        subprocess.run(["apt-get", *opts, "-q", "update"], check=True, stdout=STDERR_FD)
     depends = subprocess.run(["apt-cache", *opts, "depends", f"linux-image-{arch}"], check=True,
                              capture_output=True, text=True).stdout
     image = re.search(rf"Depends: (linux-image-{re.escape(version)}\.\S+-{arch})\n", depends)
     if image is None:
         raise RuntimeError(f"linux-image-{arch} in {suite} depends on no linux-image-{version}.*: {depends}")
     with tempfile.TemporaryDirectory(prefix="wdimage-deb-") as tmp:
-        subprocess.run(["apt-get", *opts, "-q", "download", image.group(1)], check=True, cwd=tmp, stdout=sys.stderr)
+        subprocess.run(["apt-get", *opts, "-q", "download", image.group(1)], check=True, cwd=tmp, stdout=STDERR_FD)
         (deb,) = Path(tmp).glob("*.deb")
         subprocess.run(f"dpkg-deb --fsys-tarfile {deb} | tar -x -C {tmp} --wildcards './boot/config-*'",
                        shell=True, check=True)

@@ -36,7 +36,7 @@ from wdimage.models import Model, info
 from wdimage.vm import libvirt_guest
 from wdimage.vm.guest import EventKind
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.alone]  # eight guests boot together: make test runs it on its own
 
 EXPECTED = {"au-armed": "armed", "au-nowd": "not-armed", "au-stopped": "not-armed", "au-seed": "not-armed",
             "au-noagent": "unknown", "au-off": "unknown", "au-itco": "cannot-fire"}
