@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import browser
-from wdimage import cli
+from wdimage import cli, log
 from wdimage.drill import pages
 from wdimage.drill import report as drill_report
 from wdimage.drill import runner as drill
@@ -193,14 +193,17 @@ def test_negative_control_commented_device_line_fails_the_checks(debian_image_di
     (tmp_path / "drill.png").write_bytes(seen.screenshot)
 
 
-def test_the_kvm_probe_recognises_a_booting_kernel_under_tcg(debian_image_dir, tmp_path):
-    """KVM does not work on these machines, so the probe's success path is exercised under TCG instead."""
+def test_the_kvm_probe_recognises_a_booting_kernel_under_tcg(debian_image_dir, tmp_path, capsys, monkeypatch):
+    """KVM does not work on these machines, so the probe's success path is exercised under TCG instead. The
+    probe says what it waits for and for how long at most (no silent stretch: issue 28)."""
+    monkeypatch.setattr(log, "quiet", False)
     build = drill.load_build(debian_image_dir)
     spec = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
                       initrd=build.initrd, cmdline=build.kernel_cmdline)
     booted, why = process.probe_boot(spec, tmp_path, seconds=90, accel="tcg")
     assert booted, why
     assert why.startswith("the kernel booted under TCG in")
+    assert "waiting for the kernel to boot under TCG (at most 90s)" in capsys.readouterr().err
 
 
 def test_ib700_poweroff_image_powers_off_on_panic(debian_ib700_image_dir, tmp_path):

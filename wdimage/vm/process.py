@@ -166,7 +166,7 @@ def probe_boot(spec: LaunchSpec, workdir: Path, seconds: float, accel: str) -> t
             guest.start()
         except ProtocolError:
             return False, f"QEMU failed under {accel.upper()}: {_last_line(guest.qemu_output())}"
-        with guest:
+        with guest, log.waiting(f"the kernel to boot under {accel.upper()}", at_most=seconds):
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 if KVM_PROBE_MARK in _read(console):
