@@ -198,6 +198,7 @@ def test_audit_of_the_fleet(remote, fleet, libvirtd, tmp_path, capsys):
         assert "custom-monitor" not in new and set(new) <= {"custom-ga-command"}, (name, new)
         print(f"{name}: taints before the audit {taints}, added by the audit {new}")
     for name, guest in guests.items():
+        guest.wait_agent(timeout=120)  # a moment's disconnect of the agent channel; a reboot still shows below
         boot_id, uptime = guest.run(BOOT_ID, timeout=30).stdout.split()
         assert boot_id == ids[name][0] and float(uptime) > float(ids[name][1]), name
     for name, pid in qemu_pids.items():
