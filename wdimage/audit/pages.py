@@ -5,7 +5,7 @@ Rendered from the JSON form of the audit (wdimage.audit.outputs.report_json), th
 shares, on the frame of every wdimage HTML report (wdimage/drill/templates/report-base.html.j2).
 """
 
-from wdimage.audit.verdicts import JunitOutcome, Verdict, row
+from wdimage.audit.verdicts import JunitOutcome, row
 from wdimage.drill import pages as drill_pages
 
 PACKAGES = ("wdimage.audit", "wdimage.drill")  # the audit's template, on the drill's frame
@@ -16,8 +16,8 @@ COLOURS = {JunitOutcome.PASSED: "pass", JunitOutcome.SKIPPED: "skip", JunitOutco
            JunitOutcome.ERROR: "fail"}
 
 
-def colour(verdict: str | None) -> str:
-    return COLOURS[row(verdict).junit] if verdict else "fail"
+def colour(verdict: str) -> str:
+    return COLOURS[row(verdict).junit]
 
 
 def title(report: dict) -> str:
@@ -44,10 +44,11 @@ def hosts(report: dict) -> list[dict]:
         versions = ", ".join(filter(None, [
             f"{h['hypervisor']} {h['hypervisor_version']}" if h.get("hypervisor") else "",
             f"libvirt {h['libvirt_version']}" if h.get("libvirt_version") else ""]))
-        rows = [{**d, "device": _device(d), "colour": colour(d.get("verdict")),
-                 "fix": d.get("fix") if d.get("verdict") not in (Verdict.ARMED, Verdict.PROVEN) else None}
+        rows = [{**d, "device": _device(d), "colour": colour(d["verdict"])}
                 for d in report["domains"] if d["host"] == h["uri"]]
-        rows.sort(key=lambda d: -row(d["verdict"]).severity if d.get("verdict") else 0)
+        for d in rows:  # a verdict that passes (armed, proven) needs no fix
+            d["fix"] = d["fix"] if d["colour"] != "pass" else None
+        rows.sort(key=lambda d: -row(d["verdict"]).severity)
         out.append({"uri": h["uri"], "versions": versions, "error": h.get("error"), "domains": rows})
     return out
 
