@@ -122,10 +122,11 @@ def _cmd(args: argparse.Namespace) -> int:
         prove_armed(report.domains)
     to_stdout = "-" in (str(args.json), str(args.prometheus), str(args.html))
     print(outputs.render_text(report), file=sys.stderr if to_stdout else sys.stdout)
-    for path, render in ((args.json, lambda: json.dumps(outputs.report_json(report), indent=2) + "\n"),
+    data = outputs.report_json(report)  # the one description the JSON and the page are rendered from
+    for path, render in ((args.json, lambda: json.dumps(data, indent=2) + "\n"),
                          (args.junit, lambda: outputs.report_junit(report)),
                          (args.prometheus, lambda: outputs.report_prometheus(report)),
-                         (args.html, lambda: pages.render_html(outputs.report_json(report)))):
+                         (args.html, lambda: pages.render_html(data))):
         if path is None:
             continue
         if str(path) == "-":
