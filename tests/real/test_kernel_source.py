@@ -45,7 +45,7 @@ def base_config(tree) -> Path:
 
 
 @pytest.fixture(scope="module")
-def source_image_dir(tree, base_config) -> Path:
+def source_image_dir() -> Path:
     return built_source_image()
 
 
