@@ -130,14 +130,21 @@ def fleet(debian_image_dir, debian_itco_image_dir, libvirtd, tmp_path_factory):
             target.close()
 
 
+DAEMON_HOLDS = ("for fd in $(find /proc/[0-9]*/fd -lname '/dev/watchdog*' 2>/dev/null); do pid=${fd#/proc/}; "
+                "[ \"$(cat /proc/${pid%%/*}/comm)\" = watchdog ] && exit 0; done; exit 1")
+
+
 def _wait_armed(guest, deadline: float = 240) -> None:
-    """Until the daemon holds the device (the boot goes on after the agent answers)."""
+    """Until the daemon itself holds the device. Not any holder: until watchdog.service has started, the boot's
+    keepalive holds it, and the service's start kills that keepalive without a magic close (the device stays armed
+    for the daemon to take over); a stop or restart issued before the daemon opened the device would leave it armed
+    and unfed, and the guest would be reset in the middle of the audit."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        if guest.run("find /proc/[0-9]*/fd -lname '/dev/watchdog*' | grep -q .", timeout=30).exitcode == 0:
+        if guest.run(DAEMON_HOLDS, timeout=30).exitcode == 0:
             return
         time.sleep(2)
-    raise AssertionError(f"{guest.describe()}: nothing holds the watchdog device after {deadline}s")
+    raise AssertionError(f"{guest.describe()}: the watchdog daemon does not hold the device after {deadline}s")
 
 
 def test_audit_of_the_fleet(remote, fleet, libvirtd, tmp_path, capsys):
