@@ -9,8 +9,10 @@ issue's note). iTCO gets its own image (q35).
 """
 
 import json
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from wdimage.drill import report as drill_report
 from wdimage.drill import runner as drill
 from wdimage.drill.scenarios import MARGIN_SECONDS
 from wdimage.errors import ExitCode
-from wdimage.vm import process
+from wdimage.vm import accel, process
 from wdimage.vm.launch import LaunchSpec
 
 pytestmark = pytest.mark.real
@@ -204,6 +206,34 @@ def test_the_kvm_probe_recognises_a_booting_kernel_under_tcg(debian_image_dir, t
     assert booted, why
     assert why.startswith("the kernel booted under TCG in")
     assert "waiting for the kernel to boot under TCG (at most 90s)" in capsys.readouterr().err
+
+
+def test_the_accelerator_is_probed_once_and_the_answer_kept(debian_image_dir, tmp_path, monkeypatch):
+    """The real KVM probe on this machine's /dev/kvm, then the same question again: the second answer comes from
+    ${WDIMAGE_CACHE}/accel/ without a boot. Here KVM hangs after SeaBIOS's banner (DESIGN.md), so the probe must
+    end on the quiet console well before its 20 s; on a host where KVM boots, the answer is kvm."""
+    monkeypatch.setenv("WDIMAGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("WDIMAGE_ACCEL", raising=False)
+    build = drill.load_build(debian_image_dir)
+    spec = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
+                      initrd=build.initrd, cmdline=build.kernel_cmdline)
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        assert accel.choose_accel(spec, tmp_path) == ("tcg", "no usable /dev/kvm")
+        assert not (tmp_path / "cache" / "accel").exists()
+        return
+    started = time.monotonic()
+    first = accel.choose_accel(spec, tmp_path)
+    probed = time.monotonic() - started
+    kept = list((tmp_path / "cache" / "accel").iterdir())
+    assert [p.name for p in kept] == [f"{accel.probe_key(spec)}.json"], kept
+    if first[0] == "tcg":
+        assert "the console stopped changing for 8s" in first[1] and probed < accel.PROBE_SECONDS, (first, probed)
+    accel._answers.clear()  # a new process: only the file remembers
+    started = time.monotonic()
+    again = accel.choose_accel(spec, tmp_path)
+    assert again[0] == first[0] and again[1].startswith(first[1]) and "kept from" in again[1], again
+    assert time.monotonic() - started < 1
+    print(f"probe {probed:.1f}s: {first[1]}; again from the file in {time.monotonic() - started:.3f}s")
 
 
 def test_ib700_poweroff_image_powers_off_on_panic(debian_ib700_image_dir, tmp_path):

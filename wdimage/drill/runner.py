@@ -32,10 +32,11 @@ from wdimage.drill.watch import WATCHERS, FaultResult, Marks
 from wdimage.errors import ExitCode, WdimageError, usage_error
 from wdimage.image import distros
 from wdimage.models import MODELS, Model, machines_of  # noqa: F401  (Model re-exported)
+from wdimage.vm.accel import choose_accel
 from wdimage.vm.guest import Target, Unsupported
 from wdimage.vm.jsonstream import ProtocolError
 from wdimage.vm.launch import LaunchSpec, machine_type
-from wdimage.vm.process import choose_accel, private_dir
+from wdimage.vm.process import private_dir
 from wdimage.vm.qemu_guest import QemuTarget
 
 FAULT_CHOICES = [*names(), "all"]

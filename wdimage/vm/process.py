@@ -1,17 +1,13 @@
 """The QEMU process: started on a LaunchSpec whose QMP (and guest agent) sockets live in a private dir, stopped
-through QMP; scratch overlays; the KVM probe boot that chooses the accelerator."""
+through QMP; scratch overlays; the probe boot that wdimage.vm.accel runs to choose the accelerator."""
 
 import dataclasses
-import os
-import platform
 import signal
 import tempfile
 import time
 from pathlib import Path
 
 from wdimage import log
-from wdimage.errors import WdimageError
-from wdimage.models import arch_from_uname
 from wdimage.run import Child, run, start
 from wdimage.vm.jsonstream import JsonStream, ProtocolError, connect_unix
 from wdimage.vm.launch import LaunchSpec, qemu_argv
@@ -122,38 +118,13 @@ class QemuProcess:
 # --- the KVM probe -----------------------------------------------------------------------------------------
 
 KVM_PROBE_MARK = "Freeing unused kernel"  # the kernel is done with its own init and is about to run /init
-_accel_cache: dict[str, tuple[str, str]] = {}
 
 
-def choose_accel(spec: LaunchSpec, workdir: Path, probe_seconds: float = 20) -> tuple[str, str]:
-    """("kvm"|"tcg", why): KVM only when a probe boot of this very kernel gets through its init under it.
-
-    WDIMAGE_ACCEL=kvm|tcg skips the probe. The answer is kept for the rest of the process.
-    """
-    forced = os.environ.get("WDIMAGE_ACCEL", "")
-    if forced:
-        if forced not in ("kvm", "tcg"):
-            raise WdimageError(f"WDIMAGE_ACCEL={forced!r}: expected kvm or tcg")
-        return forced, f"WDIMAGE_ACCEL={forced}"
-    host = platform.machine()
-    if arch_from_uname(host) is not spec.arch:
-        return "tcg", f"{spec.arch} guest on this {host} host: KVM runs only the host's architecture"
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "tcg", "no usable /dev/kvm"
-    key = str(spec.kernel)
-    if key not in _accel_cache:
-        _accel_cache[key] = _probe_kvm(spec, workdir, probe_seconds)
-    return _accel_cache[key]
-
-
-def _probe_kvm(spec: LaunchSpec, workdir: Path, probe_seconds: float) -> tuple[str, str]:
-    booted, why = probe_boot(spec, workdir, probe_seconds, accel="kvm")
-    return ("kvm" if booted else "tcg"), f"KVM probe: {why}"
-
-
-def probe_boot(spec: LaunchSpec, workdir: Path, seconds: float, accel: str) -> tuple[bool, str]:
+def probe_boot(spec: LaunchSpec, workdir: Path, seconds: float, accel: str,
+               quiet_seconds: float | None = None) -> tuple[bool, str]:
     """Boot `spec` under `accel` (writes thrown away) until the kernel is done with its own init, at most
-    `seconds`: (booted, what was seen). The real tests run it under TCG to prove it recognises a boot."""
+    `seconds`, or until the console has not changed for `quiet_seconds`: (booted, what was seen). The real tests
+    run it under TCG to prove it recognises a boot; wdimage.vm.accel runs it under KVM."""
     console = workdir / f"{accel}-probe-console.log"
     # The probe looks for a kernel message on the console: where the kernel is booted directly, make sure
     # the message is printed whatever the image's command line says about the log level.
@@ -168,15 +139,26 @@ def probe_boot(spec: LaunchSpec, workdir: Path, seconds: float, accel: str) -> t
             return False, f"QEMU failed under {accel.upper()}: {_last_line(guest.qemu_output())}"
         with guest, log.waiting(f"the kernel to boot under {accel.upper()}", at_most=seconds):
             deadline = time.monotonic() + seconds
+            seen, changed = "", time.monotonic()
             while time.monotonic() < deadline:
-                if KVM_PROBE_MARK in _read(console):
+                text = _read(console)
+                if KVM_PROBE_MARK in text:
                     took = time.monotonic() - guest.started_at
                     return True, f"the kernel booted under {accel.upper()} in {took:.1f}s"
                 if not guest.alive():
                     return False, f"QEMU failed under {accel.upper()}: {_last_line(guest.qemu_output())}"
+                if text != seen:
+                    seen, changed = text, time.monotonic()
+                elif quiet_seconds is not None and time.monotonic() - changed >= quiet_seconds:
+                    took = time.monotonic() - guest.started_at
+                    return False, (f"no progress under {accel.upper()}: the console stopped changing for "
+                                   f"{quiet_seconds:.0f}s, {took:.0f}s after QEMU started ({_console_state(seen)})")
                 time.sleep(0.2)
-            seen = "no console output" if not _read(console) else "the kernel stopped early"
-            return False, f"no progress under {accel.upper()} within {seconds:.0f}s ({seen})"
+            return False, f"no progress under {accel.upper()} within {seconds:.0f}s ({_console_state(_read(console))})"
+
+
+def _console_state(text: str) -> str:
+    return "no console output" if not text else "the kernel stopped early"
 
 
 def _read(path: Path) -> str:
