@@ -158,7 +158,9 @@ def probe_boot(spec: LaunchSpec, workdir: Path, seconds: float, accel: str,
 
 
 def _console_state(text: str) -> str:
-    return "no console output" if not text else "the kernel stopped early"
+    if not text:
+        return "no console output"
+    return "the kernel stopped early" if "Linux version" in text else "the firmware's output, nothing from the kernel"
 
 
 def _read(path: Path) -> str:
