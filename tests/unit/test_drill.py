@@ -69,6 +69,16 @@ def test_healthy_guest_passes_every_check():
     assert checks["holder"].seen == "watchdog (pid 273, state S) holds /dev/watchdog"
 
 
+def test_a_driver_that_logs_only_its_failures_passes_on_silence_but_not_on_a_failure():
+    """diag288_wdt prints nothing when it binds (seen for real on the s390x image); i6300esb always prints."""
+    def driver(model: Model, line: str) -> Check:
+        return next(c for c in drill.evaluate_checks(sections(driver=line), model, 15) if c.name == "driver")
+    silent = driver(Model.DIAG288, "")
+    assert silent.passed and "prints only its failures" in silent.seen
+    assert not driver(Model.DIAG288, "[ 2.1] diag288_wdt: The watchdog cannot be activated").passed
+    assert not driver(Model.I6300ESB, "").passed
+
+
 def test_daemon_age_from_the_guests_clocks():
     assert drill.daemon_age(sections()) == pytest.approx(14.17 - 13.14)
     assert drill.daemon_age(sections(holders="")) is None

@@ -11,8 +11,8 @@ import dataclasses
 from pathlib import Path
 
 from wdimage.image import distros
-from wdimage.image.platforms import PLATFORMS
 from wdimage.image.manifest import Files, read_manifest
+from wdimage.image.platforms import PLATFORMS
 from wdimage.jsonfile import DRILL_REPORT as DRILL_REPORT_JSON
 from wdimage.jsonfile import INDEX
 from wdimage.models import Action, Arch, Cannot, Model, info, models_on, platform_words
