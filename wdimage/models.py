@@ -41,6 +41,10 @@ class ArchInfo:
     acpi: bool  # the machine describes itself with ACPI under direct kernel boot (arm64 virt: device tree)
     aliases: tuple[str, ...] = ()  # other names accepted for --arch (kernel ARCH, Debian's, uname -m)
     firmware: str | None = None  # -bios for a disk image (no direct kernel boot); None: the machine's own
+    # QEMU's `-action panic=` where the architecture itself tells the hypervisor about a panic (s390x: the kernel
+    # loads a disabled-wait PSW): QEMU's default, shutdown, would end the guest before the watchdog fires
+    # (measured: "SHUTDOWN guest-panic" and no WATCHDOG event). None: the guest's panic stays its own.
+    panic_action: str | None = None
 
 
 ARCHES: dict[Arch, ArchInfo] = {a.arch: a for a in [
@@ -56,7 +60,7 @@ ARCHES: dict[Arch, ArchInfo] = {a.arch: a for a in [
     ArchInfo(Arch.S390X, kernel_arch="s390", debian="s390x", uname="s390x", qemu_system="qemu-system-s390x",
              default_machine="s390-ccw-virtio", cpu_tcg=None, cpu_kvm="host", console="ttysclp0",
              cross_compile="s390x-linux-gnu-", kernel_image="bzImage", virtio_transport="ccw", acpi=False,
-             aliases=("s390",)),
+             aliases=("s390",), panic_action="none"),
 ]}
 DEFAULT_ARCH = Arch.X86_64
 

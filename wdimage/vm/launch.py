@@ -79,6 +79,8 @@ def qemu_argv(spec: LaunchSpec) -> list[str]:
         "-device", f"{virtio_device(spec, 'virtio-net')},netdev=net0",
         "-action", f"watchdog={spec.action}",
     ]
+    if about.panic_action:  # the watchdog, not QEMU's own panic handling, must answer the guest's panic
+        argv += ["-action", f"panic={about.panic_action}"]
     if cpu := cpu_model(spec):
         argv += ["-cpu", cpu]
     if model.qemu_device:
