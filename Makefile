@@ -10,9 +10,7 @@ APT_BASE := python3-venv make gcc git ca-certificates
 APT_KERNEL := flex bison bc libc6-dev binutils debian-archive-keyring linux-source-6.1 linux-config-6.1 xz-utils
 # wdimage build --kernel source: the kernel's build and its bindeb-pkg packaging (ccache where installed).
 APT_KERNEL_BUILD := libelf-dev libssl-dev ccache rsync cpio kmod dpkg-dev fakeroot perl openssl
-# mmdebstrap: diskimage-builder's debootstrap element uses it where installed (24 s instead of 39 s for bookworm's
-# minbase here); debootstrap stays for DIB_DEBIAN_DEBOOTSTRAP_SCRIPT.
-APT_BUILD := sudo mmdebstrap debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
+APT_BUILD := sudo debootstrap debian-archive-keyring qemu-utils e2fsprogs fdisk squashfs-tools kpartx dmsetup curl shellcheck
 APT_DRILL := qemu-system-x86 qemu-utils libxml2-utils
 APT_TEST := strace zstd
 # The real tests' browser: Debian's headless Chromium opens the drill's HTML report (tests/browser.py). Playwright
