@@ -214,6 +214,7 @@ def test_the_accelerator_is_probed_once_and_the_answer_kept(debian_image_dir, tm
     the quiet console (12-14 s alone) or at its 20 s under load; on a host where KVM boots, the answer is kvm."""
     monkeypatch.setenv("WDIMAGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("WDIMAGE_ACCEL", raising=False)
+    monkeypatch.setattr(accel, "_answers", {})  # this worker's earlier drills of the same image answered already
     build = drill.load_build(debian_image_dir)
     spec = LaunchSpec(model=build.model, action=build.action, image=build.image, kernel=build.kernel,
                       initrd=build.initrd, cmdline=build.kernel_cmdline)
