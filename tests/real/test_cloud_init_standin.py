@@ -17,6 +17,7 @@ from tests.real.conftest import _require_root_or_sudo
 from wdimage import cli
 from wdimage.drill import build_output
 from wdimage.drill import runner as drill
+from wdimage.drill.scenarios import MARGIN_SECONDS
 from wdimage.errors import ExitCode
 from wdimage.image import build
 from wdimage.image.manifest import Files, Manifest
@@ -61,4 +62,7 @@ def test_cloud_init_user_data_makes_a_stock_image_watchdog_ready(tmp_path, capfd
     assert all(c.passed for c in checks.values()), checks
     assert checks["holder"].passed and checks["config"].passed and checks["identity"].seen.endswith("i6300ESB timer")
     panic = report.faults[0]
-    assert panic.passed and panic.seconds_to_reset is not None and panic.seconds_to_reset <= panic.window.high
+    # the window plus the drill's margin (the fault command to the kernel's death, QEMU's event to the host),
+    # as the other drills' tests allow: 15.26 s against a 15 s window failed once under two workers' load
+    assert panic.passed and panic.seconds_to_reset is not None
+    assert panic.seconds_to_reset <= panic.window.high + MARGIN_SECONDS, panic
