@@ -19,7 +19,6 @@ from pathlib import Path
 
 from wdimage.errors import WdimageError
 from wdimage.fileio import cache_dir, private_cache_dir, write_atomically
-from wdimage.image.build import sha256_file
 from wdimage.models import arch_from_uname
 from wdimage.vm.launch import LaunchSpec, qemu_argv
 from wdimage.vm.process import probe_boot
@@ -57,7 +56,7 @@ def probe_key(spec: LaunchSpec) -> str:
         "version": KEY_VERSION,
         "host": [platform.release(), platform.version(), _cpu_identity()],
         "qemu": [qemu, *_stat_identity(Path(qemu))],
-        "guest": sha256_file(spec.kernel) if spec.kernel else [str(spec.image.resolve()), *_stat_identity(spec.image)],
+        "guest": _digest(spec.kernel) if spec.kernel else [str(spec.image.resolve()), *_stat_identity(spec.image)],
         "launch": [str(spec.arch), spec.machine, spec.cmdline or "", str(spec.model)],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
@@ -104,3 +103,8 @@ def _stat_identity(path: Path) -> list[int]:
     except OSError:
         return [0, 0]
     return [st.st_size, st.st_mtime_ns]
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
