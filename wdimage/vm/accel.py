@@ -19,8 +19,8 @@ from pathlib import Path
 
 from wdimage.errors import WdimageError
 from wdimage.fileio import cache_dir, private_cache_dir, write_atomically
-from wdimage.models import arch_from_uname
-from wdimage.vm.launch import LaunchSpec, qemu_argv
+from wdimage.models import arch_from_uname, arch_info
+from wdimage.vm.launch import LaunchSpec
 from wdimage.vm.process import probe_boot
 
 PROBE_SECONDS = 20
@@ -51,7 +51,8 @@ def choose_accel(spec: LaunchSpec, workdir: Path) -> tuple[str, str]:
 
 def probe_key(spec: LaunchSpec) -> str:
     """A digest of what the probe's answer depends on; the per-run paths (sockets, console) are not in it."""
-    qemu = shutil.which(qemu_argv(spec)[0]) or qemu_argv(spec)[0]
+    emulator = arch_info(spec.arch).qemu_system
+    qemu = shutil.which(emulator) or emulator
     parts = {
         "version": KEY_VERSION,
         "host": [platform.release(), platform.version(), _cpu_identity()],
@@ -62,12 +63,17 @@ def probe_key(spec: LaunchSpec) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def _path(key: str) -> Path:
+    """Where the answer for `key` is kept: in a directory only this user can write (WdimageError otherwise)."""
+    return private_cache_dir(cache_dir() / "accel") / f"{key}.json"
+
+
 def _kept(key: str) -> tuple[str, str] | None:
-    path = cache_dir() / "accel" / f"{key}.json"
     try:
+        path = _path(key)
         kept = json.loads(path.read_text())
         accel, why, when = kept["accel"], kept["why"], float(kept["when"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, WdimageError):
         return None
     if accel not in ("kvm", "tcg") or not 0 <= time.time() - when < KEPT_SECONDS:
         return None
@@ -79,9 +85,8 @@ def _probe_and_keep(spec: LaunchSpec, workdir: Path, key: str) -> tuple[str, str
     booted, why = probe_boot(spec, workdir, PROBE_SECONDS, accel="kvm", quiet_seconds=QUIET_SECONDS)
     answer = ("kvm" if booted else "tcg"), f"KVM probe: {why}"
     try:
-        directory = private_cache_dir(cache_dir() / "accel")
-        write_atomically(directory / f"{key}.json",
-                         json.dumps({"accel": answer[0], "why": answer[1], "when": time.time()}), mode=0o600)
+        write_atomically(_path(key), json.dumps({"accel": answer[0], "why": answer[1], "when": time.time()}),
+                         mode=0o600)
     except (OSError, WdimageError):
         pass  # the answer stands for this run; the next one probes again
     return answer
