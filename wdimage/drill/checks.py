@@ -260,9 +260,9 @@ def _driver_check(driver: str, model: Model) -> Check:
     """The driver's line in dmesg, and none of its failures; a driver that prints only its failures (info(model)
     .logs_bind False, as diag288_wdt) passes on silence, and the identity check says whether it bound."""
     module = info(model).module
-    trouble = bool(DRIVER_TROUBLE.search(driver))
     if driver:
-        return Check("driver", f"{module} driver in the kernel log", not trouble, driver.splitlines()[-1])
+        return Check("driver", f"{module} driver in the kernel log", not DRIVER_TROUBLE.search(driver),
+                     driver.splitlines()[-1])
     if not info(model).logs_bind:
         return Check("driver", f"no {module} failure in the kernel log", True,
                      f"no line mentioning {module} in dmesg ({module} prints only its failures)")
