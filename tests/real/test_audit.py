@@ -32,6 +32,7 @@ from tests.libvirtd import PrivateLibvirtd
 from tests.real.test_libvirt import scratch_domain
 from tests.sshd import ThrowawaySshd
 from wdimage import cli
+from wdimage.drill.checks import HOLDERS_SH, parse_holders
 from wdimage.models import Model, info
 from wdimage.vm import libvirt_guest
 from wdimage.vm.guest import EventKind
@@ -130,10 +131,6 @@ def fleet(debian_image_dir, debian_itco_image_dir, libvirtd, tmp_path_factory):
             target.close()
 
 
-DAEMON_HOLDS = ("for fd in $(find /proc/[0-9]*/fd -lname '/dev/watchdog*' 2>/dev/null); do pid=${fd#/proc/}; "
-                "[ \"$(cat /proc/${pid%%/*}/comm)\" = watchdog ] && exit 0; done; exit 1")
-
-
 def _wait_armed(guest, deadline: float = 240) -> None:
     """Until the daemon itself holds the device. Not any holder: until watchdog.service has started, the boot's
     keepalive holds it, and the service's start kills that keepalive without a magic close (the device stays armed
@@ -141,7 +138,7 @@ def _wait_armed(guest, deadline: float = 240) -> None:
     and unfed, and the guest would be reset in the middle of the audit."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        if guest.run(DAEMON_HOLDS, timeout=30).exitcode == 0:
+        if any(h.is_daemon for h in parse_holders(guest.run(HOLDERS_SH + "holders", timeout=30).stdout)):
             return
         time.sleep(2)
     raise AssertionError(f"{guest.describe()}: the watchdog daemon does not hold the device after {deadline}s")
