@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from wdimage.drill import runner
 from wdimage.errors import WdimageError
 from wdimage.models import Action, Model
 from wdimage.vm import accel
 from wdimage.vm.launch import LaunchSpec
+from wdimage.vm.qemu_guest import QemuTarget
 
 
 def _spec(tmp_path: Path, kernel: bytes = b"kernel one") -> LaunchSpec:
@@ -51,3 +53,54 @@ def test_wdimage_accel_forces_the_answer_and_is_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("WDIMAGE_ACCEL", "hvf")
     with pytest.raises(WdimageError, match="WDIMAGE_ACCEL='hvf'"):
         accel.choose_accel(_spec(tmp_path), tmp_path)
+
+
+class _Guest:
+    def __init__(self, number: int):
+        self.number, self.closed = number, False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Target(QemuTarget):
+    """QemuTarget's bookkeeping with a stand-in for launching QEMU."""
+
+    def _launch(self):
+        self.boots += 1
+        return _Guest(self.boots)
+
+
+@pytest.mark.parametrize("answer", [("tcg", "KVM probe: hung"), ("kvm", "KVM probe: booted"), KeyboardInterrupt])
+def test_the_first_boot_starts_under_tcg_beside_the_probe_and_is_kept_only_for_tcg(tmp_path, monkeypatch, answer):
+    target = _Target(_spec(tmp_path), tmp_path, "t")
+    running_during_probe = []
+
+    def probe(spec, workdir):
+        running_during_probe.append(target.early is not None and not target.early.closed)
+        if answer is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return answer
+
+    monkeypatch.setattr(accel, "known", lambda spec: None)
+    monkeypatch.setattr(accel, "probe", probe)
+    if answer is KeyboardInterrupt:
+        with pytest.raises(KeyboardInterrupt):
+            runner._accelerator(_spec(tmp_path), target)
+        assert running_during_probe == [True] and target.early is None and target.boots == 1
+        return
+    assert runner._accelerator(_spec(tmp_path), target) == answer and running_during_probe == [True]
+    first = target.boot()
+    if answer[0] == "tcg":  # the boot that ran beside the probe is the drill's first boot
+        assert first.number == 1 and not first.closed
+    else:  # stopped; the drill boots afresh (under KVM)
+        assert first.number == 2 and target.boots == 2
+    assert target.early is None and target.boot().number == first.number + 1
+
+
+def test_a_known_answer_starts_nothing_beside_it(tmp_path, monkeypatch):
+    target = _Target(_spec(tmp_path), tmp_path, "t")
+    monkeypatch.setattr(accel, "known", lambda spec: ("tcg", "no usable /dev/kvm"))
+    monkeypatch.setattr(accel, "probe", lambda spec, workdir: pytest.fail("probed although the answer was known"))
+    assert runner._accelerator(_spec(tmp_path), target) == ("tcg", "no usable /dev/kvm")
+    assert target.early is None and target.boots == 0

@@ -6,7 +6,8 @@ The probe costs up to 20 s, and a console that stops changing for 8 s ends it so
 to the console without pauses that long). Its answer is kept in ${WDIMAGE_CACHE}/accel/, one file per key, for a
 week: the key is everything the answer depends on (the host's kernel and CPU, the QEMU binary, the guest's kernel
 or disk, the machine, the command line), so a new kernel, QEMU or image probes again. WDIMAGE_ACCEL=kvm|tcg skips
-both the probe and the cache.
+both the probe and the cache. known() answers without a boot where it can, so that a caller can start the TCG
+boot beside probe() (the drill does: wdimage.drill.runner).
 """
 
 import hashlib
@@ -33,6 +34,12 @@ _answers: dict[str, tuple[str, str]] = {}  # this process's answers, by key
 
 def choose_accel(spec: LaunchSpec, workdir: Path) -> tuple[str, str]:
     """("kvm"|"tcg", why)."""
+    return known(spec) or probe(spec, workdir)
+
+
+def known(spec: LaunchSpec) -> tuple[str, str] | None:
+    """The answer where no boot is needed to know it (forced, a foreign guest, no /dev/kvm, a kept answer);
+    None when only the probe can tell, so that a caller may start something else beside it."""
     forced = os.environ.get("WDIMAGE_ACCEL", "")
     if forced:
         if forced not in ("kvm", "tcg"):
@@ -44,8 +51,16 @@ def choose_accel(spec: LaunchSpec, workdir: Path) -> tuple[str, str]:
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg", "no usable /dev/kvm"
     key = probe_key(spec)
+    if key not in _answers and (kept := _kept(key)):
+        _answers[key] = kept
+    return _answers.get(key)
+
+
+def probe(spec: LaunchSpec, workdir: Path) -> tuple[str, str]:
+    """Boot the guest's kernel under KVM (up to PROBE_SECONDS) and keep the answer."""
+    key = probe_key(spec)
     if key not in _answers:
-        _answers[key] = _kept(key) or _probe_and_keep(spec, workdir, key)
+        _answers[key] = _probe_and_keep(spec, workdir, key)
     return _answers[key]
 
 

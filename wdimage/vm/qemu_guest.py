@@ -209,11 +209,29 @@ class QemuTarget(Target):
         self.workdir = workdir
         self.title = title
         self.boots = 0
+        self.early: QemuGuest | None = None  # a first boot started ahead of time (start_early)
 
     def describe(self) -> str:
         return f"{self.title} under QEMU ({self.base.accel})"
 
+    def start_early(self) -> None:
+        """Start the first boot now (while something else runs beside it, e.g. the KVM probe): the next
+        boot() returns this guest, its clock counting from QEMU's start as any boot's does."""
+        self.early = self._launch()
+
+    def drop_early(self) -> None:
+        """Stop a boot started ahead of time that is no longer wanted (the probe chose KVM, or an interrupt)."""
+        if self.early is not None:
+            self.early.close()
+            self.early = None
+
     def boot(self) -> QemuGuest:
+        if self.early is not None:
+            guest, self.early = self.early, None
+            return guest
+        return self._launch()
+
+    def _launch(self) -> QemuGuest:
         self.boots += 1
         tag = f"boot{self.boots}"
         overlay = self.workdir / f"{tag}.qcow2"
