@@ -53,6 +53,7 @@ class Script:
     journal: str = ""  # the daemon's log lines of the previous boot
     console: str = ""
     driver: str = ""  # a different dmesg line for the driver (e.g. nowayout=1)
+    queued_jobs: str = ""  # start jobs that keep `systemctl is-system-running --wait` from returning
 
 
 def probe_output(armed: bool, driver: str = "") -> str:
@@ -142,7 +143,12 @@ class FakeGuest(Guest):
             armed = self.script.armed_after_reset if self.reset else self.script.armed
             return ExecResult(0, probe_output(armed, self.script.driver), "")
         if "is-system-running" in script:
+            if self.script.queued_jobs:
+                self.clock.sleep(timeout)
+                raise TimeoutError(f"no answer within {timeout:.0f}s")
             return ExecResult(0, "running\n", "")
+        if "list-jobs" in script:
+            return ExecResult(0, self.script.queued_jobs, "")
         if script == health_drill.REASON_SH:
             return ExecResult(0, self.script.journal, "")
         if script == scenarios.AFTER_FAULT_PROBE:
@@ -229,6 +235,16 @@ def test_a_guest_that_is_not_armed_runs_no_scenario(clock):
     # the checks were retried for CHECK_RETRY_SECONDS before they counted as failed
     probes = target.guests[0].commands.count(checks.GUEST_PROBE)
     assert probes > 3
+
+
+def test_a_boot_that_does_not_settle_is_checked_anyway_and_names_its_queued_jobs(clock, capsys, monkeypatch):
+    monkeypatch.setattr(log, "quiet", False)
+    jobs = "101 systemd-journal-flush.service start running\n2   multi-user.target     start waiting\n"
+    report = drill(FakeTarget(clock, Script(queued_jobs=jobs, after_fault=fired(12, "reset"))), ["panic"])
+    assert all(c.passed for c in report.checks)
+    err = capsys.readouterr().err
+    assert (f"did not settle within {session.BOOT_SETTLE_TIMEOUT}s; checking anyway (start jobs still queued: "
+            "101 systemd-journal-flush.service start running; 2 multi-user.target start waiting)") in err
 
 
 def test_the_daemons_interval_from_the_probe_sets_the_windows(clock):

@@ -64,8 +64,11 @@ class Session:
             if settle.stdout.strip() == "no-systemd":
                 retry = CHECK_RETRY_WITHOUT_SYSTEMD  # OpenRC: nothing to wait on; the checks are polled
         except TimeoutError:
-            log.info(f"the guest's boot did not settle within {BOOT_SETTLE_TIMEOUT}s; checking anyway")
             guest.wait_agent(30)  # a timed-out command leaves the channel to resynchronise
+            jobs = guest.run("systemctl list-jobs --no-pager --no-legend 2>&1 | head -n 12", timeout=30)
+            queued = [" ".join(line.split()) for line in jobs.stdout.splitlines() if line.strip()]
+            log.info(f"the guest's boot did not settle within {BOOT_SETTLE_TIMEOUT}s; checking anyway "
+                     f"(start jobs still queued: {'; '.join(queued) or 'none'})")
             retry = CHECK_RETRY_WITHOUT_SYSTEMD  # start jobs still queued (the daemon after the network): poll
         for command in prepare:
             result = guest.run(command, timeout=60)
