@@ -11,10 +11,11 @@ import pytest
 
 from tests.unit.test_drill import HEALTHY_PROBE
 from wdimage import log
-from wdimage.drill import checks, scenarios, session, watch
+from wdimage.drill import checks, runner, scenarios, session, watch
 from wdimage.drill import health as health_drill
 from wdimage.drill.runner import DrillReport, run_scenarios
 from wdimage.drill.scenarios import Setup
+from wdimage.errors import ExitCode, WdimageError
 from wdimage.image import build
 from wdimage.image.manifest import HealthRecord, health_record
 from wdimage.models import Action, Model
@@ -485,3 +486,17 @@ def test_the_drill_counts_its_scenarios_and_says_what_it_waits_for(clock, capsys
     limit = 15 + scenarios.MARGIN_SECONDS
     assert f"… waiting for the WATCHDOG event (expected 10-15s after the fault) (at most {limit:.0f}s)" in err
     assert f"… waiting for the guest to boot and its agent to answer (at most {session.AGENT_TIMEOUT}s)" in err
+
+
+@pytest.mark.parametrize("value, expected", [("", None), ("1", 1), ("16", 16)])
+def test_wdimage_drill_cpus_sets_the_guests_vcpus(monkeypatch, value, expected):
+    monkeypatch.setenv("WDIMAGE_DRILL_CPUS", value)
+    assert runner.drill_cpus() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "01", "100", "2 ", "two", "-1"])
+def test_a_bad_wdimage_drill_cpus_exits_2_naming_it(monkeypatch, value):
+    monkeypatch.setenv("WDIMAGE_DRILL_CPUS", value)
+    with pytest.raises(WdimageError) as raised:
+        runner.drill_cpus()
+    assert raised.value.code == ExitCode.USAGE and f"WDIMAGE_DRILL_CPUS={value!r}" in raised.value.message
