@@ -148,3 +148,30 @@ def test_a_watchdog_action_this_wdimage_does_not_know_is_no_action():
     unknown = to_event({"event": "WATCHDOG", "data": {"action": "self-destruct"}, "timestamp": {"seconds": 1}})
     assert known.action is Action.INJECT_NMI and unknown.action is None
     assert to_event({"event": "RESET", "data": {"reason": "guest-reset"}}).action is None
+
+
+def test_an_event_written_just_before_qemu_exited_is_still_seen():
+    """Action poweroff: QEMU writes the WATCHDOG event and exits at once. A guest that finds QEMU gone must
+    read what is left in the socket before it says nothing came (seen once in make test: "no WATCHDOG event
+    within 30s of the fault; status: exited" after an ib700 poweroff)."""
+    from wdimage.vm.guest import EventKind
+    from wdimage.vm.qemu_guest import QemuGuest
+
+    client_sock, server = socket.socketpair()
+    watchdog = {"event": "WATCHDOG", "data": {"action": "poweroff"}, "timestamp": {"seconds": 5, "microseconds": 0}}
+    shutdown = {"event": "SHUTDOWN", "data": {"guest": False, "reason": "host-signal"},
+                "timestamp": {"seconds": 5, "microseconds": 10}}
+    server.sendall((json.dumps(watchdog) + "\n" + json.dumps(shutdown) + "\n").encode())
+    server.close()  # QEMU is gone
+
+    class Exited:
+        qmp = QmpClient(JsonStream(client_sock))
+
+        def alive(self) -> bool:
+            return False
+
+    guest = QemuGuest.__new__(QemuGuest)  # no QEMU: only its event bookkeeping
+    guest.process, guest._events = Exited(), []
+    event = guest.wait_event({EventKind.WATCHDOG, EventKind.EXITED}, time.monotonic() + 5)
+    assert event is not None and event.kind is EventKind.WATCHDOG and event.action == "poweroff", event
+    assert guest.wait_event({EventKind.WATCHDOG}, time.monotonic() + 5) is None  # nothing more, and no hang

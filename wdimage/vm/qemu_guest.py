@@ -97,11 +97,21 @@ class QemuGuest(Guest):
                 if event.kind in kinds:
                     return self._events.pop(i)
             if not self.process.alive():
+                if self._drain():  # what QEMU wrote just before it went (poweroff: the WATCHDOG event, then exit)
+                    continue
                 return Event(EventKind.EXITED, time.time(), raw="QEMU exited") if EventKind.EXITED in kinds else None
             if time.monotonic() >= deadline:
                 return None
             if self.process.qmp is None or not self.process.qmp.pump(min(deadline, time.monotonic() + 1.0)):
                 time.sleep(0.05)  # nothing came in this slice, or QEMU is exiting: look again
+
+    def _drain(self) -> bool:
+        """After QEMU exited: read the messages still in the QMP socket; whether there were any. Without this,
+        an event written in the moment between our last read and QEMU's exit would be lost."""
+        qmp, read = self.process.qmp, False
+        while qmp is not None and qmp.pump(time.monotonic() + 0.2):
+            read = True
+        return read
 
     def events(self) -> list[Event]:
         self._take_qmp_events()
