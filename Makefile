@@ -79,7 +79,8 @@ $(BIN)/.installed-run: pyproject.toml
 	touch $@
 
 # Every test: the unit tier and the real-input tier (kernel trees, DIB builds, QEMU boots). First every image the
-# real tests boot, built one at a time (tests/prebuild.py: cached by content, so a warm run only checks sums); then
+# real tests boot, one DIB run at a time with the suite's kernel compiling beside them (tests/prebuild.py: cached
+# by content, so a warm run only checks sums); then
 # the tests on both cores, a whole file per worker, the longest first (tests/conftest.py); last, on its own, the
 # test that boots a fleet of guests at once (marker `alone`). Both pytest runs always run; either failing fails.
 test: deps venv binfmt
