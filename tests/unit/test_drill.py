@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -77,6 +78,23 @@ def test_a_driver_that_logs_only_its_failures_passes_on_silence_but_not_on_a_fai
     assert silent.passed and "prints only its failures" in silent.seen
     assert not driver(Model.DIAG288, "[ 2.1] diag288_wdt: The watchdog cannot be activated").passed
     assert not driver(Model.I6300ESB, "").passed
+
+
+def test_an_oops_listing_the_module_is_not_a_driver_failure():
+    """Seen for real on the s390x image after a hang's reset: an unrelated oops (chacha_s390 under TCG) lists
+    every loaded module, diag288_wdt among them. The probe's driver section (its own shell line, run here) leaves
+    such lines out, so the driver check still passes; a real failure line stays in."""
+    script = next(line for line in drill.GUEST_PROBE.splitlines() if line.startswith("echo '### driver'"))
+    oops = ("[   34.662541] illegal operation: 0001 ilc:1 [#1] SMP\n"
+            "[   34.662712] Modules linked in: chacha_s390(+) libchacha virtio_blk diag288_wdt watchdog\n")
+    failure = "[    2.1] diag288_wdt: The watchdog cannot be activated\n"
+    for messages, passes in ((oops, True), (oops + failure, False)):
+        seen = subprocess.run(["sh", "-c", f'module=$1; messages=$2; {script}', "sh", "diag288_wdt", messages],
+                              capture_output=True, text=True, check=True).stdout
+        assert seen.startswith("### driver\n") and "Modules linked in" not in seen, seen
+        [check] = [c for c in drill.evaluate_checks(sections(driver=seen.removeprefix("### driver\n").strip()),
+                                                    Model.DIAG288, 15) if c.name == "driver"]
+        assert check.passed is passes, (messages, check)
 
 
 def test_daemon_age_from_the_guests_clocks():

@@ -34,7 +34,7 @@ GUEST_PROBE = HOLDERS_SH + r"""
 show() { while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line"; done < "$1"; } 2>/dev/null
 module=$1
 messages=$(dmesg 2>&1)
-echo '### driver'; printf '%s\n' "$messages" | grep -i -F -e "$module" | tail -n 4
+echo '### driver'; printf '%s\n' "$messages" | grep -i -F -e "$module" | grep -v -F 'Modules linked in:' | tail -n 4
 echo '### module'
 while read -r name rest; do [ "$name" = "$module" ] && echo "$name $rest"; done < /proc/modules
 [ -d "/sys/module/$module" ] && echo "present in /sys/module/$module"
