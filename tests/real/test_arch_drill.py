@@ -47,19 +47,28 @@ def test_arm64_virt_i6300esb_resets_a_crashed_guest(debian_arm64_image_dir, tmp_
 
 
 @pytest.mark.s390x
-def test_s390x_diag288_resets_a_crashed_guest(debian_s390x_image_dir, tmp_path):
-    """s390x's own watchdog: one countdown of watchdog-timeout (QEMU hw/watchdog/wdt_diag288.c)."""
+def test_s390x_diag288_resets_a_crashed_killed_or_hung_guest(debian_s390x_image_dir, tmp_path):
+    """s390x's own watchdog: one countdown of watchdog-timeout (QEMU hw/watchdog/wdt_diag288.c). The clean stop
+    (magic close) disarms it; a panic, a killed daemon and a hung one are each reset within the window."""
     manifest = read_manifest(debian_s390x_image_dir / "manifest.json")
     assert (manifest.arch, manifest.machine, manifest.model) == (Arch.S390X, "s390-ccw-virtio", "diag288")
     assert manifest.kernel_cmdline.endswith("console=ttysclp0") and manifest.kernel_release.endswith("-s390x")
-    code, report = run_cli(debian_s390x_image_dir, tmp_path, "--fault", "panic")
+    code, report = run_cli(debian_s390x_image_dir, tmp_path, *[f"--fault={f}" for f in S390X_FAULTS])
     assert code == ExitCode.OK, report
     assert report["accel"] == "tcg"
     checks = {c["name"]: c for c in report["checks"]}
     assert all(c["passed"] for c in report["checks"]), checks
     assert "z Watchdog" in checks["identity"]["seen"], checks["identity"]
-    [panic] = report["faults"]
-    low, high = panic["expected_window"]
-    assert high == report["timeout"]  # one countdown
-    assert panic["action"] == "reset" and panic["rebooted_armed"], panic
-    assert 0 < panic["seconds_to_reset"] <= high + MARGIN_SECONDS, panic
+    faults = {f["fault"]: f for f in report["faults"]}
+    assert list(faults) == list(S390X_FAULTS)
+    stop = faults["stop"]
+    assert stop["passed"] and stop["outcome"] == "quiet" and "still armed afterwards" in stop["detail"], stop
+    for name in ("panic", "kill", "hang"):
+        fault = faults[name]
+        low, high = fault["expected_window"]
+        assert high == report["timeout"]  # one countdown
+        assert fault["action"] == "reset" and fault["path"] == "watchdog" and fault["rebooted_armed"], fault
+        assert 0 < fault["seconds_to_reset"] <= high + MARGIN_SECONDS, fault
+
+
+S390X_FAULTS = ("stop", "panic", "kill", "hang")
